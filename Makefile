@@ -1,0 +1,30 @@
+# Two entry points, each setting up what it needs first:
+#   make run    the main job: `minigpt-bench run` with its defaults
+#   make test   lint, format check and the test suite
+# On a machine without an NVIDIA GPU the set-up pins torch to a CPU build first (on a machine
+# that fetches from PyPI directly, point TORCH_INDEX_URL at a CPU wheel index), so resolving
+# the project's dependencies never pulls a multi-GB CUDA build.
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
+TORCH_INDEX_URL ?=
+EXTRAS ?= dev,hf,ray
+
+.PHONY: setup run test
+
+$(BIN)/minigpt-bench: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+setup: $(BIN)/minigpt-bench
+
+run: setup
+	$(BIN)/minigpt-bench run
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest

@@ -1,0 +1,254 @@
+"""The `minigpt-bench` command line: a thin typer layer over the library.
+
+torch, pandas and seaborn are imported inside the commands, so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from minigpt.errors import UserError
+
+app = typer.Typer(
+    name="minigpt-bench",
+    help="Does this transformer change help, and what does it cost? Train variants of a small "
+    "character-level GPT on every device and seed, measure speed and loss honestly, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+variants_app = typer.Typer(help="List, inspect and scaffold variant plugins.", no_args_is_help=True)
+app.add_typer(variants_app, name="variants")
+
+console = Console()
+PluginsOption = Annotated[
+    list[Path] | None,
+    typer.Option("--plugins", help="Extra plugin file or folder of variants (repeatable)."),
+]
+
+
+def discover_variants(plugins: list[Path] | None):  # noqa: ANN201
+    from minigpt.variants import discover
+
+    return discover(plugins or [])
+
+
+@app.command()
+def run(
+    variants: Annotated[
+        str | None, typer.Option(help="Comma-separated variant names, or 'all'. [default: a contrast set]")
+    ] = None,
+    devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    data: Annotated[str, typer.Option(help="Corpus: a UTF-8 text file.")] = "data/input.txt",
+    max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Stop each trial after N training tokens. [default: the preset's]")
+    ] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop each trial after S seconds of training.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key for every variant: key=value.")
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Starting recipe: cpu-fast (tuned default) or reference.")] = "cpu-fast",
+    target_loss: Annotated[
+        float, typer.Option(help="Validation loss whose first crossing gives time_to_target_s.")
+    ] = 2.0,
+    plugins: PluginsOption = None,
+    executor: Annotated[str, typer.Option(help="Where trials run: local or ray.")] = "local",
+    out: Annotated[Path, typer.Option(help="Run directory; re-running the same one resumes.")] = Path("runs/default"),
+    fresh: Annotated[bool, typer.Option("--fresh", help="Delete what --out holds and start over.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the report at the end.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")] = False,
+) -> None:
+    """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
+    from minigpt.config import PRESETS
+    from minigpt.progress import LogObserver, RichObserver, summary_table
+    from minigpt.store import RunStore
+    from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
+    from minigpt.train import Budget
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if executor not in ("local", "ray"):
+        raise UserError(f"unknown executor {executor!r}; choose local or ray")
+    chosen = PRESETS[preset]
+    base = chosen.config().with_overrides(set_ or [])
+    if max_steps is None and max_tokens is None and max_seconds is None:
+        max_tokens = chosen.max_tokens
+    budget = Budget(max_steps, max_tokens, max_seconds)
+    registry = discover_variants(plugins)
+    plan = plan_sweep(
+        registry,
+        variants or DEFAULT_VARIANTS,
+        parse_devices(devices),
+        parse_seeds(seeds),
+        base,
+        data,
+        budget,
+        target_loss,
+        options={"preset": preset, "overrides": set_ or [], "plugins": [str(p) for p in plugins or []]},
+    )
+    store = RunStore(out)
+    observer = LogObserver(console) if quiet else RichObserver(console)
+    try:
+        records = run_sweep(plan, store, observer, fresh=fresh)
+    except KeyboardInterrupt:
+        observer.close()
+        console.print(summary_table(store.trials()))
+        console.print(f"interrupted: finished trials are kept in {out}; run the same command again to resume")
+        raise typer.Exit(130) from None
+    observer.close()
+    console.print(summary_table(records))
+    console.print(f"results: {out}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run`.")] = Path("runs/default"),
+    out: Annotated[Path | None, typer.Option(help="Report directory. [default: reports/RUN_NAME]")] = None,
+) -> None:
+    """Tables and seaborn figures comparing the variants of a run, as HTML and Markdown."""
+    raise UserError("report is not implemented yet")
+
+
+@app.command()
+def bench(
+    variants: Annotated[str | None, typer.Option(help="Comma-separated variant names, or 'all'.")] = None,
+    devices: Annotated[str, typer.Option(help="auto, or e.g. cpu,cuda.")] = "auto",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write pytest-benchmark's JSON here.")] = None,
+    plugins: PluginsOption = None,
+) -> None:
+    """Micro-benchmarks (pytest-benchmark) of every variant's forward, backward and decoding."""
+    raise UserError("bench is not implemented yet")
+
+
+@app.command()
+def generate(
+    run_dir: Annotated[Path | None, typer.Option("--run", help="Pick the best completed trial of this run.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint directory or model.safetensors.")] = None,
+    variant: Annotated[str | None, typer.Option(help="Choose among the run's trials by variant.")] = None,
+    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "\n",
+    max_new_tokens: Annotated[int, typer.Option(help="Characters to generate.")] = 500,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.8,
+    top_k: Annotated[int | None, typer.Option(help="Sample among the k most likely characters.")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Sample among the smallest set with probability >= p.")] = None,
+    num_samples: Annotated[int, typer.Option(help="How many samples.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    plugins: PluginsOption = None,
+) -> None:
+    """Sample text from the best variant of a sweep, or from a checkpoint."""
+    raise UserError("generate is not implemented yet")
+
+
+@variants_app.command("list")
+def variants_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    plugins: PluginsOption = None,
+) -> None:
+    """Every variant found: name, family, description, source, parameters at the default size."""
+    from minigpt.config import Config
+    from minigpt.model import GPT
+
+    rows = [
+        {
+            "name": v.name,
+            "family": v.family,
+            "description": v.description,
+            "source": v.source,
+            "origin": v.origin,
+            "params": GPT(v.configure(Config())).num_params(),
+        }
+        for v in discover_variants(plugins)
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} variants")
+    for column in ("name", "family", "description", "source", "params"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for row in rows:
+        table.add_row(row["name"], row["family"], row["description"], row["source"], f"{row['params']:,}")
+    console.print(table)
+
+
+@variants_app.command("show")
+def variants_show(
+    name: Annotated[str, typer.Argument(help="Variant name.")],
+    plugins: PluginsOption = None,
+) -> None:
+    """What a variant changes relative to the baseline, and its parameter count."""
+    from minigpt.config import Config
+    from minigpt.model import GPT
+    from minigpt.variants import BASELINE
+
+    registry = discover_variants(plugins)
+    chosen = registry.get(name)
+    base = registry.get(BASELINE).configure(Config()) if BASELINE in registry.names() else Config()
+    cfg = chosen.configure(Config())
+    console.print(f"[bold]{chosen.name}[/] ({chosen.family}, {chosen.source}: {chosen.origin})")
+    console.print(chosen.description, markup=False)
+    changes = cfg.diff(base)
+    for key, (new, old) in changes.items():
+        console.print(f"  {key}: {old!r} -> {new!r}", markup=False)
+    if not changes:
+        console.print("  no configuration change from the baseline")
+    params, base_params = GPT(cfg).num_params(), GPT(base).num_params()
+    console.print(f"parameters: {params:,} (baseline {base_params:,}, {params / base_params - 1:+.1%})")
+
+
+VARIANT_TEMPLATE = '''"""{name}: say here what this variant changes and why it might help."""
+
+from minigpt import variant
+
+
+@variant("{name}", "one more transformer block than the baseline (edit me)")
+def {function}(cfg):
+    # cfg is the baseline configuration (model and training keys, as `--set` takes them);
+    # return a changed copy. `minigpt-bench variants show {name}` prints the difference.
+    return cfg.replace(n_layer=cfg.n_layer + 1)
+'''
+
+
+@variants_app.command("new")
+def variants_new(name: Annotated[str, typer.Argument(help="Slug for the new variant, e.g. deep-narrow.")]) -> None:
+    """Scaffold variants/NAME.py from a template that runs as written."""
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+        raise UserError(
+            f"variant name {name!r} must be a slug: a lowercase letter, then lowercase letters, digits, - or _"
+        )
+    path = Path("variants") / f"{name}.py"
+    if path.exists():
+        raise UserError(f"{path} already exists; choose another name or edit that file")
+    from minigpt import atomic
+
+    atomic.write_text(path, VARIANT_TEMPLATE.format(name=name, function=name.replace("-", "_")))
+    console.print(f"wrote {path}; `minigpt-bench run --variants baseline,{name}` will train it")
+
+
+def main() -> None:
+    """Console entry point: user mistakes end in one line on stderr and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as exit_:
+        code = exit_.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except (UserError, typer.TyperException) as error:
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        code = 2
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

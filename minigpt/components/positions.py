@@ -1,0 +1,120 @@
+"""Position schemes. Each may add to the token embeddings (`embed`), rotate queries and keys
+(`rotate`), and/or bias attention scores (`attn_bias`); the defaults do nothing, so a scheme
+overrides only what it uses. `start` is the absolute position of the first token in `x`
+(non-zero only when decoding with a KV cache)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from minigpt.components import position
+from minigpt.config import Config
+
+
+class PositionEncoding(nn.Module):
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.block_size = cfg.block_size
+
+    def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        return x  # x: (B, T, C)
+
+    def rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
+        return t  # t: (B, H, T, D), queries or keys
+
+    def attn_bias(self, start: int, q_len: int, k_len: int) -> torch.Tensor | None:
+        return None  # or (H, q_len, k_len), added to the attention scores
+
+
+@position.register("none")
+class NoPosition(PositionEncoding):
+    """NoPE: the causal mask alone tells tokens apart by position."""
+
+
+@position.register("learned")
+class LearnedPosition(PositionEncoding):
+    """GPT-2's absolute position table, added to the token embeddings."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+
+    def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        return x + self.wpe.weight[start : start + x.size(1)]
+
+
+@position.register("sinusoidal")
+class SinusoidalPosition(PositionEncoding):
+    """The original Transformer's fixed sin/cos table (no parameters)."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        positions = torch.arange(cfg.block_size, dtype=torch.float32)[:, None]
+        freqs = torch.exp(torch.arange(0, cfg.n_embd, 2) * (-math.log(10000.0) / cfg.n_embd))
+        table = torch.zeros(cfg.block_size, cfg.n_embd)
+        table[:, 0::2] = torch.sin(positions * freqs)
+        table[:, 1::2] = torch.cos(positions * freqs[: cfg.n_embd // 2])
+        self.register_buffer("table", table, persistent=False)
+
+    def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        return x + self.table[start : start + x.size(1)]
+
+
+@position.register("rope")
+class RotaryPosition(PositionEncoding):
+    """RoPE: rotate each (i, i + D/2) pair of q and k by angle pos * base^(-2i/D), so q.k
+    depends only on the offset between the two positions."""
+
+    def __init__(self, cfg: Config, base: float = 10000.0) -> None:
+        super().__init__(cfg)
+        half = cfg.head_size // 2
+        inv_freq = base ** (-torch.arange(half, dtype=torch.float32) / half)
+        angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)  # (T, D/2)
+        self.register_buffer("cos", angles.cos().repeat(1, 2), persistent=False)  # (T, D)
+        self.register_buffer("sin", angles.sin().repeat(1, 2), persistent=False)
+
+    def rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
+        cos = self.cos[start : start + t.size(-2)]
+        sin = self.sin[start : start + t.size(-2)]
+        first, second = t.chunk(2, dim=-1)
+        return t * cos + torch.cat((-second, first), dim=-1) * sin
+
+
+@position.register("rope+learned")
+class RotaryAndLearnedPosition(RotaryPosition):
+    """The seed's own combination: RoPE on q and k *and* a learned absolute table."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+
+    def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        return x + self.wpe.weight[start : start + x.size(1)]
+
+
+@position.register("alibi")
+class ALiBi(PositionEncoding):
+    """Attention with Linear Biases: score(i, j) -= slope_h * (i - j), slopes geometric in h."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.register_buffer("slopes", alibi_slopes(cfg.n_head), persistent=False)
+
+    def attn_bias(self, start: int, q_len: int, k_len: int) -> torch.Tensor:
+        q_pos = torch.arange(start, start + q_len, device=self.slopes.device)
+        k_pos = torch.arange(k_len, device=self.slopes.device)
+        distance = (k_pos[None, :] - q_pos[:, None]).clamp(max=0).float()  # (Tq, Tk), <= 0
+        return self.slopes[:, None, None] * distance  # (H, Tq, Tk)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """The ALiBi paper's slopes: 2^(-8i/n) for a power of two n, interleaved otherwise."""
+    closest = 2 ** math.floor(math.log2(n_head))
+    slopes = [2 ** (-8 * (i + 1) / closest) for i in range(closest)]
+    if closest < n_head:
+        extra = [2 ** (-4 * (i + 1) / closest) for i in range(2 * closest)][0::2]
+        slopes += extra[: n_head - closest]
+    return torch.tensor(slopes)

@@ -1,0 +1,192 @@
+"""One flat, frozen configuration: every model and training key a user can `--set`.
+
+A variant is a function `Config -> Config`; the same keys land in trial.json, so a report can
+show exactly what each variant changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from minigpt.errors import UserError
+
+MODEL_KEYS = (
+    "vocab_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "dropout",
+    "position",
+    "attention",
+    "norm",
+    "mlp",
+    "bias",
+    "tie_weights",
+)
+
+
+class ConfigError(UserError):
+    """A configuration a user asked for cannot be built; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # model
+    vocab_size: int = 65
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    position: str = "rope"
+    attention: str = "sdpa"
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    bias: bool = False
+    tie_weights: bool = False
+    # training
+    batch_size: int = 12
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    optimizer: str = "adamw"
+    eval_interval: int = 250
+    eval_batches: int = 20  # 0: the whole validation split
+    patience: int = 0
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        positive = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size")
+        for key in positive + ("eval_interval",):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                f"choose n_head from {_divisors(self.n_embd)}"
+            )
+        if "rope" in self.position and self.head_size % 2:
+            raise ConfigError(
+                f"RoPE needs an even head size, got n_embd/n_head = {self.head_size}: change n_embd or n_head"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0 or self.min_lr < 0:
+            raise ConfigError(f"lr must be > 0 and min_lr >= 0, got lr={self.lr} min_lr={self.min_lr}")
+        for key in ("warmup_steps", "patience", "weight_decay", "grad_clip", "eval_batches"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def replace(self, **changes: Any) -> Config:
+        unknown = set(changes) - set(self.keys())
+        if unknown:
+            raise ConfigError(f"unknown config key {sorted(unknown)[0]!r}; valid keys: {', '.join(self.keys())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def model_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in MODEL_KEYS}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def diff(self, other: Config) -> dict[str, tuple[Any, Any]]:
+        """Keys whose values differ: {key: (self's value, other's value)}."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+
+    def with_overrides(self, assignments: list[str]) -> Config:
+        """Apply `key=value` strings as a user types them after `--set`."""
+        return self.replace(**parse_assignments(assignments))
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    types = {f.name: f.type for f in fields(Config)}
+    parsed: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {assignment!r}")
+        if key not in types:
+            raise ConfigError(f"unknown --set key {key!r}; valid keys: {', '.join(types)}")
+        parsed[key] = _parse_value(key, types[key], raw.strip())
+    return parsed
+
+
+def _parse_value(key: str, type_name: str, raw: str) -> Any:
+    try:
+        if type_name == "bool":
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"--set {key} expects {type_name}, got {raw!r}") from None
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting configuration for a sweep, with the token budget it was tuned for."""
+
+    description: str
+    overrides: dict[str, Any]
+    max_tokens: int
+
+    def config(self) -> Config:
+        return Config().replace(**self.overrides)
+
+
+PRESETS = {
+    "cpu-fast": Preset("the tuned default recipe for a laptop-class CPU", {}, 500_000),
+    "reference": Preset(
+        "a widely used reference CPU recipe: learned positions, lr 1e-3 -> 1e-4, 2000 steps of 12 x 64",
+        {
+            "position": "learned",
+            "tie_weights": True,
+            "batch_size": 12,
+            "lr": 1e-3,
+            "min_lr": 1e-4,
+            "warmup_steps": 100,
+            "beta2": 0.99,
+            "weight_decay": 0.1,
+            "grad_clip": 1.0,
+            "dropout": 0.0,
+        },
+        1_536_000,
+    ),
+}
+DEFAULT_PRESET = "cpu-fast"

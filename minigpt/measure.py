@@ -1,0 +1,161 @@
+"""Measuring honestly: device-synchronized step timers, peak memory, FLOPs per token, a matmul
+probe for the device's peak (the MFU denominator), and device names."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _timing_event(device: torch.device):  # noqa: ANN202
+    if device.type == "cuda":
+        return torch.cuda.Event(enable_timing=True)
+    return torch.mps.event.Event(enable_timing=True)
+
+
+class StepTimer:
+    """Durations of training steps. On cpu a step has finished when its Python call returns;
+    on cuda/mps events recorded in the stream time the device's work without a host sync per
+    step, and are read (one sync) only when `durations` is asked for."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.accelerated = device.type in ("cuda", "mps")
+        self._seconds: list[float] = []
+        self._pending: list[tuple] = []
+        self._started: float | object = 0.0
+
+    def start(self) -> None:
+        if self.accelerated:
+            self._started = _timing_event(self.device)
+            self._started.record()
+        else:
+            self._started = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.accelerated:
+            end = _timing_event(self.device)
+            end.record()
+            self._pending.append((self._started, end))
+        else:
+            self._seconds.append(time.perf_counter() - self._started)
+
+    def durations(self) -> list[float]:
+        if self._pending:
+            synchronize(self.device)
+            self._seconds += [begin.elapsed_time(end) / 1000 for begin, end in self._pending]
+            self._pending.clear()
+        return self._seconds
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """cuda: the allocator's peak since the last reset. mps: memory the driver holds now.
+    cpu: the process's resident high-water mark (covers everything the process did so far)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if device.type == "mps":
+        return torch.mps.driver_allocated_memory() / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def flops_per_token(model: nn.Module) -> int:
+    """Training FLOPs per token (forward + backward = 3x forward), as in the PaLM paper:
+    6 N for the N weights used in matrix products (embedding lookups excluded, the LM head
+    included) plus 12 * n_layer * n_embd * block_size for the attention scores and their
+    weighted sum (q k^T and att v, full T x T as the kernels compute it)."""
+    cfg = model.cfg
+    lookups = {id(model.wte.weight)} - {id(model.lm_head.weight)}
+    lookups |= {id(p) for name, p in model.position.named_parameters()}
+    matmul_params = sum(p.numel() for p in model.parameters() if id(p) not in lookups)
+    return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+
+
+def matmul_peak_flops(device: torch.device, size: int | None = None, seconds: float = 0.5) -> float:
+    """FLOP/s of the best float32 square matmul this device ran in about `seconds`: the
+    practical peak that MFU divides by."""
+    size = size or (4096 if device.type in ("cuda", "mps") else 1024)
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    for _ in range(2):  # warm-up: thread pools, kernels, clocks
+        a @ b
+    synchronize(device)
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        begin = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - begin)
+    return 2 * size**3 / best
+
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" if torch.cuda.device_count() > 1 else "cuda" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def device_absent_reason(name: str) -> str | None:
+    """Why the device `name` cannot be used here, or None when it can."""
+    kind, _, index = name.partition(":")
+    if kind == "cpu":
+        return None
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            return "no CUDA device on this machine (or torch was built without CUDA)"
+        if index and int(index) >= torch.cuda.device_count():
+            return f"cuda:{index} absent: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        return None
+    if kind == "mps":
+        return None if torch.backends.mps.is_available() else "no Apple MPS device on this machine"
+    return f"unknown device kind {kind!r}"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

@@ -1,0 +1,121 @@
+"""What a sweep shows while it runs (a rich progress display, or plain log lines) and the
+summary table it ends with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from minigpt.sweep import SweepPlan, TrialSpec
+
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "diverged": "magenta",
+    "skipped": "yellow",
+    "interrupted": "red",
+    "running": "cyan",
+}
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class RichObserver:
+    """Trials done of total, and the running trial's step, losses and tokens/s."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=True,
+        )
+        self.sweep_task = None
+        self.trial_task = None
+
+    def sweep_started(self, plan: SweepPlan, pending: int) -> None:
+        self.progress.start()
+        self.sweep_task = self.progress.add_task("trials", total=len(plan.trials), status=f"{pending} to run")
+
+    def trial_started(self, spec: TrialSpec) -> None:
+        self.trial_task = self.progress.add_task(spec.id, total=None, status="starting")
+
+    def trial_point(self, spec: TrialSpec, point: dict[str, Any]) -> None:
+        loss = point["val_loss"] if point["val_loss"] is not None else point["train_loss"]
+        kind = "val" if point["val_loss"] is not None else "train"
+        self.progress.update(
+            self.trial_task,
+            completed=point["step"],
+            status=f"step {point['step']}  {kind} loss {_fmt(loss, '.3f')}  {_fmt(point['tokens_per_sec'], ',.0f')} tok/s",
+        )
+
+    def trial_finished(self, spec: TrialSpec, record: dict[str, Any], resumed: bool) -> None:
+        if self.trial_task is not None:
+            self.progress.remove_task(self.trial_task)
+            self.trial_task = None
+        self.progress.advance(self.sweep_task)
+        if not resumed:
+            self.console.log(trial_line(record))
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+class LogObserver:
+    """--quiet: one plain line per finished trial, for logs and CI."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def sweep_started(self, plan: SweepPlan, pending: int) -> None:
+        self.console.print(f"{len(plan.trials)} trials, {pending} to run")
+
+    def trial_started(self, spec: TrialSpec) -> None:
+        pass
+
+    def trial_point(self, spec: TrialSpec, point: dict[str, Any]) -> None:
+        pass
+
+    def trial_finished(self, spec: TrialSpec, record: dict[str, Any], resumed: bool) -> None:
+        if not resumed:
+            self.console.print(trial_line(record), markup=False, highlight=False)
+
+    def close(self) -> None:
+        pass
+
+
+def trial_line(record: dict[str, Any]) -> str:
+    text = f"{record['trial_id']}: {record['status']}"
+    if record.get("best_val_loss") is not None:
+        text += f", best val loss {record['best_val_loss']:.4f}, {_fmt(record.get('tokens_per_sec'), ',.0f')} tok/s"
+    if record.get("error"):
+        text += f" ({record['error']})"
+    return text
+
+
+def summary_table(records: list[dict[str, Any]]) -> Table:
+    table = Table(title="sweep summary")
+    for column in ("trial", "status", "best val", "tok/s", "step ms p50", "MFU", "params", "to target s"):
+        table.add_column(column, justify="left" if column in ("trial", "status") else "right")
+    for r in records:
+        style = STATUS_STYLE.get(r.get("status"), "")
+        table.add_row(
+            r["trial_id"],
+            f"[{style}]{r.get('status')}[/]",
+            _fmt(r.get("best_val_loss"), ".4f"),
+            _fmt(r.get("tokens_per_sec"), ",.0f"),
+            _fmt(r.get("step_ms_p50"), ".1f"),
+            _fmt(r.get("mfu"), ".1%"),
+            _fmt(r.get("params"), ","),
+            _fmt(r.get("time_to_target_s"), ".1f"),
+        )
+    return table

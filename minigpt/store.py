@@ -1,0 +1,129 @@
+"""The on-disk layout of a sweep:
+
+    runs/NAME/sweep.json                  what was asked
+    runs/NAME/trials/TRIAL_ID/trial.json  config, status, summary metrics
+    runs/NAME/trials/TRIAL_ID/metrics.jsonl  one point per log/eval, appended and flushed
+    runs/NAME/trials/TRIAL_ID/model.safetensors + model.json  the best checkpoint
+
+Every JSON file is written atomically; metrics.jsonl is flushed line by line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from minigpt import atomic
+from minigpt.errors import UserError
+
+FINISHED = ("completed", "failed", "diverged", "skipped")  # a re-run keeps these
+
+
+class RunLocked(UserError):
+    """Another process is running a sweep into this directory."""
+
+
+def trial_id(variant: str, device: str, seed: int) -> str:
+    """VARIANT--DEVICE--sSEED with every character outside [A-Za-z0-9._+-] replaced by '_'."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{variant}--{device}--s{seed}")
+
+
+class RunStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def sweep_path(self) -> Path:
+        return self.root / "sweep.json"
+
+    def trial_dir(self, trial: str) -> Path:
+        return self.root / "trials" / trial
+
+    def exists(self) -> bool:
+        return self.sweep_path.is_file()
+
+    def reset(self) -> None:
+        """Start over (--fresh): remove what an earlier sweep left here, lock file aside."""
+        for child in self.root.iterdir() if self.root.is_dir() else []:
+            if child.name != ".lock":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run directory for the duration of a sweep."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLocked(
+                    f"another minigpt-bench run is writing to {self.root}; wait for it or use another --out"
+                ) from None
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def write_sweep(self, sweep: dict[str, Any]) -> None:
+        atomic.write_json(self.sweep_path, sweep)
+
+    def read_sweep(self) -> dict[str, Any]:
+        return read_json(self.sweep_path) or {}
+
+    def write_trial(self, record: dict[str, Any]) -> None:
+        atomic.write_json(self.trial_dir(record["trial_id"]) / "trial.json", record)
+
+    def read_trial(self, trial: str) -> dict[str, Any] | None:
+        return read_json(self.trial_dir(trial) / "trial.json")
+
+    def trials(self) -> list[dict[str, Any]]:
+        trials_root = self.root / "trials"
+        if not trials_root.is_dir():
+            return []
+        records = (read_json(d / "trial.json") for d in sorted(trials_root.iterdir()) if d.is_dir())
+        return [r for r in records if r is not None]
+
+    def is_finished(self, trial: str) -> bool:
+        record = self.read_trial(trial)
+        return record is not None and record.get("status") in FINISHED
+
+    @contextmanager
+    def metrics_log(self, trial: str) -> Iterator[TextIO]:
+        """A fresh metrics.jsonl for a trial that (re)starts: a restart never duplicates points."""
+        path = self.trial_dir(trial) / "metrics.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            yield handle
+
+    def read_metrics(self, trial: str) -> list[dict[str, Any]]:
+        path = self.trial_dir(trial) / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        points = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                points.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill: everything before it stands
+        return points
+
+
+def append_point(handle: TextIO, point: dict[str, Any]) -> None:
+    handle.write(json.dumps(point) + "\n")
+    handle.flush()
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None

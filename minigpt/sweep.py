@@ -1,0 +1,332 @@
+"""Plan a sweep (variants x devices x seeds, one budget), run its trials, keep the results.
+
+Data flows one way: plan -> trial (data, model, trainer, measure) -> store. A trial that
+fails or diverges is recorded and the sweep goes on; a re-run skips finished trials.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from minigpt import __version__
+from minigpt.config import Config
+from minigpt.errors import UserError
+from minigpt.store import RunStore, append_point, trial_id
+from minigpt.train import Budget
+from minigpt.variants import BASELINE, VariantError, VariantRegistry
+
+DEFAULT_VARIANTS = ("baseline", "learned-pos", "nope", "alibi", "heads-1", "heads-8", "rmsnorm", "swiglu", "muon")
+DEFAULT_TARGET_LOSS = 2.0
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+class PlanError(UserError):
+    """A sweep that cannot be planned as asked."""
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    variant: str
+    description: str
+    device: str
+    seed: int
+    config: Config
+    changed: dict[str, Any]  # key -> the variant's value, where it differs from the baseline
+
+    @property
+    def id(self) -> str:
+        return trial_id(self.variant, self.device, self.seed)
+
+
+@dataclass
+class SweepPlan:
+    trials: list[TrialSpec]
+    data: str
+    budget: Budget
+    target_loss: float | None
+    variants: list[str]
+    devices: list[str]
+    seeds: list[int]
+    base_config: Config
+    options: dict[str, Any] = field(default_factory=dict)  # preset, overrides, plugins: for the record
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "variants": self.variants,
+            "devices": self.devices,
+            "seeds": self.seeds,
+            "data": self.data,
+            "budget": asdict(self.budget),
+            "target_loss": self.target_loss,
+            "base_config": self.base_config.to_dict(),
+            "trials": [spec.id for spec in self.trials],
+            **self.options,
+        }
+
+
+def parse_devices(spec: str) -> list[str]:
+    """'auto' is every device this machine has; otherwise a comma list such as cpu,cuda:1."""
+    from minigpt.measure import available_devices
+
+    if spec.strip() == "auto":
+        return available_devices()
+    devices = [d.strip() for d in spec.split(",") if d.strip()]
+    for device in devices:
+        kind, _, index = device.partition(":")
+        if kind not in DEVICE_KINDS or (index and not index.isdigit()):
+            raise PlanError(
+                f"unknown device {device!r}; use auto or a comma list of {', '.join(DEVICE_KINDS)} (cuda:N)"
+            )
+    if not devices:
+        raise PlanError("--devices is empty; use auto or a comma list such as cpu,cuda")
+    return list(dict.fromkeys(devices))
+
+
+def parse_seeds(spec: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise PlanError(f"--seeds expects comma-separated integers, got {spec!r}") from None
+    if not seeds:
+        raise PlanError("--seeds is empty; give at least one integer seed")
+    return list(dict.fromkeys(seeds))
+
+
+def resolve_variants(registry: VariantRegistry, spec: str | Iterable[str]) -> list[str]:
+    names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else list(spec)
+    if names == ["all"]:
+        return registry.names()
+    for name in names:
+        registry.get(name)  # raises with the closest names
+    if not names:
+        raise VariantError("--variants is empty; name at least one variant, or all")
+    return list(dict.fromkeys(names))
+
+
+def plan_sweep(
+    registry: VariantRegistry,
+    variants: str | Iterable[str],
+    devices: list[str],
+    seeds: list[int],
+    base_config: Config,
+    data: str,
+    budget: Budget,
+    target_loss: float | None = DEFAULT_TARGET_LOSS,
+    options: dict[str, Any] | None = None,
+) -> SweepPlan:
+    """Every variant is configured (and so validated) here, before any training starts."""
+    names = resolve_variants(registry, variants)
+    baseline = registry.get(BASELINE).configure(base_config) if BASELINE in registry.names() else base_config
+    configured = {name: registry.get(name).configure(base_config) for name in names}
+    trials = [
+        TrialSpec(
+            name,
+            registry.get(name).description,
+            device,
+            seed,
+            configured[name],
+            {key: new for key, (new, _) in configured[name].diff(baseline).items()},
+        )
+        for name in names
+        for device in devices
+        for seed in seeds
+    ]
+    return SweepPlan(trials, data, budget, target_loss, names, devices, seeds, base_config, options or {})
+
+
+class SweepObserver(Protocol):
+    def sweep_started(self, plan: SweepPlan, pending: int) -> None: ...
+    def trial_started(self, spec: TrialSpec) -> None: ...
+    def trial_point(self, spec: TrialSpec, point: dict[str, Any]) -> None: ...
+    def trial_finished(self, spec: TrialSpec, record: dict[str, Any], resumed: bool) -> None: ...
+
+
+class QuietObserver:
+    def sweep_started(self, plan: SweepPlan, pending: int) -> None:
+        pass
+
+    def trial_started(self, spec: TrialSpec) -> None:
+        pass
+
+    def trial_point(self, spec: TrialSpec, point: dict[str, Any]) -> None:
+        pass
+
+    def trial_finished(self, spec: TrialSpec, record: dict[str, Any], resumed: bool) -> None:
+        pass
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    from minigpt.measure import cpu_model
+
+    return {
+        "minigpt_bench": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_sweep(
+    plan: SweepPlan, store: RunStore, observer: SweepObserver | None = None, fresh: bool = False
+) -> list[dict[str, Any]]:
+    """Run every unfinished trial of the plan into the store; returns the plan's records.
+    Raises KeyboardInterrupt after recording the running trial as interrupted."""
+    from minigpt.data import load_corpus
+
+    observer = observer or QuietObserver()
+    with store.lock():
+        if fresh:
+            store.reset()
+        corpus = load_corpus(plan.data)
+        for spec in plan.trials:
+            corpus.check_block_size(spec.config.block_size)
+        sweep = {**store.read_sweep(), **plan.describe(), "environment": environment(), "updated_at": now()}
+        sweep.setdefault("created_at", sweep["updated_at"])
+        sweep["peak_flops"] = probe_devices(plan.devices, sweep.get("peak_flops", {}))
+        store.write_sweep(sweep)
+        pending = [spec for spec in plan.trials if not store.is_finished(spec.id)]
+        observer.sweep_started(plan, len(pending))
+        for spec in plan.trials:
+            if spec in pending:
+                observer.trial_started(spec)
+                record = run_trial(spec, plan, corpus, store, sweep["peak_flops"], observer)
+                observer.trial_finished(spec, record, resumed=False)
+            else:
+                observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
+        return [store.read_trial(spec.id) for spec in plan.trials]
+
+
+def probe_devices(devices: list[str], known: dict[str, float]) -> dict[str, float]:
+    """The matmul peak of each present device, measured once per sweep (kept on resume)."""
+    import torch
+
+    from minigpt.measure import device_absent_reason, matmul_peak_flops
+
+    peaks = dict(known)
+    for device in devices:
+        if device not in peaks and device_absent_reason(device) is None:
+            peaks[device] = matmul_peak_flops(torch.device(device))
+    return peaks
+
+
+def base_record(spec: TrialSpec, plan: SweepPlan) -> dict[str, Any]:
+    return {
+        "trial_id": spec.id,
+        "variant": spec.variant,
+        "description": spec.description,
+        "device": spec.device,
+        "seed": spec.seed,
+        "status": "running",
+        "config": spec.config.to_dict(),
+        "changed": spec.changed,
+        "data": plan.data,
+        "budget": asdict(plan.budget),
+        "target_loss": plan.target_loss,
+        "started_at": now(),
+        "error": None,
+    }
+
+
+def run_trial(
+    spec: TrialSpec,
+    plan: SweepPlan,
+    corpus: Any,
+    store: RunStore,
+    peak_flops: dict[str, float],
+    observer: SweepObserver,
+) -> dict[str, Any]:
+    """Train one trial into its directory. Any exception becomes a `failed` record."""
+    import torch
+
+    from minigpt.measure import device_absent_reason, device_name
+
+    record = base_record(spec, plan)
+    absent = device_absent_reason(spec.device)
+    if absent:
+        record.update(status="skipped", error=absent, finished_at=now())
+        store.write_trial(record)
+        return record
+    record.update(device_name=device_name(torch.device(spec.device)), threads=torch.get_num_threads())
+    store.write_trial(record)
+    trainer = None
+    try:
+        trainer = build_trainer(spec, plan, corpus, store)
+        with store.metrics_log(spec.id) as log:
+            for point in trainer.run():
+                append_point(log, point)
+                observer.trial_point(spec, point)
+        record["status"] = "completed"
+    except KeyboardInterrupt:
+        record.update(status="interrupted", error="interrupted by the user")
+        raise
+    except Exception as error:  # one trial's failure, whatever it is, must not stop the sweep
+        from minigpt.train import Diverged
+
+        record.update(
+            status="diverged" if isinstance(error, Diverged) else "failed", error=f"{type(error).__name__}: {error}"
+        )
+        if not isinstance(error, Diverged):
+            record["traceback"] = traceback.format_exc()
+    finally:
+        record.update(summarize(trainer, spec, peak_flops), finished_at=now())
+        store.write_trial(record)
+    return record
+
+
+def build_trainer(spec: TrialSpec, plan: SweepPlan, corpus: Any, store: RunStore) -> Any:
+    from minigpt.checkpoint import save_checkpoint
+    from minigpt.train import Trainer
+
+    def save_best(model: Any, step: int, val_loss: float) -> None:
+        save_checkpoint(
+            store.trial_dir(spec.id), model, corpus.tokenizer,
+            variant=spec.variant, trial_id=spec.id, step=step, val_loss=val_loss, data=plan.data,
+        )  # fmt: skip
+
+    return Trainer(spec.config, corpus, spec.device, spec.seed, plan.budget, plan.target_loss, on_best=save_best)
+
+
+def summarize(trainer: Any, spec: TrialSpec, peak_flops: dict[str, float]) -> dict[str, Any]:
+    """The summary fields of trial.json; nulls where the trial never got that far."""
+    if trainer is None:
+        return {}
+    from minigpt.measure import flops_per_token, peak_memory_mb
+
+    result = trainer.result
+    speed = result.speed(trainer.tokens_per_step)
+    flops = flops_per_token(trainer.model)
+    peak = peak_flops.get(spec.device)
+    tokens_per_sec = speed["tokens_per_sec"]
+    return {
+        "params": trainer.model.num_params(),
+        "flops_per_token": flops,
+        "best_val_loss": result.best_val_loss,
+        "best_step": result.best_step,
+        "final_val_loss": result.final_val_loss,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "wall_seconds": result.wall_seconds or time.perf_counter() - trainer.created_at,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
+        "checkpoint_seconds": result.checkpoint_seconds,
+        **speed,
+        "peak_memory_mb": peak_memory_mb(trainer.device),
+        "mfu": flops * tokens_per_sec / peak if tokens_per_sec and peak else None,
+        "time_to_target_s": result.time_to_target_s,
+        "stop_reason": result.stop_reason,
+        "compiled": trainer.cfg.compile,
+    }
