@@ -1,0 +1,181 @@
+"""Micro-benchmarks: plan and run the pytest-benchmark suite in `benchmarks/`, keep its JSON,
+and summarize it as one table per device with ratios to the baseline.
+
+    from minigpt.bench import run_bench, summarize
+
+    result = run_bench(variants="baseline,swiglu", devices="cpu", json_path="bench.json")
+    print(summarize(result.report))
+
+The suite runs in a child pytest process of this interpreter: plugin files register their
+building blocks when imported, and importing them twice in one process would clash.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minigpt import atomic
+from minigpt.config import Config
+from minigpt.errors import UserError
+from minigpt.variants import BASELINE, discover
+
+SUITE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_variants.py"
+RUN_FILE = "bench.json"  # RUN_DIR/bench.json: where `report` finds the micro-benchmarks
+CASES = ("forward", "train_step", "decode_cached", "decode_uncached")
+# (label, first, second): how much faster the first variant is than the second
+COMPARISONS = (
+    ("batched vs looped heads", "baseline", "attn-looped"),
+    ("sdpa vs manual attention", "baseline", "attn-manual"),
+    ("swiglu vs gelu", "swiglu", "baseline"),
+)
+
+
+class BenchError(UserError):
+    """A benchmark run that cannot start as asked."""
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """What the suite benchmarks: each variant's configuration, on each requested device."""
+
+    configs: dict[str, Config]
+    devices: list[str]
+
+
+def plan_suite(
+    variants: str = "all", devices: str = "auto", plugins: Iterable[str | Path] = (), overrides: Sequence[str] = ()
+) -> SuitePlan:
+    """Resolve names and sizes the way `run` does: `--set` changes the default Config(), then
+    each variant changes that. Every mistake raises a UserError before anything is timed."""
+    from minigpt.sweep import parse_devices, resolve_variants
+
+    registry = discover(plugins)
+    base = Config().with_overrides(list(overrides))
+    names = resolve_variants(registry, variants)
+    return SuitePlan({name: registry.get(name).configure(base) for name in names}, parse_devices(devices))
+
+
+def require_pytest_benchmark() -> None:
+    if importlib.util.find_spec("pytest_benchmark") is None:
+        raise BenchError("bench needs pytest-benchmark: pip install 'minigpt-bench[dev]'")
+
+
+def suite_command(
+    variants: str,
+    devices: str,
+    plugins: Iterable[str | Path],
+    overrides: Sequence[str],
+    json_out: Path,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The pytest command line; `extra_args` come last so pytest-benchmark's own options
+    (--benchmark-autosave, --benchmark-compare, --benchmark-histogram, ...) win."""
+    command = [sys.executable, "-m", "pytest", str(SUITE), "--variants", variants, "--devices", devices]
+    for plugin in plugins:
+        command += ["--plugins", str(plugin)]
+    for assignment in overrides:
+        command += ["--set", assignment]
+    return [*command, "--benchmark-json", str(json_out), *extra_args]
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    exit_code: int  # pytest's
+    report: dict[str, Any] | None  # pytest-benchmark's JSON; None when it wrote none (e.g. --benchmark-disable)
+    saved: list[Path] = field(default_factory=list)
+
+
+def run_bench(
+    variants: str = "all",
+    devices: str = "auto",
+    plugins: Iterable[str | Path] = (),
+    overrides: Sequence[str] = (),
+    json_path: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> BenchResult:
+    """Run the suite and store its JSON (atomically) at `json_path` and/or `run_dir`/bench.json."""
+    require_pytest_benchmark()
+    if not SUITE.is_file():
+        raise BenchError(f"the benchmark suite {SUITE} is missing: bench runs from a source checkout")
+    if run_dir is not None and not Path(run_dir).is_dir():
+        raise BenchError(f"run directory {run_dir} does not exist; create it with `minigpt-bench run` or use --json")
+    plugins = list(plugins)
+    plan_suite(variants, devices, plugins, overrides)  # user mistakes end here, in one line
+    targets = [Path(p) for p in (json_path,) if p is not None]
+    targets += [Path(run_dir) / RUN_FILE] if run_dir is not None else []
+    with tempfile.TemporaryDirectory(prefix="minigpt-bench-") as scratch:
+        json_out = Path(scratch) / RUN_FILE
+        command = suite_command(variants, devices, plugins, overrides, json_out, extra_args)
+        exit_code = subprocess.run(command, check=False).returncode
+        if not json_out.is_file():
+            return BenchResult(exit_code, None)
+        text = json_out.read_text(encoding="utf-8")
+    for target in targets:
+        atomic.write_text(target, text)
+    return BenchResult(exit_code, json.loads(text), targets)
+
+
+def read_timings(report: dict[str, Any]) -> dict[tuple[str, str, str], float]:
+    """{(device, variant, case): median seconds per call} for the suite's benchmarks."""
+    timings = {}
+    for entry in report.get("benchmarks", []):
+        info = entry.get("extra_info", {})
+        if {"device", "variant", "case"} <= info.keys() and entry.get("stats"):
+            timings[info["device"], info["variant"], info["case"]] = entry["stats"]["median"]
+    return timings
+
+
+def summarize(source: str | Path | dict[str, Any]) -> str:
+    """Per device, each variant's median milliseconds per call and its ratio to the baseline's
+    time (above 1: slower), then the speed-ups of the comparisons the suite exists for."""
+    report = source if isinstance(source, dict) else json.loads(Path(source).read_text(encoding="utf-8"))
+    timings = read_timings(report)
+    if not timings:
+        return "no timings in this benchmark JSON (were the benchmarks disabled or all skipped?)"
+    devices = list(dict.fromkeys(device for device, _, _ in timings))
+    sections = [*(_device_table(timings, device) for device in devices), _comparisons(timings, devices)]
+    return "\n\n".join(section for section in sections if section)
+
+
+def _device_table(timings: dict[tuple[str, str, str], float], device: str) -> str:
+    variants = list(dict.fromkeys(v for d, v, _ in timings if d == device))
+    variants.sort(key=lambda name: name != BASELINE)  # stable: baseline first, the rest as run
+    cases = [case for case in CASES if any((device, v, case) in timings for v in variants)]
+    width = max(len(v) for v in variants) + 2
+    lines = [
+        f"{device}: median ms per call, and its ratio to {BASELINE}'s",
+        "variant".ljust(width) + "".join(case.rjust(18) for case in cases),
+    ]
+    for name in variants:
+        cells = []
+        for case in cases:
+            seconds, reference = timings.get((device, name, case)), timings.get((device, BASELINE, case))
+            cell = "-" if seconds is None else f"{seconds * 1000:.3f}"
+            if seconds is not None and reference:
+                cell += f" {seconds / reference:5.2f}x"
+            cells.append(cell.rjust(18))
+        lines.append(name.ljust(width) + "".join(cells))
+    return "\n".join(lines)
+
+
+def _comparisons(timings: dict[tuple[str, str, str], float], devices: list[str]) -> str:
+    lines = ["speed-ups (time of the second / time of the first; above 1: the first is faster)"]
+    for label, first, second in COMPARISONS:
+        for device in devices:
+            pairs = [
+                f"{case} {timings[device, second, case] / timings[device, first, case]:.2f}x"
+                for case in CASES
+                if (device, first, case) in timings and (device, second, case) in timings
+            ]
+            if pairs:
+                lines.append(f"  {label} ({first} vs {second}, {device}): " + ", ".join(pairs))
+    return "\n".join(lines) if len(lines) > 1 else ""

@@ -1,0 +1,147 @@
+"""The micro-benchmark suite runs (at a tiny size, one round each) so it cannot rot; `bench`
+stores and summarizes its JSON and turns user mistakes into one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minigpt import bench
+from minigpt.bench import CASES, BenchError, run_bench, summarize
+from minigpt.variants import discover
+
+TINY = ["n_layer=1", "n_embd=16", "block_size=8", "batch_size=2"]
+ONE_ROUND = ["--benchmark-min-rounds=1", "--benchmark-max-time=0", "-q", "-p", "no:cacheprovider"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minigpt.cli", *args], capture_output=True, text=True, check=False)
+
+
+def cases_in(report: dict) -> set[tuple[str, str, str]]:
+    return {
+        (b["extra_info"]["variant"], b["extra_info"]["device"], b["extra_info"]["case"]) for b in report["benchmarks"]
+    }
+
+
+@pytest.mark.slow
+def test_suite_times_every_registered_variant_in_every_case(tmp_path: Path) -> None:
+    result = run_bench("all", "cpu", overrides=TINY, json_path=tmp_path / "bench.json", extra_args=ONE_ROUND)
+
+    assert result.exit_code == 0
+    assert result.saved == [tmp_path / "bench.json"]
+    assert json.loads((tmp_path / "bench.json").read_text()) == result.report
+    expected = {(name, "cpu", case) for name in discover().names() for case in CASES}
+    assert cases_in(result.report) == expected
+    for entry in result.report["benchmarks"]:
+        info = entry["extra_info"]
+        assert entry["group"] == info["case"]
+        assert info["config"]["n_embd"] == 16
+        assert info["tokens"] == (1 if info["case"].startswith("decode") else 2 * 8)
+        assert entry["stats"]["median"] > 0
+
+
+def test_cli_passes_pytest_options_through_and_stores_the_json_in_the_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "demo"
+    run_dir.mkdir(parents=True)
+    sets = [arg for pair in TINY for arg in ("--set", pair)]
+    args = ["--variants", "baseline,attn-looped", "--devices", "cpu,cuda", *sets, "--json", str(tmp_path / "b.json")]
+
+    done = cli("bench", *args, "--run", str(run_dir), "--", *ONE_ROUND, "-k", "forward", "-rs")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads((run_dir / "bench.json").read_text())
+    assert (tmp_path / "b.json").read_text() == (run_dir / "bench.json").read_text()
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    assert cases_in(report) == {(v, d, "forward") for v in ("baseline", "attn-looped") for d in devices}
+    if not torch.cuda.is_available():
+        assert "SKIPPED" in done.stdout and "no CUDA device" in done.stdout
+    assert "batched vs looped heads (baseline vs attn-looped, cpu): forward" in done.stdout
+
+
+def test_a_failing_plugin_variant_fails_the_run_with_pytests_exit_code(tmp_path: Path) -> None:
+    plugin = tmp_path / "broken.py"
+    plugin.write_text(
+        "from torch import nn\n"
+        "from minigpt import variant\n"
+        "from minigpt.components import mlp\n\n\n"
+        "@mlp.register('broken')\n"
+        "class Broken(nn.Module):\n"
+        "    def __init__(self, cfg):\n"
+        "        super().__init__()\n\n"
+        "    def forward(self, x):\n"
+        "        raise RuntimeError('broken on purpose')\n\n\n"
+        "@variant('broken-mlp', 'an MLP that always fails')\n"
+        "def broken_mlp(cfg):\n"
+        "    return cfg.replace(mlp='broken')\n"
+    )
+
+    result = run_bench(
+        "baseline,broken-mlp", "cpu", [plugin], TINY, tmp_path / "b.json", extra_args=[*ONE_ROUND, "-k", "forward"]
+    )
+
+    assert result.exit_code == 1
+    assert cases_in(result.report) == {("baseline", "cpu", "forward")}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--variants", "baseline,swigl"], "unknown variant 'swigl'; did you mean swiglu"),
+        (["--devices", "gpu"], "unknown device 'gpu'"),
+        (["--set", "n_embd=30"], "n_embd (30) must be divisible by n_head (4)"),
+        (["--run", "no/such/run"], "run directory no/such/run does not exist"),
+    ],
+)
+def test_user_mistakes_end_in_one_line_and_exit_code_2(args: list[str], message: str) -> None:
+    done = cli("bench", *args)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
+
+
+def test_bench_without_pytest_benchmark_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)
+
+    with pytest.raises(BenchError, match=r"pip install 'minigpt-bench\[dev\]'"):
+        run_bench("baseline", "cpu")
+
+
+def entry(variant: str, case: str, median: float) -> dict:
+    return {"extra_info": {"variant": variant, "device": "cpu", "case": case}, "stats": {"median": median}}
+
+
+def test_summary_gives_medians_ratios_to_the_baseline_and_the_speed_ups() -> None:
+    report = {
+        "benchmarks": [
+            entry("attn-looped", "forward", 0.005),
+            entry("baseline", "forward", 0.002),
+            entry("swiglu", "forward", 0.003),
+            entry("baseline", "train_step", 0.010),
+            {"extra_info": {}, "stats": {"median": 1.0}},  # another suite's benchmark: ignored
+        ]
+    }
+
+    lines = summarize(report).splitlines()
+
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert lines[1].split() == ["variant", "forward", "train_step"]
+    assert rows == {
+        "baseline": ["2.000", "1.00x", "10.000", "1.00x"],
+        "attn-looped": ["5.000", "2.50x", "-"],
+        "swiglu": ["3.000", "1.50x", "-"],
+    }
+    assert "  batched vs looped heads (baseline vs attn-looped, cpu): forward 2.50x" in lines
+    assert "  swiglu vs gelu (swiglu vs baseline, cpu): forward 0.67x" in lines
+    assert not any("sdpa vs manual" in line for line in lines)
+
+
+def test_summary_of_a_report_without_timings_says_so() -> None:
+    assert "no timings" in summarize({"benchmarks": []})
