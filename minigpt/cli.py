@@ -118,15 +118,36 @@ def report(
     raise UserError("report is not implemented yet")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True})
 def bench(
-    variants: Annotated[str | None, typer.Option(help="Comma-separated variant names, or 'all'.")] = None,
+    ctx: typer.Context,
+    variants: Annotated[str, typer.Option(help="Comma-separated variant names, or 'all'.")] = "all",
     devices: Annotated[str, typer.Option(help="auto, or e.g. cpu,cuda.")] = "auto",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write pytest-benchmark's JSON here.")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run", help="Store the JSON as RUN_DIR/bench.json, where `report` shows it.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Change the benchmarked size (default: the default config): key=value."),
+    ] = None,
     plugins: PluginsOption = None,
 ) -> None:
-    """Micro-benchmarks (pytest-benchmark) of every variant's forward, backward and decoding."""
-    raise UserError("bench is not implemented yet")
+    """Micro-benchmarks (pytest-benchmark) of every variant's forward pass, training step and
+    decoding step with and without the KV cache, then a table of medians relative to the baseline.
+
+    Arguments after `--` go to pytest and pytest-benchmark, e.g.
+    `minigpt-bench bench -- --benchmark-autosave --benchmark-compare --benchmark-histogram`.
+    """
+    from minigpt.bench import run_bench, summarize
+
+    result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args)
+    if result.report is not None:
+        console.print()
+        console.print(summarize(result.report), markup=False, highlight=False, soft_wrap=True)
+        for path in result.saved:
+            console.print(f"benchmark JSON: {path}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()
