@@ -154,18 +154,37 @@ def bench(
 def generate(
     run_dir: Annotated[Path | None, typer.Option("--run", help="Pick the best completed trial of this run.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint directory or model.safetensors.")] = None,
-    variant: Annotated[str | None, typer.Option(help="Choose among the run's trials by variant.")] = None,
-    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "\n",
+    variant: Annotated[str | None, typer.Option(help="With --run: the best completed trial of this variant.")] = None,
+    prompt: Annotated[
+        str, typer.Option(help="Text to continue: 1 to block_size characters from the model's vocabulary.")
+    ] = "\n",
     max_new_tokens: Annotated[int, typer.Option(help="Characters to generate.")] = 500,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.8,
     top_k: Annotated[int | None, typer.Option(help="Sample among the k most likely characters.")] = None,
-    top_p: Annotated[float | None, typer.Option(help="Sample among the smallest set with probability >= p.")] = None,
-    num_samples: Annotated[int, typer.Option(help="How many samples.")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    top_p: Annotated[
+        float | None, typer.Option(help="Sample among the smallest set of characters whose probability reaches p.")
+    ] = None,
+    num_samples: Annotated[int, typer.Option(help="How many samples, drawn together in one batch.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same samples.")] = 0,
     plugins: PluginsOption = None,
 ) -> None:
-    """Sample text from the best variant of a sweep, or from a checkpoint."""
-    raise UserError("generate is not implemented yet")
+    """Sample text from the best variant of a sweep, or from a checkpoint.
+
+    The text (prompt included) streams to stdout; which checkpoint was used goes to stderr."""
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.config import ConfigError
+    from minigpt.generate import check_sampling, choose_checkpoint, describe_checkpoint, encode_prompt, write_samples
+
+    check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
+    path, picked = choose_checkpoint(run_dir, checkpoint, variant)
+    discover_variants(plugins)  # a plugin's components must be registered before the model is built
+    try:
+        model, tokenizer, meta = load_checkpoint(path)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (if a plugin defines it, add --plugins PATH)") from None
+    ids = encode_prompt(tokenizer, prompt, model.cfg.block_size)
+    print(f"sampling from {picked or describe_checkpoint(path, meta)}", file=sys.stderr)
+    write_samples(model, tokenizer, ids, sys.stdout, max_new_tokens, temperature, top_k, top_p, num_samples, seed)
 
 
 @variants_app.command("list")

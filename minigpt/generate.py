@@ -1,0 +1,303 @@
+"""Sampling text from a trained model, with a KV cache.
+
+    from minigpt.generate import sample_text
+    print(sample_text("runs/default/trials/baseline--cpu--s0", prompt="ROMEO:", max_new_tokens=200))
+
+or, with the model in hand:
+
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.generate import generate
+    model, tokenizer, meta = load_checkpoint("runs/default/trials/baseline--cpu--s0")
+    print(tokenizer.decode(generate(model, tokenizer.encode("ROMEO:"), max_new_tokens=200)[0]))
+
+What the cache must reproduce is the plain loop "predict from the last block_size tokens, placed
+at positions 0..block_size-1". While the text fits in one block, feeding each new token after the
+cached keys and values computes exactly that. Once it is longer, the window slides: its first
+token changes, and with it every hidden state after the first layer, so no cached key or value
+is valid any more (for any position scheme). Each later token is therefore predicted by a full
+forward pass over the cropped window, which is the plain loop's own computation.
+
+The prompt rule: at least 1 and at most block_size characters. A longer prompt would be cut to
+its last block_size characters before the model saw it, so it is refused rather than silently
+shortened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch.nn import functional as F
+
+from minigpt.data import CharTokenizer
+from minigpt.errors import UserError
+from minigpt.model import GPT, KVCache
+from minigpt.store import RunStore
+
+DEFAULT_PROMPT = "\n"
+DEFAULT_TEMPERATURE = 0.8  # for text meant to be read; generate() defaults to the model's own distribution
+
+
+class GenerationError(UserError):
+    """A prompt or a sampling setting that cannot be used; the message says which and why."""
+
+
+class RunSelectionError(UserError):
+    """A run directory that has no trial to sample from."""
+
+
+def check_sampling(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_samples: int = 1,
+) -> None:
+    """Refuse settings that have no meaning, before any model is loaded."""
+    if max_new_tokens < 0:
+        raise GenerationError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise GenerationError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise GenerationError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise GenerationError(f"top_p must be in (0, 1], got {top_p}")
+    if num_samples < 1:
+        raise GenerationError(f"num_samples must be >= 1, got {num_samples}")
+
+
+def check_prompt_length(length: int, block_size: int) -> None:
+    if length == 0:
+        raise GenerationError("the prompt is empty; give at least one character")
+    if length > block_size:
+        raise GenerationError(
+            f"the prompt has {length} characters but this model sees at most block_size = {block_size}; "
+            f"shorten it to its last {block_size} characters"
+        )
+
+
+def encode_prompt(tokenizer: CharTokenizer, prompt: str, block_size: int) -> list[int]:
+    """The prompt's token ids; characters outside the vocabulary and over-long prompts are refused."""
+    unknown = sorted({ch for ch in prompt if ch not in tokenizer.index})
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise GenerationError(
+            f"prompt character{plural} {', '.join(map(repr, unknown))} not in this model's vocabulary "
+            f"({tokenizer.vocab_size} characters: {tokenizer.chars!r})"
+        )
+    check_prompt_length(len(prompt), block_size)
+    return tokenizer.encode(prompt)
+
+
+def top_k_mask(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """True for exactly the k highest logits of each row (ties broken by torch.topk)."""
+    return torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, True)
+
+
+def top_p_mask(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """True for the smallest set of tokens whose total probability reaches p: taking the most
+    likely first, a token is kept while the probability before it is still below p."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    cumulative = sorted_probs.cumsum(dim=-1)
+    before = torch.cat((torch.zeros_like(cumulative[..., :1]), cumulative[..., :-1]), dim=-1)
+    return torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, order, before < p)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Top-k, then top-p on what top-k left: every other token gets -inf."""
+    if top_k is not None and top_k < logits.size(-1):
+        logits = logits.masked_fill(~top_k_mask(logits, top_k), float("-inf"))
+    if top_p is not None:
+        logits = logits.masked_fill(~top_p_mask(F.softmax(logits, dim=-1), top_p), float("-inf"))
+    return logits
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """logits (B, vocab) -> next token ids (B, 1); temperature 0 is greedy."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+class Context:
+    """The tokens the model conditions on (at most block_size of them) and, while they fit in
+    one block, the KV cache that lets each new token cost one position instead of all of them."""
+
+    def __init__(self, model: GPT, prompt: torch.Tensor, use_cache: bool) -> None:
+        self.model = model
+        self.block_size = model.cfg.block_size
+        self.window = prompt  # (B, T), T <= block_size
+        self.cache = KVCache(model.cfg) if use_cache else None
+
+    def first_logits(self) -> torch.Tensor:
+        return self.model(self.window, cache=self.cache)[0][:, -1]
+
+    def append(self, token: torch.Tensor) -> torch.Tensor:
+        """Add token (B, 1) and return the logits (B, vocab) for the one after it."""
+        self.window = torch.cat((self.window, token), dim=1)[:, -self.block_size :]
+        if self.cache is not None and self.cache.length < self.block_size:
+            return self.model(token, cache=self.cache)[0][:, -1]
+        self.cache = None  # the window now slides: every step re-reads it from position 0
+        return self.model(self.window)[0][:, -1]
+
+
+@torch.no_grad()
+def stream(
+    model: GPT,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_samples: int = 1,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> Iterator[torch.Tensor]:
+    """Yield the new token of every sample, shape (num_samples,), as soon as it is drawn.
+    The samples are decoded together in one batch, all from the same prompt."""
+    check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
+    check_prompt_length(len(prompt_ids), model.cfg.block_size)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).expand(num_samples, -1)
+    was_training = model.training
+    model.eval()  # dropout off
+    try:
+        context = Context(model, prompt, use_cache)
+        logits = context.first_logits()
+        for step in range(max_new_tokens):
+            token = sample_next(logits, temperature, top_k, top_p, generator)
+            yield token[:, 0]
+            if step + 1 < max_new_tokens:
+                logits = context.append(token)
+    finally:
+        model.train(was_training)
+
+
+def generate(
+    model: GPT,
+    prompt_ids: Sequence[int] | torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_samples: int = 1,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """The prompt followed by max_new_tokens sampled tokens: (num_samples, len(prompt) + max_new_tokens).
+    use_cache=False gives the same tokens, computed by the plain loop (for checks and benchmarks)."""
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=next(model.parameters()).device)
+    steps = stream(model, prompt, max_new_tokens, temperature, top_k, top_p, num_samples, seed, use_cache)
+    new = [token[:, None] for token in steps]
+    return torch.cat([prompt.expand(num_samples, -1), *new], dim=1)
+
+
+def sample_text(
+    checkpoint: str | Path,
+    prompt: str = DEFAULT_PROMPT,
+    max_new_tokens: int = 500,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> str:
+    """Load a checkpoint and return the prompt followed by one sampled continuation."""
+    from minigpt.checkpoint import load_checkpoint
+
+    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    model, tokenizer, _ = load_checkpoint(checkpoint, device=device)
+    ids = encode_prompt(tokenizer, prompt, model.cfg.block_size)
+    return tokenizer.decode(generate(model, ids, max_new_tokens, temperature, top_k, top_p, seed=seed)[0])
+
+
+def best_trial(run_dir: str | Path, variant: str | None = None) -> dict[str, Any]:
+    """The trial.json record of the run's completed trial with the lowest best_val_loss,
+    among the trials of `variant` when given."""
+    store = RunStore(run_dir)
+    if not store.root.is_dir():
+        raise RunSelectionError(f"run directory {store.root} does not exist")
+    trials = store.trials()
+    if not trials:
+        raise RunSelectionError(f"run directory {store.root} holds no trials; train some with `minigpt-bench run`")
+    if variant is not None:
+        trials = [t for t in trials if t.get("variant") == variant]
+        if not trials:
+            from minigpt.registry import suggest
+
+            names = sorted({t.get("variant", "?") for t in store.trials()})
+            raise RunSelectionError(f"run {store.root} has no trial of variant {variant!r}{suggest(variant, names)}")
+    usable = [t for t in trials if t.get("status") == "completed" and t.get("best_val_loss") is not None]
+    if not usable:
+        statuses = ", ".join(sorted({str(t.get("status")) for t in trials}))
+        which = f"of variant {variant!r} " if variant else ""
+        raise RunSelectionError(f"run {store.root} has no completed trial {which}to sample from (found: {statuses})")
+    return min(usable, key=lambda t: t["best_val_loss"])
+
+
+def choose_checkpoint(
+    run_dir: str | Path | None, checkpoint: str | Path | None, variant: str | None
+) -> tuple[Path, str | None]:
+    """The checkpoint to load and, when it was picked from a run, a line saying which and why."""
+    if (run_dir is None) == (checkpoint is None):
+        raise GenerationError("give exactly one of --run RUN_DIR or --checkpoint PATH")
+    if checkpoint is not None:
+        if variant is not None:
+            raise GenerationError("--variant chooses among a run's trials: use it with --run, not --checkpoint")
+        return Path(checkpoint), None
+    trial = best_trial(run_dir, variant)
+    line = (
+        f"trial {trial['trial_id']} (variant {trial.get('variant')}, best val loss {trial['best_val_loss']:.4f}) "
+        f"of run {run_dir}"
+    )
+    return RunStore(run_dir).trial_dir(trial["trial_id"]), line
+
+
+def describe_checkpoint(path: Path, meta: dict[str, Any]) -> str:
+    loss = f", val loss {meta['val_loss']:.4f}" if isinstance(meta.get("val_loss"), (int, float)) else ""
+    return f"checkpoint {path} (variant {meta.get('variant', 'unknown')}{loss})"
+
+
+SAMPLE_SEPARATOR = "-" * 15
+
+
+def write_samples(
+    model: GPT,
+    tokenizer: CharTokenizer,
+    prompt_ids: Sequence[int],
+    out: TextIO,
+    max_new_tokens: int,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_samples: int = 1,
+    seed: int = 0,
+) -> list[str]:
+    """Write each sample (prompt included) and a newline to `out`: the first one character by
+    character as it is drawn, the rest (drawn in the same batch) after it, each preceded by a
+    dashed line. Returns the samples."""
+    prompt = tokenizer.decode(prompt_ids)
+    out.write(prompt)
+    out.flush()
+    drawn = []
+    for tokens in stream(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, num_samples, seed):
+        drawn.append(tokens)
+        out.write(tokenizer.decode(tokens[:1]))
+        out.flush()
+    columns = torch.stack(drawn, dim=1) if drawn else torch.empty(num_samples, 0, dtype=torch.long)
+    samples = [prompt + tokenizer.decode(row) for row in columns]
+    out.write("\n")
+    for sample in samples[1:]:
+        out.write(f"{SAMPLE_SEPARATOR}\n{sample}\n")
+    out.flush()
+    return samples
