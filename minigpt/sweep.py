@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 from minigpt import __version__
@@ -180,14 +181,50 @@ def environment() -> dict[str, Any]:
     }
 
 
+EXECUTORS = ("local", "ray")
+
+
+class Executor(Protocol):
+    """Runs the pending trials of a plan into the store and tells the observer about every trial."""
+
+    def __call__(
+        self,
+        plan: SweepPlan,
+        pending: list[TrialSpec],
+        corpus: Any,
+        store: RunStore,
+        peak_flops: dict[str, float],
+        observer: SweepObserver,
+    ) -> None: ...
+
+
 def run_sweep(
-    plan: SweepPlan, store: RunStore, observer: SweepObserver | None = None, fresh: bool = False
+    plan: SweepPlan,
+    store: RunStore,
+    observer: SweepObserver | None = None,
+    fresh: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_cpus_per_trial: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run every unfinished trial of the plan into the store; returns the plan's records.
-    Raises KeyboardInterrupt after recording the running trial as interrupted."""
+    executor "ray" runs the trials as tasks on a Ray cluster (connected to before anything is
+    written). Raises KeyboardInterrupt after recording the running trials as interrupted."""
+    if executor not in EXECUTORS:
+        raise PlanError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
+    if executor == "local":
+        return _run(plan, store, observer or QuietObserver(), fresh, run_locally)
+    from minigpt.ray_executor import RayExecutor
+
+    with RayExecutor(ray_address, ray_cpus_per_trial) as on_ray:
+        return _run(plan, store, observer or QuietObserver(), fresh, on_ray)
+
+
+def _run(
+    plan: SweepPlan, store: RunStore, observer: SweepObserver, fresh: bool, execute: Executor
+) -> list[dict[str, Any]]:
     from minigpt.data import load_corpus
 
-    observer = observer or QuietObserver()
     with store.lock():
         if fresh:
             store.reset()
@@ -200,14 +237,26 @@ def run_sweep(
         store.write_sweep(sweep)
         pending = [spec for spec in plan.trials if not store.is_finished(spec.id)]
         observer.sweep_started(plan, len(pending))
-        for spec in plan.trials:
-            if spec in pending:
-                observer.trial_started(spec)
-                record = run_trial(spec, plan, corpus, store, sweep["peak_flops"], observer)
-                observer.trial_finished(spec, record, resumed=False)
-            else:
-                observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
+        execute(plan, pending, corpus, store, sweep["peak_flops"], observer)
         return [store.read_trial(spec.id) for spec in plan.trials]
+
+
+def run_locally(
+    plan: SweepPlan,
+    pending: list[TrialSpec],
+    corpus: Any,
+    store: RunStore,
+    peak_flops: dict[str, float],
+    observer: SweepObserver,
+) -> None:
+    """The local executor: one trial after another in this process, in plan order."""
+    for spec in plan.trials:
+        if spec in pending:
+            observer.trial_started(spec)
+            record = run_trial(spec, plan, corpus, store, peak_flops, observer)
+            observer.trial_finished(spec, record, resumed=False)
+        else:
+            observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
 
 
 def probe_devices(devices: list[str], known: dict[str, float]) -> dict[str, float]:
@@ -241,6 +290,32 @@ def base_record(spec: TrialSpec, plan: SweepPlan) -> dict[str, Any]:
     }
 
 
+def begin_record(spec: TrialSpec, plan: SweepPlan, device: str | None = None) -> dict[str, Any]:
+    """The trial's record as it starts on `device` (the device this process calls
+    spec.device): `skipped` with the reason when that device is absent here."""
+    import torch
+
+    from minigpt.measure import device_absent_reason, device_name
+
+    device = device or spec.device
+    record = base_record(spec, plan)
+    absent = device_absent_reason(device)
+    if absent:
+        record.update(status="skipped", error=absent, finished_at=now())
+    else:
+        record.update(device_name=device_name(torch.device(device)), threads=torch.get_num_threads())
+    return record
+
+
+def failure(error: Exception) -> dict[str, Any]:
+    """The status and error fields of a trial that raised `error`."""
+    from minigpt.train import Diverged
+
+    if isinstance(error, Diverged):
+        return {"status": "diverged", "error": f"{type(error).__name__}: {error}"}
+    return {"status": "failed", "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+
+
 def run_trial(
     spec: TrialSpec,
     plan: SweepPlan,
@@ -250,21 +325,13 @@ def run_trial(
     observer: SweepObserver,
 ) -> dict[str, Any]:
     """Train one trial into its directory. Any exception becomes a `failed` record."""
-    import torch
-
-    from minigpt.measure import device_absent_reason, device_name
-
-    record = base_record(spec, plan)
-    absent = device_absent_reason(spec.device)
-    if absent:
-        record.update(status="skipped", error=absent, finished_at=now())
-        store.write_trial(record)
-        return record
-    record.update(device_name=device_name(torch.device(spec.device)), threads=torch.get_num_threads())
+    record = begin_record(spec, plan)
     store.write_trial(record)
+    if record["status"] == "skipped":
+        return record
     trainer = None
     try:
-        trainer = build_trainer(spec, plan, corpus, store)
+        trainer = build_trainer(spec, plan, corpus, store.trial_dir(spec.id))
         with store.metrics_log(spec.id) as log:
             for point in trainer.run():
                 append_point(log, point)
@@ -274,30 +341,30 @@ def run_trial(
         record.update(status="interrupted", error="interrupted by the user")
         raise
     except Exception as error:  # one trial's failure, whatever it is, must not stop the sweep
-        from minigpt.train import Diverged
-
-        record.update(
-            status="diverged" if isinstance(error, Diverged) else "failed", error=f"{type(error).__name__}: {error}"
-        )
-        if not isinstance(error, Diverged):
-            record["traceback"] = traceback.format_exc()
+        record.update(failure(error))
     finally:
         record.update(summarize(trainer, spec, peak_flops), finished_at=now())
         store.write_trial(record)
     return record
 
 
-def build_trainer(spec: TrialSpec, plan: SweepPlan, corpus: Any, store: RunStore) -> Any:
+def build_trainer(
+    spec: TrialSpec, plan: SweepPlan, corpus: Any, checkpoint_dir: Path, device: str | None = None
+) -> Any:
+    """The trial's trainer, saving each best checkpoint into checkpoint_dir; `device` is
+    where it trains when this process calls spec.device something else (a Ray worker's GPU)."""
     from minigpt.checkpoint import save_checkpoint
     from minigpt.train import Trainer
 
     def save_best(model: Any, step: int, val_loss: float) -> None:
         save_checkpoint(
-            store.trial_dir(spec.id), model, corpus.tokenizer,
+            checkpoint_dir, model, corpus.tokenizer,
             variant=spec.variant, trial_id=spec.id, step=step, val_loss=val_loss, data=plan.data,
         )  # fmt: skip
 
-    return Trainer(spec.config, corpus, spec.device, spec.seed, plan.budget, plan.target_loss, on_best=save_best)
+    return Trainer(
+        spec.config, corpus, device or spec.device, spec.seed, plan.budget, plan.target_loss, on_best=save_best
+    )
 
 
 def summarize(trainer: Any, spec: TrialSpec, peak_flops: dict[str, float]) -> dict[str, Any]:

@@ -1,0 +1,291 @@
+"""The Ray executor: each trial of a sweep is a Ray task; the driver alone writes the runs/ layout.
+
+A task trains one trial on the resources Ray gave it (one GPU for a cuda trial, some CPUs
+for a cpu or mps trial) and sends back everything the store holds for it: the trial record,
+its metric points and the bytes of its best checkpoint. The driver collects results as they
+finish (`ray.wait`) and writes them exactly as the local executor does, so resume, reports and
+generation work unchanged.
+
+What workers need: this package and its dependencies, and every `--plugins` path at the same
+path (relative paths resolve against the worker's working directory: a Ray `working_dir`
+runtime environment, or the driver's directory on a one-machine cluster). The corpus is not
+read on workers: the driver sends the encoded text through Ray's object store.
+
+Ray is an optional dependency (`pip install 'minigpt-bench[ray]'`): it is imported here only
+when a Ray sweep starts, so this module also loads where Ray is absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from minigpt import atomic
+from minigpt.errors import UserError
+from minigpt.store import RunStore, append_point
+
+MAX_RETRIES = 1  # a worker that dies (killed, out of memory, node lost) is retried once, then `failed`
+
+
+class RayUnavailable(UserError):
+    """Ray is not installed, or the cluster cannot be reached or cannot run the sweep."""
+
+
+@dataclass
+class TrialOutcome:
+    """What a task sends back: the record, the metric points (None when training never
+    started, so no metrics.jsonl is written, as locally) and the checkpoint files' bytes."""
+
+    record: dict[str, Any]
+    points: list[dict[str, Any]] | None
+    checkpoint: dict[str, bytes] = field(default_factory=dict)
+    node_id: str = ""
+    cpus: float = 0.0  # the CPUs Ray assigned the task
+
+
+def concurrency_warning(records: list[dict[str, Any]]) -> str | None:
+    """The line a summary prints when some trials shared their machine with other trials."""
+    shared = [r["trial_id"] for r in records if r.get("concurrent")]
+    if not shared:
+        return None
+    return (
+        f"warning: {len(shared)} trial(s) ran beside other trials on one machine (trial.json concurrent: true); "
+        "their speed figures (tokens/s, step ms, MFU) are not comparable"
+    )
+
+
+class RayExecutor:
+    """Connects to Ray on entry (starting a local instance when no address is given and none
+    runs), runs trials as tasks when called, and disconnects on exit if it connected."""
+
+    def __init__(self, address: str | None = None, cpus_per_trial: int | None = None) -> None:
+        if cpus_per_trial is not None and cpus_per_trial < 1:
+            raise RayUnavailable(f"--ray-cpus-per-trial must be at least 1, got {cpus_per_trial}")
+        self.address = address
+        self.requested_cpus = cpus_per_trial
+        self.connected_here = False
+
+    def __enter__(self) -> RayExecutor:
+        try:
+            import ray
+        except ImportError:
+            raise RayUnavailable(
+                "the ray executor needs Ray: pip install 'minigpt-bench[ray]' (or pip install ray)"
+            ) from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            except Exception as error:  # whatever Ray raises, the user needs the address and the reason
+                where = f"at {self.address}" if self.address else "(local)"
+                raise RayUnavailable(f"cannot start or reach the Ray cluster {where}: {first_line(error)}") from None
+            self.connected_here = True
+        self.node_cpus = {n["NodeID"]: n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]}
+        self.cluster_gpus = sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"])
+        self.cpus_per_trial = self.requested_cpus or default_cpus_per_trial(self.node_cpus)
+        if self.cpus_per_trial > max(self.node_cpus.values(), default=0):
+            self.__exit__(None, None, None)
+            raise RayUnavailable(
+                f"no node of the Ray cluster has {self.cpus_per_trial} CPUs "
+                f"(largest: {max(self.node_cpus.values(), default=0):g}); lower --ray-cpus-per-trial"
+            )
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self.connected_here:
+            import ray
+
+            ray.shutdown()
+            self.connected_here = False
+
+    def __call__(
+        self,
+        plan: Any,
+        pending: list[Any],
+        corpus: Any,
+        store: RunStore,
+        peak_flops: dict[str, float],
+        observer: Any,
+    ) -> None:
+        """Run the pending trials as Ray tasks and write each result as it arrives. Each task
+        measures its own device's peak (the MFU denominator), since cluster nodes differ from
+        the driver: `peak_flops`, the driver's, is not sent."""
+        import ray
+
+        for spec in plan.trials:
+            if spec not in pending:
+                observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
+        runnable = [spec for spec in pending if not self._skip_without_gpu(spec, plan, store, observer)]
+        task = ray.remote(max_retries=MAX_RETRIES)(train_on_worker)
+        plan_ref, corpus_ref = ray.put(plan), ray.put(corpus)
+        in_flight = {task.options(**self.resources(spec)).remote(spec, plan_ref, corpus_ref): spec for spec in runnable}
+        try:
+            while in_flight:
+                [done], _ = ray.wait(list(in_flight), num_returns=1)
+                spec = in_flight.pop(done)
+                record = self._collect(done, spec, plan, store)
+                observer.trial_started(spec)
+                observer.trial_finished(spec, record, resumed=False)
+        except KeyboardInterrupt:
+            mark_interrupted(list(in_flight.values()), plan, store)
+            for ref in in_flight:
+                ray.cancel(ref)  # a running task stops at its next Python step; its worker lives on
+            raise
+
+    def resources(self, spec: Any) -> dict[str, Any]:
+        if spec.device.startswith("cuda"):
+            return {"num_gpus": 1, "num_cpus": 1}
+        return {"num_cpus": self.cpus_per_trial}
+
+    def _skip_without_gpu(self, spec: Any, plan: Any, store: RunStore, observer: Any) -> bool:
+        """A cuda trial on a cluster without GPUs would wait forever: it is skipped instead."""
+        if not spec.device.startswith("cuda") or self.cluster_gpus:
+            return False
+        from minigpt.sweep import base_record, now
+
+        record = base_record(spec, plan)
+        record.update(status="skipped", error="the Ray cluster has no GPU", finished_at=now())
+        store.write_trial(record)
+        observer.trial_started(spec)
+        observer.trial_finished(spec, record, resumed=False)
+        return True
+
+    def _collect(self, ref: Any, spec: Any, plan: Any, store: RunStore) -> dict[str, Any]:
+        """The task's result written into the store; a task that failed outside the trial
+        (its worker died twice, a plugin missing there) becomes a `failed` record."""
+        import ray
+
+        try:
+            outcome: TrialOutcome = ray.get(ref)
+        except ray.exceptions.RayError as error:
+            from minigpt.sweep import base_record, now
+
+            record = base_record(spec, plan)
+            record.update(status="failed", error=task_error(error), finished_at=now())
+            store.write_trial(record)
+            return record
+        # A cpu trial given part of its node's CPUs may have run beside other trials there.
+        shared_node = outcome.cpus < self.node_cpus.get(outcome.node_id, outcome.cpus)
+        ran_on_cpus = not spec.device.startswith("cuda") and outcome.record["status"] != "skipped"
+        outcome.record["concurrent"] = ran_on_cpus and shared_node
+        write_outcome(store, outcome)
+        return outcome.record
+
+
+def default_cpus_per_trial(node_cpus: dict[str, float]) -> int:
+    """All the CPUs of the smallest node that has any: a cpu trial fits on every node and,
+    on nodes of one size, never shares its machine with another cpu trial."""
+    sizes = [cpus for cpus in node_cpus.values() if cpus >= 1]
+    if not sizes:
+        raise RayUnavailable("the Ray cluster has no CPUs to run trials on")
+    return int(min(sizes))
+
+
+def write_outcome(store: RunStore, outcome: TrialOutcome) -> None:
+    """Checkpoint, then metrics, then trial.json: a driver killed midway leaves the trial
+    unfinished on disk, so a re-run trains it again."""
+    trial = outcome.record["trial_id"]
+    directory = store.trial_dir(trial)
+    for name in sorted(outcome.checkpoint, key=lambda n: n.endswith(".json")):  # weights before metadata
+        with atomic.atomic_target(directory / name) as tmp:
+            tmp.write_bytes(outcome.checkpoint[name])
+    if outcome.points is not None:
+        with store.metrics_log(trial) as log:
+            for point in outcome.points:
+                append_point(log, point)
+    store.write_trial(outcome.record)
+
+
+def mark_interrupted(specs: list[Any], plan: Any, store: RunStore) -> None:
+    """Trials still queued or running at Ctrl-C: recorded as interrupted, so a re-run runs them."""
+    from minigpt.sweep import base_record, now
+
+    for spec in specs:
+        record = base_record(spec, plan)
+        record.update(status="interrupted", error="interrupted by the user", finished_at=now())
+        store.write_trial(record)
+
+
+def task_error(error: Exception) -> str:
+    import ray
+
+    cause = getattr(error, "cause", None) if isinstance(error, ray.exceptions.RayTaskError) else None
+    if cause is not None:
+        return f"{type(cause).__name__} on the worker: {first_line(cause)}"
+    return f"{type(error).__name__} (retries: {MAX_RETRIES}): {first_line(error)}"
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# Everything below runs on the workers.
+
+_plugins_loaded: set[tuple[str, ...]] = set()  # per worker process: a plugin registers its components once
+_peaks: dict[tuple[str, int], float] = {}  # per worker process: (device, threads) -> measured peak FLOP/s
+
+
+def train_on_worker(spec: Any, plan: Any, corpus: Any) -> TrialOutcome:
+    """One trial on the resources Ray assigned this task (a Ray task function)."""
+    import ray
+    import torch
+
+    from minigpt.sweep import begin_record, build_trainer, failure, now, summarize
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    load_plugins(plan.options.get("plugins", []))
+    device = worker_device(spec.device)
+    record = begin_record(spec, plan, device)
+    record["node"] = socket.gethostname()
+    node_id = ray.get_runtime_context().get_node_id()
+    if record["status"] == "skipped":
+        return TrialOutcome(record, None, node_id=node_id, cpus=cpus)
+    peak = measured_peak(device)
+    record["peak_flops"] = peak
+    trainer, points = None, None
+    with tempfile.TemporaryDirectory(prefix="minigpt-trial-") as tmp:
+        try:
+            trainer = build_trainer(spec, plan, corpus, Path(tmp), device)
+            points = []
+            for point in trainer.run():
+                points.append(point)
+            record["status"] = "completed"
+        except Exception as error:  # one trial's failure, whatever it is, must not stop the sweep
+            record.update(failure(error))
+        record.update(summarize(trainer, spec, {spec.device: peak}), finished_at=now())
+        checkpoint = {file.name: file.read_bytes() for file in Path(tmp).iterdir() if not file.name.startswith(".")}
+    return TrialOutcome(record, points, checkpoint, node_id, cpus)
+
+
+def worker_device(device: str) -> str:
+    """Ray shows a GPU task only the GPU it assigned, as cuda:0: cuda:N names a trial, not a card."""
+    return "cuda" if device.startswith("cuda") else device
+
+
+def load_plugins(plugins: list[str]) -> None:
+    """Import the sweep's plugins (they may register components the trial uses), once per process."""
+    key = tuple(plugins)
+    if key not in _plugins_loaded:
+        from minigpt.variants import discover
+
+        discover(plugins)
+        _plugins_loaded.add(key)
+
+
+def measured_peak(device: str) -> float:
+    import torch
+
+    from minigpt.measure import matmul_peak_flops
+
+    key = (device, torch.get_num_threads())
+    if key not in _peaks:
+        _peaks[key] = matmul_peak_flops(torch.device(device))
+    return _peaks[key]

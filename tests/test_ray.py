@@ -1,0 +1,209 @@
+"""The Ray executor on a local two-CPU Ray instance: the same runs/ layout as the local
+executor, failing and crashing trials, Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra (pip install 'minigpt-bench[ray]')")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from minigpt.config import Config  # noqa: E402
+from minigpt.ray_executor import RayUnavailable, concurrency_warning  # noqa: E402
+from minigpt.store import RunStore  # noqa: E402
+from minigpt.sweep import QuietObserver, plan_sweep, run_sweep  # noqa: E402
+from minigpt.train import Budget  # noqa: E402
+from minigpt.variants import discover  # noqa: E402
+
+RAY_ONLY_FIELDS = {"node", "peak_flops", "concurrent"}  # where and beside whom a Ray trial ran
+TINY = Config().replace(
+    n_layer=1, n_embd=16, n_head=2, block_size=16, batch_size=4, eval_interval=4, eval_batches=2, warmup_steps=1
+)
+
+PLUGIN = """
+import os
+from pathlib import Path
+
+from torch import nn
+
+from minigpt import variant
+from minigpt.components import mlp
+
+ATTEMPTS = Path({attempts!r})
+
+
+@mlp.register("ray-test-boom")
+class Boom(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x):
+        raise RuntimeError("boom in forward")
+
+
+@mlp.register("ray-test-crash")
+class Crash(Boom):
+    def forward(self, x):
+        with ATTEMPTS.open("a") as handle:
+            handle.write("attempt\\n")
+        os._exit(1)  # the worker process dies, as when the kernel kills it
+
+
+@variant("ray-test-boom", "raises in forward")
+def boom(cfg):
+    return cfg.replace(mlp="ray-test-boom")
+
+
+@variant("ray-test-crash", "kills its worker in forward")
+def crash(cfg):
+    return cfg.replace(mlp="ray-test-crash")
+"""
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ray")
+    (root / "corpus.txt").write_text("To be, or not to be, that is the question.\n" * 60, encoding="utf-8")
+    (root / "plugins").mkdir()
+    (root / "plugins" / "ray_test_plugin.py").write_text(PLUGIN.format(attempts=str(root / "attempts")))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def no_driver_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's matmul probe is the local executor's MFU denominator, not under test here."""
+    monkeypatch.setattr("minigpt.sweep.probe_devices", lambda devices, known: {})
+
+
+@pytest.fixture(scope="module")
+def registry(workspace: Path):
+    return discover([workspace / "plugins"])  # once: a plugin's components register once per process
+
+
+def plan(registry, workspace: Path, variants: str):  # noqa: ANN201
+    return plan_sweep(
+        registry,
+        variants,
+        ["cpu"],
+        [0],
+        TINY,
+        str(workspace / "corpus.txt"),
+        Budget(max_steps=8),
+        options={"plugins": [str(workspace / "plugins")]},
+    )
+
+
+def layout(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class StartsRecorder(QuietObserver):
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def trial_started(self, spec) -> None:  # noqa: ANN001
+        self.started.append(spec.id)
+
+
+class InterruptAfterFirst(QuietObserver):
+    """Ctrl-C as the first trial's result arrives, while the other is still queued or running."""
+
+    def trial_finished(self, spec, record, resumed) -> None:  # noqa: ANN001
+        if not resumed:
+            raise KeyboardInterrupt
+
+
+def test_ray_sweep_writes_the_local_layout(ray_instance, registry, workspace: Path, tmp_path: Path) -> None:
+    sweep = plan(registry, workspace, "baseline,relu")
+    local = run_sweep(sweep, RunStore(tmp_path / "local"))
+    on_ray = run_sweep(sweep, RunStore(tmp_path / "ray"), executor="ray")
+
+    assert layout(tmp_path / "ray") == layout(tmp_path / "local")
+    assert "trials/relu--cpu--s0/model.safetensors" in layout(tmp_path / "ray")
+    for here, there in zip(local, on_ray, strict=True):
+        assert there["status"] == "completed"
+        assert set(there) - set(here) == RAY_ONLY_FIELDS and set(here) <= set(there)
+        assert there["concurrent"] is False  # the default gives each cpu trial the whole node
+        assert there["threads"] == 2  # torch used the CPUs Ray assigned
+        assert there["best_val_loss"] == pytest.approx(here["best_val_loss"], rel=1e-4)  # same seed, same batches
+        trial_dir = Path("trials") / there["trial_id"]
+        ray_points = (tmp_path / "ray" / trial_dir / "metrics.jsonl").read_text().splitlines()
+        local_points = (tmp_path / "local" / trial_dir / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(p)["step"] for p in ray_points] == [json.loads(p)["step"] for p in local_points]
+        ray_meta = read_json(tmp_path / "ray" / trial_dir / "model.json")
+        local_meta = read_json(tmp_path / "local" / trial_dir / "model.json")
+        assert {**ray_meta, "val_loss": None} == {**local_meta, "val_loss": None}
+    assert concurrency_warning(on_ray) is None
+
+
+def test_a_failing_trial_is_failed_and_the_sweep_goes_on(
+    ray_instance, registry, workspace: Path, tmp_path: Path
+) -> None:
+    sweep = plan(registry, workspace, "ray-test-boom,baseline")
+    boom, baseline = run_sweep(sweep, RunStore(tmp_path / "ray"), executor="ray", ray_cpus_per_trial=1)
+    run_sweep(sweep, RunStore(tmp_path / "local"))
+
+    assert boom["status"] == "failed"
+    assert boom["error"] == "RuntimeError: boom in forward"
+    assert "Traceback" in boom["traceback"]
+    assert baseline["status"] == "completed"
+    assert layout(tmp_path / "ray") == layout(tmp_path / "local")  # failed: metrics.jsonl but no checkpoint
+    assert boom["concurrent"] is True and baseline["concurrent"] is True  # one CPU each, two at once
+    assert "2 trial(s) ran beside other trials" in concurrency_warning([boom, baseline])
+
+
+def test_a_worker_that_dies_is_retried_once_then_failed(
+    ray_instance, registry, workspace: Path, tmp_path: Path
+) -> None:
+    (crash,) = run_sweep(plan(registry, workspace, "ray-test-crash"), RunStore(tmp_path / "ray"), executor="ray")
+
+    assert crash["status"] == "failed"
+    assert crash["error"].startswith("WorkerCrashedError")
+    assert (workspace / "attempts").read_text().splitlines() == ["attempt", "attempt"]
+
+
+def test_an_interrupted_ray_sweep_resumes(ray_instance, registry, workspace: Path, tmp_path: Path) -> None:
+    sweep = plan(registry, workspace, "baseline,relu")
+    store = RunStore(tmp_path / "ray")
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, store, InterruptAfterFirst(), executor="ray")
+    statuses = {r["trial_id"]: r["status"] for r in store.trials()}
+    assert sorted(statuses.values()) == ["completed", "interrupted"]
+    finished = next(t for t, s in statuses.items() if s == "completed")
+    kept = store.read_trial(finished)
+
+    observer = StartsRecorder()
+    records = run_sweep(sweep, store, observer, executor="ray")
+
+    assert observer.started == [t for t, s in statuses.items() if s == "interrupted"]
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert store.read_trial(finished) == kept
+
+
+def test_cli_refuses_more_cpus_per_trial_than_a_node_has(ray_instance, workspace: Path, tmp_path: Path) -> None:
+    from minigpt.cli import app
+
+    args = ["run", "--variants", "baseline", "--devices", "cpu", "--data", str(workspace / "corpus.txt")]
+    args += ["--max-steps", "2", "--executor", "ray", "--ray-cpus-per-trial", "3", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+
+    assert isinstance(result.exception, RayUnavailable)
+    assert "no node of the Ray cluster has 3 CPUs (largest: 2)" in str(result.exception)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
