@@ -115,7 +115,10 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Report directory. [default: reports/RUN_NAME]")] = None,
 ) -> None:
     """Tables and seaborn figures comparing the variants of a run, as HTML and Markdown."""
-    raise UserError("report is not implemented yet")
+    from minigpt.report import default_report_dir, write_report
+
+    page = write_report(run_dir, out or default_report_dir(run_dir))
+    console.print(f"report: {page} (report.md, results.csv and the figures beside it)", soft_wrap=True)
 
 
 @app.command(context_settings={"allow_extra_args": True})

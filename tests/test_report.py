@@ -1,0 +1,284 @@
+"""The report: frames, interval arithmetic, verdicts, every output file, a self-contained HTML
+page (checked in headless Chromium where it is installed) and the `report` command's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from minigpt.report import (
+    BASELINE_COLOUR,
+    NO_CLEAR_DIFFERENCE,
+    SUMMARY_COLUMNS,
+    TRIAL_COLUMNS,
+    Interval,
+    ReportError,
+    difference_interval,
+    load_frames,
+    mean_interval,
+    t_quantile_975,
+    variant_palette,
+    verdict,
+    write_report,
+)
+
+FIGURES = ("loss_curves.png", "throughput.png", "best_val_loss.png", "speed_vs_quality.png", "time_to_target.png")
+HOSTILE = "wider MLP <script>alert('x')</script> & more"
+
+# best val loss and tokens/s per seed: `wide` is clearly worse, `tiny` overlaps the baseline.
+RESULTS = {
+    "baseline": {0: (2.00, 1000.0), 1: (2.02, 1100.0)},
+    "wide": {0: (2.30, 600.0), 1: (2.33, 650.0)},
+    "tiny": {0: (2.05, 1500.0), 1: (1.98, 1400.0)},
+}
+
+
+def write_trial(root: Path, variant: str, seed: int, status: str = "completed", **fields: object) -> None:
+    trial_id = f"{variant}--cpu--s{seed}"
+    directory = root / "trials" / trial_id
+    directory.mkdir(parents=True)
+    record = {
+        "trial_id": trial_id, "variant": variant, "device": "cpu", "device_name": "test cpu", "seed": seed,
+        "status": status, "changed": {} if variant == "baseline" else {"n_embd": 48},
+        "description": HOSTILE if variant == "wide" else f"{variant} variant", "error": None,
+        "target_loss": 2.1, "params": 1234, **fields,
+    }  # fmt: skip
+    (directory / "trial.json").write_text(json.dumps(record))
+    if status == "completed":
+        best = record["best_val_loss"]
+        points = [
+            {"step": 10, "seconds": 0.5 + seed, "train_loss": 3.0, "val_loss": best + 1.0},
+            {"step": 15, "seconds": 0.8 + seed, "train_loss": 2.8, "val_loss": None},  # train-only log point
+            {"step": 20, "seconds": 1.0 + seed, "train_loss": 2.6, "val_loss": best + 0.4},
+            {"step": 30, "seconds": 1.5 + seed, "train_loss": 2.3, "val_loss": best},
+        ]
+        lines = [json.dumps({**p, "tokens": p["step"] * 64, "lr": 1e-3, "tokens_per_sec": 900.0}) for p in points]
+        (directory / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def completed_fields(best: float, speed: float) -> dict[str, float | None]:
+    return {
+        "best_val_loss": best, "final_val_loss": best, "tokens_per_sec": speed, "step_ms_p50": 64_000 / speed,
+        "steps": 30, "tokens": 1920, "wall_seconds": 1.5, "time_to_target_s": 1.2 if best <= 2.1 else None,
+    }  # fmt: skip
+
+
+def make_run(root: Path, results: dict = RESULTS, failed: bool = True) -> Path:
+    root.mkdir(parents=True)
+    (root / "sweep.json").write_text(json.dumps({"variants": list(results), "seeds": [0, 1], "target_loss": 2.1}))
+    for variant, seeds in results.items():
+        for seed, (best, speed) in seeds.items():
+            write_trial(root, variant, seed, **completed_fields(best, speed))
+    if failed:
+        write_trial(root, "broken", 0, status="failed", error="RuntimeError: boom at step 3")
+    return root
+
+
+def write_bench(root: Path) -> None:
+    medians = {"baseline": 0.002, "wide": 0.003, "tiny": 0.001}
+    benchmarks = [
+        {
+            "name": f"test_{case}[{variant}-cpu]", "group": case, "params": {"variant": variant},
+            "stats": {"median": median * scale, "mean": median * scale * 1.1},
+            "extra_info": {"variant": variant, "device": "cpu", "case": case},
+        }
+        for variant, median in medians.items()
+        for case, scale in (("forward", 1), ("train_step", 3), ("decode_cached", 0.5), ("decode_uncached", 2))
+    ]  # fmt: skip
+    (root / "bench.json").write_text(json.dumps({"benchmarks": benchmarks}))
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = make_run(tmp_path_factory.mktemp("runs") / "demo")
+    write_bench(run)
+    out = tmp_path_factory.mktemp("reports") / "demo"
+    assert write_report(run, out) == out / "report.html"
+    return out
+
+
+# --- interval arithmetic and the verdict rule ------------------------------------------------
+
+
+def test_t_quantiles_match_tables() -> None:
+    assert t_quantile_975(1) == pytest.approx(12.7062, abs=1e-4)
+    assert t_quantile_975(2) == pytest.approx(4.3027, abs=1e-4)
+    assert t_quantile_975(3.9) == t_quantile_975(3)  # Welch's fractional df rounds down
+    assert t_quantile_975(60) == pytest.approx(2.0003, abs=1e-4)
+    assert t_quantile_975(10**6) == pytest.approx(1.96, abs=1e-3)
+
+
+def test_mean_interval_on_known_numbers() -> None:
+    interval = mean_interval([1.0, 2.0, 3.0])  # sd 1, se 1/sqrt(3), t(2) = 4.3027
+    assert (interval.mean, interval.n) == (2.0, 3)
+    assert interval.low == pytest.approx(2 - 4.3027 / math.sqrt(3), abs=1e-4)
+    assert interval.high == pytest.approx(2 + 4.3027 / math.sqrt(3), abs=1e-4)
+    one = mean_interval([2.5, None, float("nan")])
+    assert one.mean == 2.5 and one.n == 1 and math.isnan(one.low) and math.isnan(one.high)
+    assert mean_interval([]).n == 0
+
+
+def test_difference_pairs_by_seed_when_the_seeds_match() -> None:
+    paired = difference_interval({0: 2.0, 1: 2.2, 2: 2.1}, {0: 1.9, 1: 2.05, 2: 2.0})
+    # differences 0.10, 0.15, 0.10: mean 0.11667, sd 0.028868, t(2) = 4.3027
+    assert paired.mean == pytest.approx(0.116667, abs=1e-5)
+    assert paired.high - paired.mean == pytest.approx(4.3027 * 0.028868 / math.sqrt(3), abs=1e-4)
+
+
+def test_difference_uses_welch_when_the_seeds_differ() -> None:
+    welch = difference_interval({0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}, {5: 2.0, 6: 4.0, 7: 6.0})
+    # se^2 = 1.6667/4 + 4/3 = 1.75; Welch df = 3.23 -> 3, t(3) = 3.1824
+    assert welch.mean == pytest.approx(-1.5)
+    assert welch.high == pytest.approx(-1.5 + 3.1824 * math.sqrt(1.75), abs=1e-3)
+    assert math.isnan(difference_interval({0: 2.0}, {0: 1.0, 1: 1.2}).low)  # one seed: no interval
+
+
+def test_a_difference_counts_only_when_its_interval_excludes_zero() -> None:
+    assert verdict(Interval(-0.05, -0.09, -0.01, 3)) == "better"
+    assert verdict(Interval(0.05, 0.01, 0.09, 3)) == "worse"
+    assert verdict(Interval(-0.05, -0.12, 0.02, 3)) == NO_CLEAR_DIFFERENCE
+    assert verdict(Interval(-0.5, math.nan, math.nan, 1)) == NO_CLEAR_DIFFERENCE  # one seed claims nothing
+
+
+def test_every_variant_keeps_one_colour_and_the_baseline_is_dark() -> None:
+    palette = variant_palette(["wide", "baseline", "tiny"])
+    assert palette["baseline"] == BASELINE_COLOUR
+    assert len({tuple(colour) for colour in palette.values()}) == 3
+
+
+# --- frames and tables -----------------------------------------------------------------------
+
+
+def test_frames_hold_one_row_per_trial_and_per_metric_point(tmp_path: Path) -> None:
+    trials, metrics = load_frames(make_run(tmp_path / "run"))
+    assert len(trials) == 7 and set(trials["status"]) == {"completed", "failed"}
+    assert len(metrics) == 6 * 4  # the failed trial wrote no points
+    assert metrics["val_loss"].isna().sum() == 6  # train-only log points are kept, with no val loss
+    assert trials.set_index("trial_id").at["wide--cpu--s0", "changed"] == "n_embd=48"
+    assert not trials["concurrent"].any()  # absent in trial.json: the trial had its machine to itself
+
+
+def test_results_csv_has_one_row_per_trial_with_the_contract_columns(report_dir: Path) -> None:
+    results = pd.read_csv(report_dir / "results.csv")
+    assert list(results.columns) == list(TRIAL_COLUMNS)
+    assert len(results) == 7
+    assert {"variant", "device", "seed", "status", "best_val_loss", "tokens_per_sec", "error"} <= set(results.columns)
+    failed = results[results["status"] == "failed"].iloc[0]
+    assert failed["error"] == "RuntimeError: boom at step 3"
+
+
+def test_summary_calls_only_clear_differences(report_dir: Path) -> None:
+    summary = pd.read_csv(report_dir / "summary.csv").set_index("variant")
+    assert list(summary.reset_index().columns) == list(SUMMARY_COLUMNS)
+    assert summary.at["baseline", "verdict"] == "reference"
+    assert summary.at["wide", "verdict"] == "worse"
+    assert summary.at["tiny", "verdict"] == NO_CLEAR_DIFFERENCE
+    assert summary.at["wide", "diff_vs_baseline"] == pytest.approx(0.305)  # paired: (0.30 + 0.31) / 2
+    assert summary.at["wide", "speed_ratio"] == pytest.approx(625 / 1050)
+    assert summary.at["broken", "failed"] == 1 and summary.at["broken", "verdict"] == "no completed trials"
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+
+def test_every_output_file_is_written(report_dir: Path) -> None:
+    for name in ("report.html", "report.md", "results.csv", "summary.csv", *FIGURES, "microbench.png"):
+        assert (report_dir / name).stat().st_size > 0, name
+    markdown = (report_dir / "report.md").read_text()
+    for name in (*FIGURES, "microbench.png"):
+        assert f"]({name})" in markdown  # linked relatively, so it renders on a code host
+
+
+def test_failed_trials_are_listed_with_their_reasons(report_dir: Path) -> None:
+    for page in ("report.md", "report.html"):
+        text = (report_dir / page).read_text()
+        assert "broken--cpu--s0" in text and "RuntimeError: boom at step 3" in text
+
+
+def test_microbenchmarks_show_milliseconds_and_the_ratio_to_the_baseline(report_dir: Path) -> None:
+    markdown = (report_dir / "report.md").read_text()
+    assert "3.000 ms (x1.50)" in markdown  # wide forward: 3 ms against the baseline's 2 ms
+    assert "0.500 ms (x0.50)" in markdown  # tiny decode_cached: 0.5 ms against 1 ms
+
+
+def test_html_is_self_contained_and_escapes_every_text(report_dir: Path) -> None:
+    page = (report_dir / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
+    assert not re.search(r"<script|<link|@import|url\(", page, re.IGNORECASE)
+    images = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(images) == len(FIGURES) + 1 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "wider MLP &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
+    assert "<script>" not in (report_dir / "report.md").read_text()
+
+
+def test_a_single_variant_and_seed_still_reports(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "one", {"baseline": {0: (2.0, 1000.0)}}, failed=False)
+    (run / "bench.json").write_text('{"benchmarks": [')  # cut short: noted, never fatal
+    record_path = run / "trials" / "baseline--cpu--s0" / "trial.json"
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "concurrent": True}))
+    markdown = write_report(run, tmp_path / "out").with_name("report.md").read_text()
+    assert "no intervals" in markdown and "All 1 trials completed." in markdown
+    assert "bench.json could not be read" in markdown
+    assert "1 trial(s) ran beside other trials" in markdown
+    assert (tmp_path / "out" / "best_val_loss.png").is_file()
+    assert not (tmp_path / "out" / "microbench.png").exists()
+
+
+def test_a_run_of_failed_trials_still_reports(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "failed", {}, failed=True)
+    out = tmp_path / "out"
+    markdown = write_report(run, out).with_name("report.md").read_text()
+    assert "no trial completed" in markdown and "RuntimeError: boom at step 3" in markdown
+    assert not list(out.glob("*.png"))
+
+
+def test_missing_or_empty_run_directories_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="does not exist"):
+        write_report(tmp_path / "nowhere", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="no trials"):
+        write_report(tmp_path / "empty", tmp_path / "out")
+
+
+def test_report_command_writes_to_reports_name_and_fails_in_one_line(tmp_path: Path) -> None:
+    make_run(tmp_path / "runs" / "mini", {"baseline": {0: (2.0, 1000.0)}}, failed=False)
+    command = [sys.executable, "-c", "from minigpt.cli import main; main()", "report"]
+    done = subprocess.run([*command, "runs/mini"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reports" / "mini" / "report.html").is_file()
+    missing = subprocess.run([*command, "runs/none"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == ["error: run directory runs/none does not exist"]
+
+
+def test_chromium_renders_the_figures(report_dir: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    from PIL import Image
+
+    screenshot = tmp_path / "page.png"
+    subprocess.run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}", "--window-size=1200,2000",
+            (report_dir / "report.html").as_uri(),
+        ],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    image = Image.open(screenshot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert len(colours) > 200  # not blank (a blank page is one colour)
+    # The figures are the only place where the variants' colours appear: find `wide`'s.
+    wide = tuple(round(255 * c) for c in variant_palette(list(RESULTS))["wide"])
+    painted = sum(count for count, rgb in colours if all(abs(a - b) <= 12 for a, b in zip(rgb, wide, strict=True)))
+    assert painted > 500
