@@ -163,22 +163,23 @@ def stream(
     use_cache: bool = True,
 ) -> Iterator[torch.Tensor]:
     """Yield the new token of every sample, shape (num_samples,), as soon as it is drawn.
-    The samples are decoded together in one batch, all from the same prompt."""
+    prompt_ids is one sequence; the samples all continue it, decoded together in one batch."""
     check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
-    check_prompt_length(len(prompt_ids), model.cfg.block_size)
     device = next(model.parameters()).device
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)
+    if prompt.dim() != 1:
+        raise GenerationError(f"prompt_ids must be one sequence of token ids, got shape {tuple(prompt.shape)}")
+    check_prompt_length(prompt.numel(), model.cfg.block_size)
     generator = torch.Generator(device=device).manual_seed(seed)
-    prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device).expand(num_samples, -1)
     was_training = model.training
     model.eval()  # dropout off
     try:
-        context = Context(model, prompt, use_cache)
-        logits = context.first_logits()
-        for step in range(max_new_tokens):
+        context = Context(model, prompt.expand(num_samples, -1), use_cache)
+        token = None
+        for _ in range(max_new_tokens):
+            logits = context.first_logits() if token is None else context.append(token)
             token = sample_next(logits, temperature, top_k, top_p, generator)
             yield token[:, 0]
-            if step + 1 < max_new_tokens:
-                logits = context.append(token)
     finally:
         model.train(was_training)
 

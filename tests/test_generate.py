@@ -178,6 +178,8 @@ def test_prompt_length_rule() -> None:
         generate(model, [1] * (BLOCK + 1), 2)
     with pytest.raises(GenerationError, match="empty"):
         generate(model, [], 2)
+    with pytest.raises(GenerationError, match="one sequence"):
+        generate(model, torch.tensor([[1, 2]]), 2)
 
 
 # --- the command line -------------------------------------------------------------------
