@@ -88,6 +88,7 @@ class BenchCase:
             "device": str(self.device),
             "case": case,
             "tokens": tokens,  # processed per call: tokens / median = tokens per second
+            "threads": torch.get_num_threads(),  # set it with OMP_NUM_THREADS / torch.set_num_threads
             "config": self.cfg.to_dict(),
         }
         call()

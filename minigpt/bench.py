@@ -124,13 +124,21 @@ def run_bench(
     return BenchResult(exit_code, json.loads(text), targets)
 
 
+def suite_entries(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The timed benchmarks of this suite, known by their extra_info."""
+    return [
+        entry
+        for entry in report.get("benchmarks", [])
+        if {"device", "variant", "case"} <= entry.get("extra_info", {}).keys() and entry.get("stats")
+    ]
+
+
 def read_timings(report: dict[str, Any]) -> dict[tuple[str, str, str], float]:
     """{(device, variant, case): median seconds per call} for the suite's benchmarks."""
     timings = {}
-    for entry in report.get("benchmarks", []):
-        info = entry.get("extra_info", {})
-        if {"device", "variant", "case"} <= info.keys() and entry.get("stats"):
-            timings[info["device"], info["variant"], info["case"]] = entry["stats"]["median"]
+    for entry in suite_entries(report):
+        info = entry["extra_info"]
+        timings[info["device"], info["variant"], info["case"]] = entry["stats"]["median"]
     return timings
 
 
@@ -142,17 +150,19 @@ def summarize(source: str | Path | dict[str, Any]) -> str:
     if not timings:
         return "no timings in this benchmark JSON (were the benchmarks disabled or all skipped?)"
     devices = list(dict.fromkeys(device for device, _, _ in timings))
-    sections = [*(_device_table(timings, device) for device in devices), _comparisons(timings, devices)]
+    threads = {entry["extra_info"]["device"]: entry["extra_info"].get("threads") for entry in suite_entries(report)}
+    tables = [_device_table(timings, device, threads.get(device)) for device in devices]
+    sections = [*tables, _comparisons(timings, devices)]
     return "\n\n".join(section for section in sections if section)
 
 
-def _device_table(timings: dict[tuple[str, str, str], float], device: str) -> str:
+def _device_table(timings: dict[tuple[str, str, str], float], device: str, threads: int | None) -> str:
     variants = list(dict.fromkeys(v for d, v, _ in timings if d == device))
     variants.sort(key=lambda name: name != BASELINE)  # stable: baseline first, the rest as run
     cases = [case for case in CASES if any((device, v, case) in timings for v in variants)]
     width = max(len(v) for v in variants) + 2
     lines = [
-        f"{device}: median ms per call, and its ratio to {BASELINE}'s",
+        f"{device}{f' ({threads} threads)' if threads else ''}: median ms per call, and its ratio to {BASELINE}'s",
         "variant".ljust(width) + "".join(case.rjust(18) for case in cases),
     ]
     for name in variants:

@@ -42,6 +42,7 @@ def test_suite_times_every_registered_variant_in_every_case(tmp_path: Path) -> N
         info = entry["extra_info"]
         assert entry["group"] == info["case"]
         assert info["config"]["n_embd"] == 16
+        assert info["threads"] == torch.get_num_threads()
         assert info["tokens"] == (1 if info["case"].startswith("decode") else 2 * 8)
         assert entry["stats"]["median"] > 0
 
@@ -115,7 +116,8 @@ def test_bench_without_pytest_benchmark_says_how_to_install_it(monkeypatch: pyte
 
 
 def entry(variant: str, case: str, median: float) -> dict:
-    return {"extra_info": {"variant": variant, "device": "cpu", "case": case}, "stats": {"median": median}}
+    info = {"variant": variant, "device": "cpu", "case": case, "threads": 2}
+    return {"extra_info": info, "stats": {"median": median}}
 
 
 def test_summary_gives_medians_ratios_to_the_baseline_and_the_speed_ups() -> None:
@@ -132,6 +134,7 @@ def test_summary_gives_medians_ratios_to_the_baseline_and_the_speed_ups() -> Non
     lines = summarize(report).splitlines()
 
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert lines[0] == "cpu (2 threads): median ms per call, and its ratio to baseline's"
     assert lines[1].split() == ["variant", "forward", "train_step"]
     assert rows == {
         "baseline": ["2.000", "1.00x", "10.000", "1.00x"],
