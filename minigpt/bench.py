@@ -110,7 +110,7 @@ def run_bench(
         raise BenchError(f"run directory {run_dir} does not exist; create it with `minigpt-bench run` or use --json")
     plugins = list(plugins)
     plan_suite(variants, devices, plugins, overrides)  # user mistakes end here, in one line
-    targets = [Path(p) for p in (json_path,) if p is not None]
+    targets = [Path(json_path)] if json_path is not None else []
     targets += [Path(run_dir) / RUN_FILE] if run_dir is not None else []
     with tempfile.TemporaryDirectory(prefix="minigpt-bench-") as scratch:
         json_out = Path(scratch) / RUN_FILE
