@@ -18,6 +18,7 @@ when a Ray sweep starts, so this module also loads where Ray is absent.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class RayExecutor:
                 "the ray executor needs Ray: pip install 'minigpt-bench[ray]' (or pip install ray)"
             ) from None
         if not ray.is_initialized():
+            # Ray starts workers at niceness 15, so any other process on the machine would slow the
+            # trials and skew their timings; a local instance started here runs them at normal priority.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             try:
                 ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
             except Exception as error:  # whatever Ray raises, the user needs the address and the reason
