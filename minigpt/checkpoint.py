@@ -34,6 +34,8 @@ def save_checkpoint(directory: str | Path, model: GPT, tokenizer: CharTokenizer,
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[GPT, CharTokenizer, dict[str, Any]]:
     """`path` is a checkpoint directory or either of its two files."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
     directory = path if path.is_dir() else path.parent
     weights, metadata = directory / WEIGHTS, directory / METADATA
     for file in (weights, metadata):

@@ -104,8 +104,10 @@ def trial_line(record: dict[str, Any]) -> str:
 
 def summary_table(records: list[dict[str, Any]]) -> Table:
     table = Table(title="sweep summary")
-    for column in ("trial", "status", "best val", "tok/s", "step ms p50", "MFU", "params", "to target s"):
-        table.add_column(column, justify="left" if column in ("trial", "status") else "right")
+    table.add_column("trial", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("best val", "tok/s", "ms/step", "MFU", "target s"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in records:
         style = STATUS_STYLE.get(r.get("status"), "")
         table.add_row(
@@ -115,7 +117,6 @@ def summary_table(records: list[dict[str, Any]]) -> Table:
             _fmt(r.get("tokens_per_sec"), ",.0f"),
             _fmt(r.get("step_ms_p50"), ".1f"),
             _fmt(r.get("mfu"), ".1%"),
-            _fmt(r.get("params"), ","),
             _fmt(r.get("time_to_target_s"), ".1f"),
         )
     return table
