@@ -88,7 +88,7 @@ class RayExecutor:
                 where = f"at {self.address}" if self.address else "(local)"
                 raise RayUnavailable(f"cannot start or reach the Ray cluster {where}: {first_line(error)}") from None
             self.connected_here = True
-        self.node_cpus = {n["NodeID"]: n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]}
+        self.node_cpus = cpus_by_node()
         self.cluster_gpus = sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"])
         self.cpus_per_trial = self.requested_cpus or default_cpus_per_trial(self.node_cpus)
         if self.cpus_per_trial > max(self.node_cpus.values(), default=0):
@@ -175,11 +175,19 @@ class RayExecutor:
             store.write_trial(record)
             return record
         # A cpu trial given part of its node's CPUs may have run beside other trials there.
+        if outcome.node_id not in self.node_cpus:  # a node that joined during the sweep
+            self.node_cpus = cpus_by_node()
         shared_node = outcome.cpus < self.node_cpus.get(outcome.node_id, outcome.cpus)
         ran_on_cpus = not spec.device.startswith("cuda") and outcome.record["status"] != "skipped"
         outcome.record["concurrent"] = ran_on_cpus and shared_node
         write_outcome(store, outcome)
         return outcome.record
+
+
+def cpus_by_node() -> dict[str, float]:
+    import ray
+
+    return {node["NodeID"]: node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]}
 
 
 def default_cpus_per_trial(node_cpus: dict[str, float]) -> int:
