@@ -88,16 +88,26 @@ class RayExecutor:
                 where = f"at {self.address}" if self.address else "(local)"
                 raise RayUnavailable(f"cannot start or reach the Ray cluster {where}: {first_line(error)}") from None
             self.connected_here = True
-        self.node_cpus = cpus_by_node()
-        self.cluster_gpus = sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"])
-        self.cpus_per_trial = self.requested_cpus or default_cpus_per_trial(self.node_cpus)
-        if self.cpus_per_trial > max(self.node_cpus.values(), default=0):
+        try:
+            self._size_trials()
+        except BaseException:
             self.__exit__(None, None, None)
-            raise RayUnavailable(
-                f"no node of the Ray cluster has {self.cpus_per_trial} CPUs "
-                f"(largest: {max(self.node_cpus.values(), default=0):g}); lower --ray-cpus-per-trial"
-            )
+            raise
         return self
+
+    def _size_trials(self) -> None:
+        """CPUs per cpu trial, checked against the cluster: a task no node can hold would wait forever."""
+        import ray
+
+        self.node_cpus = cpus_by_node()
+        self.cluster_gpus = sum(node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"])
+        self.cpus_per_trial = self.requested_cpus or default_cpus_per_trial(self.node_cpus)
+        largest = max(self.node_cpus.values(), default=0)
+        if self.cpus_per_trial > largest:
+            raise RayUnavailable(
+                f"no node of the Ray cluster has {self.cpus_per_trial} CPUs (largest: {largest:g}); "
+                "lower --ray-cpus-per-trial"
+            )
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
