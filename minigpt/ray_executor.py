@@ -7,9 +7,8 @@ finish (`ray.wait`) and writes them exactly as the local executor does, so resum
 generation work unchanged.
 
 What workers need: this package and its dependencies, and every `--plugins` path at the same
-path (relative paths resolve against the worker's working directory: a Ray `working_dir`
-runtime environment, or the driver's directory on a one-machine cluster). The corpus is not
-read on workers: the driver sends the encoded text through Ray's object store.
+absolute path as on the driver (a plugin may register components the trial builds). The corpus
+is not read on workers: the driver sends the encoded text through Ray's object store.
 
 Ray is an optional dependency (`pip install 'minigpt-bench[ray]'`): it is imported here only
 when a Ray sweep starts, so this module also loads where Ray is absent.
@@ -138,7 +137,10 @@ class RayExecutor:
         runnable = [spec for spec in pending if not self._skip_without_gpu(spec, plan, store, observer)]
         task = ray.remote(max_retries=MAX_RETRIES)(train_on_worker)
         plan_ref, corpus_ref = ray.put(plan), ray.put(corpus)
-        in_flight = {task.options(**self.resources(spec)).remote(spec, plan_ref, corpus_ref): spec for spec in runnable}
+        plugins = [str(Path(plugin).resolve()) for plugin in plan.options.get("plugins", [])]
+        in_flight = {
+            task.options(**self.resources(spec)).remote(spec, plan_ref, corpus_ref, plugins): spec for spec in runnable
+        }
         try:
             while in_flight:
                 [done], _ = ray.wait(list(in_flight), num_returns=1)
@@ -254,8 +256,9 @@ _plugins_loaded: set[tuple[str, ...]] = set()  # per worker process: a plugin re
 _peaks: dict[tuple[str, int], float] = {}  # per worker process: (device, threads) -> measured peak FLOP/s
 
 
-def train_on_worker(spec: Any, plan: Any, corpus: Any) -> TrialOutcome:
-    """One trial on the resources Ray assigned this task (a Ray task function)."""
+def train_on_worker(spec: Any, plan: Any, corpus: Any, plugins: list[str]) -> TrialOutcome:
+    """One trial on the resources Ray assigned this task (a Ray task function); `plugins`
+    are the sweep's --plugins paths, absolute, as they must exist on every node."""
     import ray
     import torch
 
@@ -263,7 +266,7 @@ def train_on_worker(spec: Any, plan: Any, corpus: Any) -> TrialOutcome:
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    load_plugins(plan.options.get("plugins", []))
+    load_plugins(plugins)
     device = worker_device(spec.device)
     record = begin_record(spec, plan, device)
     record["node"] = socket.gethostname()
