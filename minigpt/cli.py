@@ -64,6 +64,15 @@ def run(
     ] = 2.0,
     plugins: PluginsOption = None,
     executor: Annotated[str, typer.Option(help="Where trials run: local or ray.")] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001; left out: a local Ray instance."
+        ),
+    ] = None,
+    ray_cpus_per_trial: Annotated[
+        int | None, typer.Option(help="CPUs per cpu trial on Ray; left out: all of the smallest node's.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Run directory; re-running the same one resumes.")] = Path("runs/default"),
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete what --out holds and start over.")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the report at the end.")] = False,
@@ -72,6 +81,7 @@ def run(
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
     from minigpt.config import PRESETS
     from minigpt.progress import LogObserver, RichObserver, summary_table
+    from minigpt.ray_executor import concurrency_warning
     from minigpt.store import RunStore
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
     from minigpt.train import Budget
@@ -100,7 +110,15 @@ def run(
     store = RunStore(out)
     observer = LogObserver(console) if quiet else RichObserver(console)
     try:
-        records = run_sweep(plan, store, observer, fresh=fresh)
+        records = run_sweep(
+            plan,
+            store,
+            observer,
+            fresh,
+            executor=executor,
+            ray_address=ray_address,
+            ray_cpus_per_trial=ray_cpus_per_trial,
+        )
     except KeyboardInterrupt:
         observer.close()
         console.print(summary_table(store.trials()))
@@ -108,7 +126,14 @@ def run(
         raise typer.Exit(130) from None
     observer.close()
     console.print(summary_table(records))
+    warning = concurrency_warning(records)
+    if warning:
+        console.print(warning, style="yellow", markup=False)
     console.print(f"results: {out}")
+    if not no_report:
+        from minigpt.report import default_report_dir, write_report
+
+        console.print(f"report: {write_report(out, default_report_dir(out))}", soft_wrap=True)
 
 
 @app.command()

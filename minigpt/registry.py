@@ -20,9 +20,12 @@ class Registry(Generic[T]):
         """Decorator: `@position.register("xpos")` on a class or factory function."""
 
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
-            if name in self._factories and self._factories[name] is not factory:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._factories[name] = factory
+            existing = self._factories.get(name)
+            if existing is not None and _origin(existing) != _origin(factory):
+                raise ValueError(
+                    f"{self.kind} {name!r} is registered twice: by {_origin(existing)} and {_origin(factory)}"
+                )
+            self._factories[name] = factory  # the same definition loaded again replaces itself
             return factory
 
         return decorate
@@ -40,6 +43,10 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._factories
+
+
+def _origin(factory: Callable) -> str:
+    return f"{factory.__module__}.{factory.__qualname__}"
 
 
 def suggest(name: str, choices: list[str]) -> str:

@@ -131,3 +131,37 @@ def test_plugins_do_not_leak_between_discoveries(tmp_path: Path) -> None:
     (tmp_path / "wide.py").write_text(PLUGIN)
     discover([tmp_path])
     assert "wide" not in discover().names()
+
+
+COMPONENT_PLUGIN = """
+from torch import nn
+from minigpt import variant
+from minigpt.components import norm
+
+
+@norm.register("identity-norm")
+class IdentityNorm(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+@variant("no-norm", "no normalization at all")
+def no_norm(cfg):
+    return cfg.replace(norm="identity-norm")
+"""
+
+
+def test_a_plugin_registering_a_component_can_be_discovered_twice(tmp_path: Path) -> None:
+    (tmp_path / "no_norm.py").write_text(COMPONENT_PLUGIN)
+    discover([tmp_path])
+    assert discover([tmp_path]).get("no-norm").configure(Config()).norm == "identity-norm"
+
+
+def test_two_plugins_registering_one_component_name_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text(COMPONENT_PLUGIN)
+    (tmp_path / "b.py").write_text(COMPONENT_PLUGIN.replace('"no-norm"', '"no-norm-2"'))
+    with pytest.raises(VariantError, match="identity-norm' is registered twice"):
+        discover([tmp_path])
