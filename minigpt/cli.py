@@ -49,7 +49,9 @@ def run(
     ] = None,
     devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
-    data: Annotated[str, typer.Option(help="Corpus: a UTF-8 text file.")] = "data/input.txt",
+    data: Annotated[
+        str, typer.Option(help="Corpus: a UTF-8 text file, or american-stories:YEARS (e.g. 1801-1810).")
+    ] = "data/input.txt",
     max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="Stop each trial after N training tokens. [default: the preset's]")
@@ -62,6 +64,12 @@ def run(
     target_loss: Annotated[
         float, typer.Option(help="Validation loss whose first crossing gives time_to_target_s.")
     ] = 2.0,
+    stop_at_target: Annotated[
+        bool, typer.Option("--stop-at-target", help="End each trial when it first reaches --target-loss.")
+    ] = False,
+    max_vocab: Annotated[
+        int | None, typer.Option(help="Keep the N-1 most frequent characters, map the rest to one unknown.")
+    ] = None,
     plugins: PluginsOption = None,
     executor: Annotated[str, typer.Option(help="Where trials run: local or ray.")] = "local",
     ray_address: Annotated[
@@ -80,8 +88,7 @@ def run(
 ) -> None:
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
     from minigpt.config import PRESETS
-    from minigpt.progress import LogObserver, RichObserver, summary_table
-    from minigpt.ray_executor import concurrency_warning
+    from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.store import RunStore
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
     from minigpt.train import Budget
@@ -94,7 +101,7 @@ def run(
     base = chosen.config().with_overrides(set_ or [])
     if max_steps is None and max_tokens is None and max_seconds is None:
         max_tokens = chosen.max_tokens
-    budget = Budget(max_steps, max_tokens, max_seconds)
+    budget = Budget(max_steps, max_tokens, max_seconds, stop_at_target)
     registry = discover_variants(plugins)
     plan = plan_sweep(
         registry,
@@ -105,6 +112,7 @@ def run(
         data,
         budget,
         target_loss,
+        max_vocab,
         options={"preset": preset, "overrides": set_ or [], "plugins": [str(p) for p in plugins or []]},
     )
     store = RunStore(out)

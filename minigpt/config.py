@@ -171,12 +171,26 @@ class Preset:
 
 
 PRESETS = {
-    "cpu-fast": Preset("the tuned default recipe for a laptop-class CPU", {}, 500_000),
+    "cpu-fast": Preset(
+        "the tuned default recipe for a laptop-class CPU: RoPE, Muon on the hidden matrices, batch 32 x 64",
+        {"optimizer": "muon", "batch_size": 32, "lr": 1.5e-2, "min_lr": 1.5e-3},
+        600_000,
+    ),
     "reference": Preset(
         "a widely used reference CPU recipe: learned positions, lr 1e-3 -> 1e-4, 2000 steps of 12 x 64",
         {
+            "n_layer": 4,
+            "n_head": 4,
+            "n_embd": 128,
+            "block_size": 64,
+            "bias": False,
             "position": "learned",
+            "attention": "sdpa",
+            "norm": "layernorm",
+            "mlp": "gelu",
             "tie_weights": True,
+            "optimizer": "adamw",
+            "beta1": 0.9,
             "batch_size": 12,
             "lr": 1e-3,
             "min_lr": 1e-4,
@@ -189,4 +203,3 @@ PRESETS = {
         1_536_000,
     ),
 }
-DEFAULT_PRESET = "cpu-fast"

@@ -120,3 +120,14 @@ def summary_table(records: list[dict[str, Any]]) -> Table:
             _fmt(r.get("time_to_target_s"), ".1f"),
         )
     return table
+
+
+def concurrency_warning(records: list[dict[str, Any]]) -> str | None:
+    """The line a summary prints when some trials shared their machine with other trials."""
+    shared = [r["trial_id"] for r in records if r.get("concurrent")]
+    if not shared:
+        return None
+    return (
+        f"warning: {len(shared)} trial(s) ran beside other trials on one machine (trial.json concurrent: true); "
+        "their speed figures (tokens/s, step ms, MFU) are not comparable"
+    )

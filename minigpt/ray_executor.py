@@ -48,17 +48,6 @@ class TrialOutcome:
     cpus: float = 0.0  # the CPUs Ray assigned the task
 
 
-def concurrency_warning(records: list[dict[str, Any]]) -> str | None:
-    """The line a summary prints when some trials shared their machine with other trials."""
-    shared = [r["trial_id"] for r in records if r.get("concurrent")]
-    if not shared:
-        return None
-    return (
-        f"warning: {len(shared)} trial(s) ran beside other trials on one machine (trial.json concurrent: true); "
-        "their speed figures (tokens/s, step ms, MFU) are not comparable"
-    )
-
-
 class RayExecutor:
     """Connects to Ray on entry (starting a local instance when no address is given and none
     runs), runs trials as tasks when called, and disconnects on exit if it connected."""

@@ -22,7 +22,7 @@ from minigpt.store import RunStore, append_point, trial_id
 from minigpt.train import Budget
 from minigpt.variants import BASELINE, VariantError, VariantRegistry
 
-DEFAULT_VARIANTS = ("baseline", "learned-pos", "nope", "alibi", "heads-1", "heads-8", "rmsnorm", "swiglu", "muon")
+DEFAULT_VARIANTS = ("baseline", "learned-pos", "nope", "alibi", "heads-1", "heads-8", "rmsnorm", "swiglu", "adamw")
 DEFAULT_TARGET_LOSS = 2.0
 DEVICE_KINDS = ("cpu", "cuda", "mps")
 
@@ -55,6 +55,7 @@ class SweepPlan:
     devices: list[str]
     seeds: list[int]
     base_config: Config
+    max_vocab: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # preset, overrides, plugins: for the record
 
     def describe(self) -> dict[str, Any]:
@@ -65,6 +66,7 @@ class SweepPlan:
             "data": self.data,
             "budget": asdict(self.budget),
             "target_loss": self.target_loss,
+            "max_vocab": self.max_vocab,
             "base_config": self.base_config.to_dict(),
             "trials": [spec.id for spec in self.trials],
             **self.options,
@@ -119,6 +121,7 @@ def plan_sweep(
     data: str,
     budget: Budget,
     target_loss: float | None = DEFAULT_TARGET_LOSS,
+    max_vocab: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> SweepPlan:
     """Every variant is configured (and so validated) here, before any training starts."""
@@ -138,7 +141,7 @@ def plan_sweep(
         for device in devices
         for seed in seeds
     ]
-    return SweepPlan(trials, data, budget, target_loss, names, devices, seeds, base_config, options or {})
+    return SweepPlan(trials, data, budget, target_loss, names, devices, seeds, base_config, max_vocab, options or {})
 
 
 class SweepObserver(Protocol):
@@ -228,7 +231,7 @@ def _run(
     with store.lock():
         if fresh:
             store.reset()
-        corpus = load_corpus(plan.data)
+        corpus = load_corpus(plan.data, plan.max_vocab)
         for spec in plan.trials:
             corpus.check_block_size(spec.config.block_size)
         sweep = {**store.read_sweep(), **plan.describe(), "environment": environment(), "updated_at": now()}

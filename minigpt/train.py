@@ -29,6 +29,7 @@ class Budget:
     max_steps: int | None = None
     max_tokens: int | None = None
     max_seconds: float | None = None
+    stop_at_target: bool = False  # end the trial at the first evaluation that reaches the target loss
 
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_tokens is None and self.max_seconds is None:
@@ -157,6 +158,9 @@ class Trainer:
             yield self._point(timer, started, train_loss, val_loss, lr)
             if val_loss is not None and self._record_eval(val_loss, started):
                 evals_without_gain = 0
+                if self.budget.stop_at_target and result.time_to_target_s is not None:
+                    result.stop_reason = "target loss reached"
+                    break
             elif val_loss is not None:
                 evals_without_gain += 1
                 if cfg.patience and evals_without_gain >= cfg.patience:

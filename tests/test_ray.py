@@ -14,7 +14,8 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra 
 from typer.testing import CliRunner  # noqa: E402
 
 from minigpt.config import Config  # noqa: E402
-from minigpt.ray_executor import RayUnavailable, concurrency_warning  # noqa: E402
+from minigpt.progress import concurrency_warning  # noqa: E402
+from minigpt.ray_executor import RayUnavailable  # noqa: E402
 from minigpt.store import RunStore  # noqa: E402
 from minigpt.sweep import QuietObserver, plan_sweep, run_sweep  # noqa: E402
 from minigpt.train import Budget  # noqa: E402

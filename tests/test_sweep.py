@@ -166,6 +166,15 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_exits_130(tmp_path: Path
     assert "interrupted" in stdout
 
 
+def test_max_vocab_reaches_the_corpus_and_the_checkpoint(tmp_path: Path) -> None:
+    result = sweep(tmp_path, "--variants", "baseline", "--max-steps", "3", "--max-vocab", "20")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "sweep.json").read_text())["max_vocab"] == 20
+    model_json = json.loads((tmp_path / "trials/baseline--cpu--s0/model.json").read_text())
+    assert model_json["config"]["vocab_size"] == 20
+    assert len(model_json["vocab"]["chars"]) == 20
+
+
 def test_fresh_starts_the_directory_over(tmp_path: Path) -> None:
     assert sweep(tmp_path, "--variants", "nope", "--max-steps", "3").returncode == 0
     assert sweep(tmp_path, "--variants", "baseline", "--max-steps", "3", "--fresh").returncode == 0

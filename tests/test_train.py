@@ -74,6 +74,15 @@ def test_budgets_stop_at_steps_tokens_and_seconds(shakespeare: Corpus) -> None:
     assert points[-1]["val_loss"] is not None  # a final evaluation always happens
 
 
+def test_stop_at_target_ends_the_trial_at_the_first_evaluation_reaching_it(shakespeare: Corpus) -> None:
+    cfg = Config(**TINY, eval_interval=5, eval_batches=1)
+    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=500, stop_at_target=True), target_loss=4.5)
+    list(trainer.run())
+    assert trainer.result.stop_reason == "target loss reached"
+    assert trainer.result.steps == 5
+    assert trainer.result.time_to_target_s is not None
+
+
 def test_early_stopping_waits_patience_evaluations(shakespeare: Corpus) -> None:
     cfg = Config(**TINY, lr=1e-9, min_lr=1e-9, warmup_steps=0, eval_interval=2, eval_batches=1, patience=2)
     trainer = train(cfg, shakespeare, steps=1000)

@@ -15,7 +15,7 @@ from .conftest import TINY_SET, cli
 
 BUILTINS = {
     "baseline", "learned-pos", "sinusoidal-pos", "alibi", "nope", "rope+learned", "heads-1", "heads-2",
-    "heads-8", "rmsnorm", "relu", "relu2", "swiglu", "attn-manual", "attn-looped", "muon", "sgd",
+    "heads-8", "rmsnorm", "relu", "relu2", "swiglu", "attn-manual", "attn-looped", "muon", "adamw", "sgd",
     "dropout-0.1", "dropout-0.2",
 }  # fmt: skip
 

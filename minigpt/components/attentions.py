@@ -67,11 +67,9 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, position: PositionEncoding, start: int = 0, cache: LayerCache | None = None
     ) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (
-            t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
-            for t in self.c_attn(x).split(C, dim=2)
-        )
-        q, k = position.rotate(q, start), position.rotate(k, start)
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, T, D)
+        q, k = position.rotate(qkv[:2], start)  # queries and keys rotated in one pass
+        v = qkv[2]
         if cache is not None:
             k, v = cache.append(k, v)
         mask = attention_mask(position, start, T, k.size(2), x.device)

@@ -23,7 +23,7 @@ class PositionEncoding(nn.Module):
         return x  # x: (B, T, C)
 
     def rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
-        return t  # t: (B, H, T, D), queries or keys
+        return t  # t: (..., T, D), queries and/or keys
 
     def attn_bias(self, start: int, q_len: int, k_len: int) -> torch.Tensor | None:
         return None  # or (H, q_len, k_len), added to the attention scores
