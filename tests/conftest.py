@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from minigpt import cli as minigpt_cli
 from minigpt.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,3 +42,12 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess
     return subprocess.run(
         [sys.executable, "-m", "minigpt.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
     )
+
+
+def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """`minigpt-bench ARGS` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["minigpt-bench", *args])
+    with pytest.raises(SystemExit) as exit_:
+        minigpt_cli.main()
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from minigpt import cli, corpora, data
+from minigpt import corpora, data
 from minigpt.data import DataError, load_corpus
+
+from .conftest import run_cli
 
 # Two pages of one year, with the real structure: one JSON file per page, nested folders,
 # "full articles" entries with headline, byline and article (plus fields this code ignores).
@@ -83,14 +85,6 @@ def archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Archives:
     )
     monkeypatch.setattr(corpora, "download_archive", built.download)
     return built
-
-
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["minigpt-bench", *args])
-    with pytest.raises(SystemExit) as exit_:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
 
 
 def text_of(corpus: data.Corpus) -> str:

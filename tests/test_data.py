@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from minigpt import cli, corpora, data
+from minigpt import corpora, data
 from minigpt.checkpoint import load_checkpoint, save_checkpoint
 from minigpt.config import Config
 from minigpt.data import UNKNOWN, CharTokenizer, Corpus, DataError, encode_corpus, load_corpus
 from minigpt.model import GPT
+
+from .conftest import run_cli
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "input.txt"
 
@@ -39,14 +40,6 @@ def encoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(data, "encode_corpus", spy)
     return calls
-
-
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["minigpt-bench", *args])
-    with pytest.raises(SystemExit) as exit_:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
 
 
 def table_row(out: str, label: str) -> str:
