@@ -30,6 +30,7 @@ data_app = typer.Typer(help="Inspect corpora: text files and American Stories su
 app.add_typer(data_app, name="data")
 
 console = Console()
+PresetOption = Annotated[str, typer.Option(help="Starting recipe: cpu-fast (tuned default) or reference.")]
 PluginsOption = Annotated[
     list[Path] | None,
     typer.Option("--plugins", help="Extra plugin file or folder of variants (repeatable)."),
@@ -40,6 +41,15 @@ def discover_variants(plugins: list[Path] | None):  # noqa: ANN201
     from minigpt.variants import discover
 
     return discover(plugins or [])
+
+
+def preset_config(name: str):  # noqa: ANN201
+    """The base configuration of a preset, which every variant then changes."""
+    from minigpt.config import PRESETS
+
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 @app.command()
@@ -60,7 +70,7 @@ def run(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key for every variant: key=value.")
     ] = None,
-    preset: Annotated[str, typer.Option(help="Starting recipe: cpu-fast (tuned default) or reference.")] = "cpu-fast",
+    preset: PresetOption = "cpu-fast",
     target_loss: Annotated[
         float, typer.Option(help="Validation loss whose first crossing gives time_to_target_s.")
     ] = 2.0,
@@ -87,17 +97,14 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")] = False,
 ) -> None:
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
-    from minigpt.config import PRESETS
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.store import RunStore
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
     from minigpt.train import Budget
 
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     if executor not in ("local", "ray"):
         raise UserError(f"unknown executor {executor!r}; choose local or ray")
-    chosen = PRESETS[preset]
+    chosen = preset_config(preset)
     base = chosen.config().with_overrides(set_ or [])
     if max_steps is None and max_tokens is None and max_seconds is None:
         max_tokens = chosen.max_tokens
@@ -228,11 +235,13 @@ def generate(
 @variants_app.command("list")
 def variants_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    preset: PresetOption = "cpu-fast",
     plugins: PluginsOption = None,
 ) -> None:
     """Every variant found: name, family, description, source, parameters at the default size."""
-    from minigpt.config import Config
     from minigpt.model import GPT
+
+    base = preset_config(preset).config()
 
     rows = [
         {
@@ -241,7 +250,7 @@ def variants_list(
             "description": v.description,
             "source": v.source,
             "origin": v.origin,
-            "params": GPT(v.configure(Config())).num_params(),
+            "params": GPT(v.configure(base)).num_params(),
         }
         for v in discover_variants(plugins)
     ]
@@ -261,17 +270,18 @@ def variants_list(
 @variants_app.command("show")
 def variants_show(
     name: Annotated[str, typer.Argument(help="Variant name.")],
+    preset: PresetOption = "cpu-fast",
     plugins: PluginsOption = None,
 ) -> None:
     """What a variant changes relative to the baseline, and its parameter count."""
-    from minigpt.config import Config
     from minigpt.model import GPT
     from minigpt.variants import BASELINE
 
     registry = discover_variants(plugins)
     chosen = registry.get(name)
-    base = registry.get(BASELINE).configure(Config()) if BASELINE in registry.names() else Config()
-    cfg = chosen.configure(Config())
+    preset_base = preset_config(preset).config()
+    base = registry.get(BASELINE).configure(preset_base) if BASELINE in registry.names() else preset_base
+    cfg = chosen.configure(preset_base)
     console.print(f"[bold]{chosen.name}[/] ({chosen.family}, {chosen.source}: {chosen.origin})")
     console.print(chosen.description, markup=False)
     changes = cfg.diff(base)
