@@ -19,6 +19,7 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make every result private to its writer
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as handle:
