@@ -173,7 +173,14 @@ class Preset:
 PRESETS = {
     "cpu-fast": Preset(
         "the tuned default recipe for a laptop-class CPU: RoPE, Muon on the hidden matrices, batch 32 x 64",
-        {"optimizer": "muon", "batch_size": 32, "lr": 1.5e-2, "min_lr": 1.5e-3},
+        {
+            "optimizer": "muon",
+            "batch_size": 32,
+            "lr": 1.5e-2,
+            "min_lr": 1.5e-3,
+            "eval_interval": 50,
+            "eval_batches": 10,
+        },
         600_000,
     ),
     "reference": Preset(
