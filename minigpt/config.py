@@ -12,21 +12,6 @@ from typing import Any
 
 from minigpt.errors import UserError
 
-MODEL_KEYS = (
-    "vocab_size",
-    "n_layer",
-    "n_head",
-    "n_embd",
-    "block_size",
-    "dropout",
-    "position",
-    "attention",
-    "norm",
-    "mlp",
-    "bias",
-    "tie_weights",
-)
-
 
 class ConfigError(UserError):
     """A configuration a user asked for cannot be built; the message says what to change."""
@@ -99,9 +84,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def model_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in MODEL_KEYS}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:

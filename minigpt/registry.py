@@ -41,9 +41,6 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._factories)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._factories
-
 
 def _origin(factory: Callable) -> str:
     return f"{factory.__module__}.{factory.__qualname__}"
