@@ -102,8 +102,6 @@ def run(
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
     from minigpt.train import Budget
 
-    if executor not in ("local", "ray"):
-        raise UserError(f"unknown executor {executor!r}; choose local or ray")
     chosen = preset_config(preset)
     base = chosen.config().with_overrides(set_ or [])
     if max_steps is None and max_tokens is None and max_seconds is None:
@@ -277,9 +275,9 @@ def variants_show(
     from minigpt.model import GPT
     from minigpt.variants import BASELINE
 
+    preset_base = preset_config(preset).config()
     registry = discover_variants(plugins)
     chosen = registry.get(name)
-    preset_base = preset_config(preset).config()
     base = registry.get(BASELINE).configure(preset_base) if BASELINE in registry.names() else preset_base
     cfg = chosen.configure(preset_base)
     console.print(f"[bold]{chosen.name}[/] ({chosen.family}, {chosen.source}: {chosen.origin})")
