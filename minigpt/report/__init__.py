@@ -1,0 +1,49 @@
+"""The report of a run: pandas frames from the store -> summary tables -> seaborn figures ->
+report.md, a self-contained report.html, results.csv (one row per trial) and summary.csv
+(one row per variant and device).
+
+    from minigpt.report import write_report
+    write_report("runs/default", "reports/default")  # returns reports/default/report.html
+
+Every mean over seeds comes with a 95% Student's t interval. A variant is called better or
+worse than the baseline only when the interval of its difference from the baseline (on the
+same device) excludes zero; otherwise it reads "no clear difference".
+
+Modules, each depending only on those above it: stats (intervals, verdicts), frames (run
+directory -> pandas), figures (seaborn), document (blocks: tables, findings), render (Markdown,
+HTML, CSV, write_report).
+"""
+
+from minigpt.report.document import Block, Table, document, findings, overview, summary_table
+from minigpt.report.figures import BASELINE_COLOUR, PLOTS, variant_palette, write_figures
+from minigpt.report.frames import (
+    BENCH_COLUMNS,
+    METRIC_COLUMNS,
+    STATUSES,
+    SUMMARY_COLUMNS,
+    TRIAL_COLUMNS,
+    ReportError,
+    RunReport,
+    describe_changes,
+    load_bench,
+    load_frames,
+    summarize,
+    variant_order,
+)
+from minigpt.report.render import build, default_report_dir, render_html, render_markdown, write_report
+from minigpt.report.stats import (
+    NO_CLEAR_DIFFERENCE,
+    Interval,
+    difference_interval,
+    mean_interval,
+    t_quantile_975,
+    verdict,
+)
+
+__all__ = [
+    "BASELINE_COLOUR", "BENCH_COLUMNS", "METRIC_COLUMNS", "NO_CLEAR_DIFFERENCE", "PLOTS", "STATUSES",
+    "SUMMARY_COLUMNS", "TRIAL_COLUMNS", "Block", "Interval", "ReportError", "RunReport", "Table", "build",
+    "default_report_dir", "describe_changes", "difference_interval", "document", "findings", "load_bench",
+    "load_frames", "mean_interval", "overview", "render_html", "render_markdown", "summarize", "summary_table",
+    "t_quantile_975", "variant_order", "variant_palette", "verdict", "write_figures", "write_report",
+]  # fmt: skip

@@ -1,0 +1,285 @@
+"""Seaborn figures of a report: loss curves, throughput, best loss, speed vs quality, time to target."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from minigpt import atomic
+from minigpt.report.frames import RunReport
+from minigpt.report.stats import mean_interval
+from minigpt.variants import BASELINE
+
+BASELINE_COLOUR = (0.13, 0.13, 0.13)  # near-black: the reference line every colour is read against
+DEVICE_LINESTYLES = ("-", "--", ":", "-.")
+DEVICE_MARKERS = ("o", "s", "^", "D")
+DPI = 100
+
+
+def variant_palette(names: Sequence[str]) -> dict[str, Any]:
+    """One colour per variant for every figure; the baseline is near-black, the reference."""
+    import seaborn as sns
+
+    others = [name for name in names if name != BASELINE]
+    tab10 = [colour for index, colour in enumerate(sns.color_palette("tab10")) if index != 7]  # grey ~ baseline
+    colours = tab10 if len(others) <= len(tab10) else sns.color_palette("husl", len(others))
+    return {BASELINE: BASELINE_COLOUR, **dict(zip(others, colours, strict=False))}
+
+
+def _figure(panels: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure outside pyplot (no global state, rendered by Agg when saved) in seaborn's style."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    with sns.axes_style("whitegrid"):
+        figure = Figure(figsize=(width, height), layout="constrained")
+        axes = figure.subplots(1, panels, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def _save(figure: Any, path: Path) -> Path:
+    with atomic.atomic_target(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI)
+    return path
+
+
+def _errors(frame: pd.DataFrame, column: str) -> list[list[float]]:
+    """Asymmetric error bar lengths for matplotlib; NaN (one seed) draws no bar."""
+    mean = frame[column]
+    return [list(mean - frame[f"{column}_low"]), list(frame[f"{column}_high"] - mean)]
+
+
+def _band(values: Sequence[float]) -> tuple[float, float]:
+    interval = mean_interval(values)
+    return interval.low, interval.high
+
+
+def plot_loss_curves(report: RunReport, path: Path) -> Path | None:
+    import seaborn as sns
+
+    completed = report.trials.loc[report.trials["status"] == "completed", "trial_id"]
+    curves = report.metrics[report.metrics["val_loss"].notna() & report.metrics["trial_id"].isin(completed)].copy()
+    if curves.empty:
+        return None
+    # Seeds share eval steps but not clocks: place each step at its mean time over seeds.
+    curves["mean_seconds"] = curves.groupby(["variant", "device", "step"])["seconds"].transform("mean")
+    figure, (by_step, by_time) = _figure(2, 12, 4.8)
+    for (variant, device), curve in _in_order(curves, report):
+        style = DEVICE_LINESTYLES[report.devices.index(device) % len(DEVICE_LINESTYLES)]
+        label = report.label(variant) + (f" on {device}" if len(report.devices) > 1 else "")
+        for ax, x in ((by_step, "step"), (by_time, "mean_seconds")):
+            sns.lineplot(
+                curve, x=x, y="val_loss", ax=ax, color=report.palette[variant], linestyle=style,
+                linewidth=3.0 if variant == BASELINE else 1.6, errorbar=_band, label=label, legend=False,
+            )  # fmt: skip
+    by_step.set(title="Validation loss vs optimizer step", xlabel="optimizer step")
+    by_time.set(title="Validation loss vs wall-clock time", xlabel="seconds since training started (mean over seeds)")
+    for ax in (by_step, by_time):
+        ax.set_ylabel("validation loss (nats per character)")
+    by_time.legend(*by_step.get_legend_handles_labels(), fontsize="small")
+    figure.suptitle(f"Validation loss: mean over seeds ({_seeds_text(report)}), band = 95% interval")
+    return _save(figure, path)
+
+
+def _in_order(frame: pd.DataFrame, report: RunReport) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    groups = dict(list(frame.groupby(["variant", "device"], sort=False)))
+    return [((v, d), groups[(v, d)]) for d in report.devices for v in report.order if (v, d) in groups]
+
+
+def _seeds_text(report: RunReport) -> str:
+    seeds = sorted(report.trials["seed"].dropna().astype(int).unique())
+    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+
+
+def _device_panels(report: RunReport, column: str, height_per_row: float = 0.42) -> tuple[Any, list[Any], list]:
+    """One panel per device holding variants with a value in `column`."""
+    rows = report.summary[report.summary[column].notna()]
+    devices = [d for d in report.devices if (rows["device"] == d).any()]
+    if not devices:
+        return None, [], []
+    height = 1.8 + height_per_row * rows.groupby("device").size().max()
+    figure, axes = _figure(len(devices), max(10.0, 5.5 * len(devices) + 1.5), height)
+    return figure, axes, [(d, rows[rows["device"] == d].reset_index(drop=True)) for d in devices]
+
+
+def _variant_axis(ax: Any, frame: pd.DataFrame, report: RunReport) -> None:
+    ax.set_yticks(range(len(frame)), [report.label(v) for v in frame["variant"]])
+    ax.set_ylim(len(frame) - 0.5, -0.5)  # first variant (the baseline) on top
+    ax.set_ylabel("")
+
+
+def _hbars(ax: Any, frame: pd.DataFrame, column: str, report: RunReport) -> None:
+    """Horizontal bars in variant colours with 95% whiskers; the baseline hatched and drawn as a line."""
+    bars = ax.barh(range(len(frame)), frame[column], color=[report.palette[v] for v in frame["variant"]], alpha=0.9)
+    ax.errorbar(frame[column], range(len(frame)), xerr=_errors(frame, column), fmt="none", ecolor="black", capsize=4)
+    for bar, variant in zip(bars, frame["variant"], strict=True):
+        if variant == BASELINE:
+            bar.set_hatch("//")
+            bar.set_edgecolor("white")
+            ax.axvline(bar.get_width(), color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
+    _variant_axis(ax, frame, report)
+
+
+def _notes(ax: Any, frame: pd.DataFrame, column: str, texts: list[str]) -> None:
+    """A note right of each bar, past its whisker."""
+    ends = frame[[column, f"{column}_high"]].max(axis=1).fillna(0)
+    for index, (end, text) in enumerate(zip(ends, texts, strict=True)):
+        ax.annotate(text, (end, index), xytext=(5, 0), textcoords="offset points", va="center", fontsize="small")
+
+
+def plot_throughput(report: RunReport, path: Path) -> Path | None:
+    figure, axes, panels = _device_panels(report, "tokens_per_sec")
+    if figure is None:
+        return None
+    for ax, (device, frame) in zip(axes, panels, strict=True):
+        _hbars(ax, frame, "tokens_per_sec", report)
+        _notes(ax, frame, "tokens_per_sec", [f"x{r:.2f}" if math.isfinite(r) else "" for r in frame["speed_ratio"]])
+        ax.set(title=f"on {device}", xlabel="training tokens per second (median step)")
+        ax.margins(x=0.15)
+    figure.suptitle("Throughput per variant: mean over seeds, 95% interval; x = ratio to the baseline")
+    return _save(figure, path)
+
+
+def plot_best_loss(report: RunReport, path: Path) -> Path | None:
+    import seaborn as sns
+
+    figure, axes, panels = _device_panels(report, "best_val_loss")
+    if figure is None:
+        return None
+    done = report.trials[report.trials["status"] == "completed"]
+    for ax, (device, frame) in zip(axes, panels, strict=True):
+        seeds = done[(done["device"] == device) & done["variant"].isin(frame["variant"])]
+        sns.stripplot(
+            seeds.assign(label=seeds["variant"].map(report.label)), x="best_val_loss", y="label", hue="variant",
+            order=[report.label(v) for v in frame["variant"]], palette=report.palette, ax=ax, legend=False,
+            size=5, alpha=0.55, jitter=0.12,
+        )  # fmt: skip
+        for index, row in frame.iterrows():
+            colour = report.palette[row["variant"]]
+            xerr = [
+                [row["best_val_loss"] - row["best_val_loss_low"]],
+                [row["best_val_loss_high"] - row["best_val_loss"]],
+            ]
+            ax.errorbar(row["best_val_loss"], index, xerr=xerr, fmt="D", color=colour, ms=8, capsize=5, lw=2)
+            ax.annotate(f"  {row['verdict']}", (row["best_val_loss"], index), xytext=(0, 9), textcoords="offset points", fontsize="small", color=colour)  # fmt: skip
+            if row["variant"] == BASELINE:
+                ax.axvline(row["best_val_loss"], color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
+        _variant_axis(ax, frame, report)
+        ax.set(title=f"on {device}", xlabel="best validation loss (lower is better)")
+    figure.suptitle("Best validation loss: seeds as dots, mean and 95% interval as diamond and whiskers")
+    return _save(figure, path)
+
+
+def plot_speed_quality(report: RunReport, path: Path) -> Path | None:
+    rows = report.summary[report.summary["tokens_per_sec"].notna() & report.summary["best_val_loss"].notna()]
+    if rows.empty:
+        return None
+    figure, (ax,) = _figure(1, 9, 6)
+    for _, row in rows.iterrows():
+        variant, colour = row["variant"], report.palette[row["variant"]]
+        marker = DEVICE_MARKERS[report.devices.index(row["device"]) % len(DEVICE_MARKERS)]
+        ax.errorbar(
+            row["tokens_per_sec"], row["best_val_loss"],
+            xerr=[[row["tokens_per_sec"] - row["tokens_per_sec_low"]], [row["tokens_per_sec_high"] - row["tokens_per_sec"]]],
+            yerr=[[row["best_val_loss"] - row["best_val_loss_low"]], [row["best_val_loss_high"] - row["best_val_loss"]]],
+            fmt=marker, color=colour, ms=14 if variant == BASELINE else 9, mec="white" if variant == BASELINE else colour,
+            elinewidth=1, capsize=3, alpha=0.9,
+        )  # fmt: skip
+        label = report.label(variant) + (f" on {row['device']}" if len(report.devices) > 1 else "")
+        ax.annotate(label, (row["tokens_per_sec"], row["best_val_loss"]), xytext=(7, 5), textcoords="offset points", color=colour, fontsize="small")  # fmt: skip
+    ax.set(
+        title="Speed vs quality: one point per variant and device (better: right and lower)",
+        xlabel="training tokens per second (mean over seeds)",
+        ylabel="best validation loss (mean over seeds)",
+    )
+    ax.margins(0.12)
+    return _save(figure, path)
+
+
+def plot_time_to_target(report: RunReport, path: Path) -> Path | None:
+    if report.summary["time_to_target_s"].notna().sum() == 0:
+        return None
+    figure, axes, panels = _device_panels(report, "best_val_loss")
+    for ax, (device, frame) in zip(axes, panels, strict=True):
+        _hbars(ax, frame, "time_to_target_s", report)
+        reached = zip(frame["time_to_target_s"], frame["reached_target"], strict=True)
+        _notes(ax, frame, "time_to_target_s", [f"{n} seeds" if math.isfinite(s) else "not reached" for s, n in reached])
+        ax.set(title=f"on {device}", xlabel="seconds to reach the target (lower is better)")
+        ax.margins(x=0.2)
+    figure.suptitle(
+        f"Time to validation loss {report.target_text()}: mean over the seeds that reached it, 95% interval"
+    )
+    return _save(figure, path)
+
+
+def plot_microbench(report: RunReport, path: Path) -> Path | None:
+    import seaborn as sns
+
+    if report.bench is None:
+        return None
+    devices = list(dict.fromkeys(report.bench["device"]))
+    figure, axes = _figure(2 * len(devices), 7 * len(devices) + 5, 4.8)
+    hue_order = [v for v in report.palette if (report.bench["variant"] == v).any()]
+    for index, device in enumerate(devices):
+        frame = report.bench[report.bench["device"] == device]
+        for ax, column, label in (
+            (axes[2 * index], "median_ms", "median ms per call"),
+            (axes[2 * index + 1], "ratio", "ratio to the baseline (1 = same)"),
+        ):
+            sns.barplot(frame, x="case", y=column, hue="variant", hue_order=hue_order, palette=report.palette, saturation=1, ax=ax, legend=ax is axes[0])  # fmt: skip
+            _hatch_baseline(ax)
+            ax.set(title=f"{label} on {device}", xlabel="", ylabel=label)
+        axes[2 * index + 1].axhline(1.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
+    figure.suptitle("Micro-benchmarks (pytest-benchmark): median time per case")
+    return _save(figure, path)
+
+
+def _hatch_baseline(ax: Any) -> None:
+    """seaborn's bars carry no variant label, but the baseline's colour is its own."""
+    for bar in ax.patches:
+        if all(abs(a - b) < 0.01 for a, b in zip(bar.get_facecolor()[:3], BASELINE_COLOUR, strict=True)):
+            bar.set_hatch("//")
+            bar.set_edgecolor("white")
+
+
+PLOTS = {
+    "loss_curves.png": (
+        plot_loss_curves,
+        "Validation loss against optimizer steps and wall-clock seconds: the mean over seeds as a line, its 95% interval as a band.",
+    ),
+    "throughput.png": (
+        plot_throughput,
+        "Training throughput per variant on each device (bars: mean over seeds; whiskers: 95% interval; hatched bar and dashed line: the baseline).",
+    ),
+    "best_val_loss.png": (
+        plot_best_loss,
+        "Best validation loss per variant: each seed as a dot, the mean and its 95% interval, and the verdict against the baseline (dashed line).",
+    ),
+    "speed_vs_quality.png": (
+        plot_speed_quality,
+        "Speed against quality: tokens per second and best validation loss, one point per variant and device; right and lower is better.",
+    ),
+    "time_to_target.png": (
+        plot_time_to_target,
+        "Wall-clock seconds until the validation loss first reached the target, over the seeds that reached it.",
+    ),
+    "microbench.png": (
+        plot_microbench,
+        "Micro-benchmarks: median milliseconds per case and variant, and the ratio to the baseline.",
+    ),
+}
+
+
+def write_figures(report: RunReport, out_dir: Path) -> list[tuple[str, str]]:
+    """Write every figure the data allows as (file name, caption); stale ones from an earlier report go."""
+    written = []
+    for name, (plot, caption) in PLOTS.items():
+        if plot(report, out_dir / name) is not None:
+            written.append((name, caption))
+        else:
+            (out_dir / name).unlink(missing_ok=True)
+    return written

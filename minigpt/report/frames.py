@@ -1,0 +1,232 @@
+"""Pandas frames from a run directory: one row per trial, per metric point, per variant and device."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from minigpt.errors import UserError
+from minigpt.report.stats import NO_VALUES, Interval, difference_interval, mean_interval, verdict
+from minigpt.store import RunStore
+from minigpt.variants import BASELINE
+
+STATUSES = ("completed", "failed", "diverged", "skipped", "interrupted", "running")
+TRIAL_NUMBERS = (
+    "seed", "params", "best_val_loss", "best_step", "final_val_loss", "steps", "tokens", "wall_seconds",
+    "train_seconds", "eval_seconds", "tokens_per_sec", "step_ms_p50", "step_ms_p90", "peak_memory_mb",
+    "flops_per_token", "mfu", "time_to_target_s", "target_loss",
+)  # fmt: skip
+TRIAL_COLUMNS = (
+    "trial_id", "variant", "device", "device_name", "status", *TRIAL_NUMBERS, "stop_reason", "concurrent", "changed",
+    "description", "error",
+)  # fmt: skip
+METRIC_NUMBERS = ("seed", "step", "tokens", "seconds", "train_loss", "val_loss", "lr", "tokens_per_sec")
+METRIC_COLUMNS = ("trial_id", "variant", "device", *METRIC_NUMBERS)
+SUMMARY_COLUMNS = (
+    "variant", "device", "trials", *STATUSES, "params",
+    "best_val_loss", "best_val_loss_low", "best_val_loss_high",
+    "diff_vs_baseline", "diff_low", "diff_high", "diff_pct", "verdict",
+    "tokens_per_sec", "tokens_per_sec_low", "tokens_per_sec_high", "speed_ratio", "step_ms_p50", "mfu",
+    "time_to_target_s", "time_to_target_s_low", "time_to_target_s_high", "reached_target",
+    "changed", "description",
+)  # fmt: skip
+BENCH_COLUMNS = ("variant", "device", "case", "median_ms", "mean_ms", "ratio")
+
+
+class ReportError(UserError):
+    """A run directory that cannot be reported on."""
+
+
+def load_frames(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per trial (summary fields, variant, device, seed, status, changes, error) and one
+    row per metric point (with its trial's variant, device and seed)."""
+    store = _open_store(run_dir)
+    records = store.trials()
+    if not records:
+        raise ReportError(f"{run_dir} holds no trials yet; `minigpt-bench run --out {run_dir}` writes them")
+    trials = pd.DataFrame([_trial_row(record) for record in records], columns=list(TRIAL_COLUMNS))
+    trials[list(TRIAL_NUMBERS)] = trials[list(TRIAL_NUMBERS)].apply(pd.to_numeric, errors="coerce")
+    points = [
+        {**point, **{key: record.get(key) for key in ("trial_id", "variant", "device", "seed")}}
+        for record in records
+        for point in store.read_metrics(record["trial_id"])
+    ]
+    metrics = pd.DataFrame(points, columns=list(METRIC_COLUMNS))
+    metrics[list(METRIC_NUMBERS)] = metrics[list(METRIC_NUMBERS)].apply(pd.to_numeric, errors="coerce")
+    return trials, metrics
+
+
+def _open_store(run_dir: str | Path) -> RunStore:
+    path = Path(run_dir)
+    if not path.exists():
+        raise ReportError(f"run directory {path} does not exist")
+    if not path.is_dir():
+        raise ReportError(f"{path} is not a run directory (it is a file)")
+    return RunStore(path)
+
+
+def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {key: record.get(key) for key in TRIAL_COLUMNS}
+    row["changed"] = describe_changes(record.get("changed") or {})
+    row["concurrent"] = bool(record.get("concurrent", False))  # shared its machine with other trials
+    if row["status"] == "running":
+        row["error"] = row["error"] or "no final record: still running, or the sweep was killed"
+    return row
+
+
+def describe_changes(changed: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in changed.items())
+
+
+def variant_order(trials: pd.DataFrame, sweep: dict[str, Any]) -> list[str]:
+    """The sweep's order (as the user asked), then any other variant found; baseline first."""
+    present = list(dict.fromkeys(trials["variant"]))
+    names = list(dict.fromkeys([v for v in sweep.get("variants", []) if v in present] + present))
+    return sorted(names, key=lambda name: name != BASELINE)
+
+
+def summarize(trials: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """One row per variant and device: status counts, loss and speed with 95% intervals, the
+    difference from the baseline on the same device and its verdict."""
+    completed = trials[trials["status"] == "completed"]
+    rows = []
+    for device in dict.fromkeys(trials["device"]):
+        baseline = completed[(completed["variant"] == BASELINE) & (completed["device"] == device)]
+        for variant in order:
+            group = trials[(trials["variant"] == variant) & (trials["device"] == device)]
+            if not group.empty:
+                rows.append(_summary_row(group, baseline))
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, Any]:
+    done = group[group["status"] == "completed"]
+    variant = group["variant"].iloc[0]
+    loss = mean_interval(done["best_val_loss"])
+    speed, reached = (
+        _positive(mean_interval(done["tokens_per_sec"])),
+        _positive(mean_interval(done["time_to_target_s"])),
+    )
+    is_baseline = variant == BASELINE
+    diff = NO_VALUES if is_baseline else difference_interval(_by_seed(done), _by_seed(baseline))
+    counts = group["status"].value_counts()
+    return {
+        "variant": variant,
+        "device": group["device"].iloc[0],
+        "trials": len(group),
+        **{status: int(counts.get(status, 0)) for status in STATUSES},
+        "params": group["params"].max(),
+        "best_val_loss": loss.mean,
+        "best_val_loss_low": loss.low,
+        "best_val_loss_high": loss.high,
+        "diff_vs_baseline": diff.mean,
+        "diff_low": diff.low,
+        "diff_high": diff.high,
+        "diff_pct": 100 * _ratio(diff.mean, mean_interval(baseline["best_val_loss"]).mean),
+        "verdict": _verdict_label(is_baseline, done, baseline, diff),
+        "tokens_per_sec": speed.mean,
+        "tokens_per_sec_low": speed.low,
+        "tokens_per_sec_high": speed.high,
+        "speed_ratio": _ratio(speed.mean, mean_interval(baseline["tokens_per_sec"]).mean),
+        "step_ms_p50": done["step_ms_p50"].mean(),
+        "mfu": done["mfu"].mean(),
+        "time_to_target_s": reached.mean,  # over the seeds that reached the target
+        "time_to_target_s_low": reached.low,
+        "time_to_target_s_high": reached.high,
+        "reached_target": f"{reached.n}/{len(done)}",
+        "changed": group["changed"].iloc[0],
+        "description": group["description"].iloc[0],
+    }
+
+
+def _positive(interval: Interval) -> Interval:
+    """Rates and durations cannot be negative: a few noisy seeds can stretch a t interval below
+    zero, and the part below zero says nothing, so it is cut there."""
+    return replace(interval, low=max(interval.low, 0.0)) if math.isfinite(interval.low) else interval
+
+
+def _by_seed(trials: pd.DataFrame) -> dict[int, float]:
+    kept = trials[trials["best_val_loss"].notna()]
+    return dict(zip(kept["seed"].astype(int), kept["best_val_loss"].astype(float), strict=True))
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator and math.isfinite(denominator) else math.nan
+
+
+def _verdict_label(is_baseline: bool, done: pd.DataFrame, baseline: pd.DataFrame, diff: Interval) -> str:
+    if is_baseline:
+        return "reference"
+    if done.empty:
+        return "no completed trials"
+    if baseline.empty:
+        return "no baseline to compare"
+    return verdict(diff)
+
+
+def load_bench(run_dir: str | Path) -> tuple[pd.DataFrame | None, str | None]:
+    """Micro-benchmarks from RUN_DIR/bench.json (pytest-benchmark's JSON), as (frame, note):
+    median and mean ms per variant, device and case, and the ratio to the baseline's median."""
+    path = Path(run_dir) / "bench.json"
+    if not path.is_file():
+        return None, None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return None, f"{path.name} could not be read ({error}); micro-benchmarks are left out"
+    rows = [_bench_row(entry) for entry in raw.get("benchmarks", []) if isinstance(entry, dict)]
+    frame = pd.DataFrame([row for row in rows if row], columns=list(BENCH_COLUMNS))
+    if frame.empty:
+        return None, f"{path.name} holds no benchmark tagged with a variant; micro-benchmarks are left out"
+    frame = frame.drop_duplicates(["variant", "device", "case"], keep="last").reset_index(drop=True)
+    base = frame[frame["variant"] == BASELINE].set_index(["device", "case"])["median_ms"]
+    frame["ratio"] = [
+        _ratio(ms, base.get((d, c), math.nan)) for ms, d, c in frame[["median_ms", "device", "case"]].values
+    ]
+    return frame, None
+
+
+def _bench_row(entry: dict[str, Any]) -> dict[str, Any] | None:
+    info = {**(entry.get("params") or {}), **(entry.get("extra_info") or {})}
+    stats = entry.get("stats") or {}
+    if info.get("variant") is None or stats.get("median") is None:
+        return None
+    return {
+        "variant": str(info["variant"]),
+        "device": str(info.get("device", "?")),
+        "case": str(info.get("case") or entry.get("group") or entry.get("name")),
+        "median_ms": 1000 * float(stats["median"]),  # pytest-benchmark records seconds
+        "mean_ms": 1000 * float(stats.get("mean", math.nan)),
+    }
+
+
+@dataclass
+class RunReport:
+    """Everything the figures and documents are built from."""
+
+    name: str
+    sweep: dict[str, Any]
+    trials: pd.DataFrame
+    metrics: pd.DataFrame
+    summary: pd.DataFrame
+    bench: pd.DataFrame | None
+    bench_note: str | None
+    order: list[str]
+    palette: dict[str, Any]
+
+    @property
+    def devices(self) -> list[str]:
+        return list(dict.fromkeys(self.trials["device"]))
+
+    def label(self, variant: str) -> str:
+        return f"{variant} (reference)" if variant == BASELINE else variant
+
+    def target_text(self) -> str:
+        target = self.sweep.get("target_loss", self.trials["target_loss"].max())
+        return "(no target set)" if target is None or not math.isfinite(target) else f"{target:g}"
