@@ -64,10 +64,12 @@ def write_trial(root: Path, variant: str, seed: int, status: str = "completed", 
         (directory / "metrics.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def completed_fields(best: float, speed: float) -> dict[str, float | None]:
+def completed_fields(best: float, speed: float) -> dict[str, object]:
     return {
         "best_val_loss": best, "final_val_loss": best, "tokens_per_sec": speed, "step_ms_p50": 64_000 / speed,
         "steps": 30, "tokens": 1920, "wall_seconds": 1.5, "time_to_target_s": 1.2 if best <= 2.1 else None,
+        "precision": "fp32", "mfu": speed / 80_000, "compile_seconds": None,
+        "drift": {"before": 2.0e11, "after": 2.02e11, "change": 0.01}, "drift_flagged": False,
     }  # fmt: skip
 
 
@@ -80,6 +82,29 @@ def make_run(root: Path, results: dict = RESULTS, failed: bool = True) -> Path:
     if failed:
         write_trial(root, "broken", 0, status="failed", error="RuntimeError: boom at step 3")
     return root
+
+
+def write_speed(root: Path, flagged: bool = False) -> None:
+    """speed.json as the interleaved speed phase writes it: `wide` slower, `tiny` no clear difference."""
+
+    def entry(ratio: float, low: float, high: float, verdict: str) -> dict[str, object]:
+        return {"step_ms_median": 80 / ratio, "tokens_per_sec": 800 * ratio, "speed_ratio": ratio,
+                "speed_ratio_low": low, "speed_ratio_high": high, "speed_verdict": verdict, "ratios": [ratio] * 12}  # fmt: skip
+
+    variants = {
+        "baseline": entry(1.0, 1.0, 1.0, "baseline"),
+        "wide": entry(0.60, 0.58, 0.62, "slower"),
+        "tiny": entry(1.01, 0.98, 1.04, NO_CLEAR_DIFFERENCE),
+    }
+    drift = {"before": 2.0e11, "after": 2.24e11, "change": 0.12, "flagged": flagged}
+    speed = {
+        "rounds": 12, "steps_per_round": 3, "warmup_rounds": 2, "measured_at": "2025-01-01T00:00:00", "concurrent": False,
+        "devices": {
+            "cpu": {"device_name": "test cpu", "baseline": "baseline", "drift": drift, "variants": variants},
+            "cuda": {"skipped": "no CUDA device on this machine"},
+        },
+    }  # fmt: skip
+    (root / "speed.json").write_text(json.dumps(speed))
 
 
 def write_bench(root: Path) -> None:
@@ -100,6 +125,7 @@ def write_bench(root: Path) -> None:
 def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = make_run(tmp_path_factory.mktemp("runs") / "demo")
     write_bench(run)
+    write_speed(run)
     out = tmp_path_factory.mktemp("reports") / "demo"
     assert write_report(run, out) == out / "report.html"
     return out
@@ -182,7 +208,10 @@ def test_summary_calls_only_clear_differences(report_dir: Path) -> None:
     assert summary.at["wide", "verdict"] == "worse"
     assert summary.at["tiny", "verdict"] == NO_CLEAR_DIFFERENCE
     assert summary.at["wide", "diff_vs_baseline"] == pytest.approx(0.305)  # paired: (0.30 + 0.31) / 2
-    assert summary.at["wide", "speed_ratio"] == pytest.approx(625 / 1050)
+    # differences 0.30, 0.31: t = 0.305 / 0.005 = 61 on 1 df; Holm doubles the smaller of two p-values
+    assert summary.at["wide", "p_value"] == pytest.approx(2 / math.pi * math.atan(1 / 61), rel=1e-6)
+    assert summary.at["wide", "p_holm"] == pytest.approx(2 * summary.at["wide", "p_value"])
+    assert summary.at["tiny", "p_holm"] == pytest.approx(summary.at["tiny", "p_value"])
     assert summary.at["broken", "failed"] == 1 and summary.at["broken", "verdict"] == "no completed trials"
 
 

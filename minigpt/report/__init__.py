@@ -9,13 +9,17 @@ Every mean over seeds comes with a 95% Student's t interval. A variant is called
 worse than the baseline only when the interval of its difference from the baseline (on the
 same device) excludes zero; otherwise it reads "no clear difference".
 
-Modules, each depending only on those above it: stats (intervals, verdicts), frames (run
-directory -> pandas), figures (seaborn), document (blocks: tables, findings), render (Markdown,
-HTML, CSV, write_report).
+Loss verdicts control the family-wise error per device with Holm's step-down method. Speed is
+compared only through the interleaved speed phase (speed.json): ratios paired within rounds.
+
+Modules, each depending only on those above it: stats (intervals, p-values, Holm, verdicts),
+speed (speed.json), frames (run directory -> pandas), figures (seaborn), findings (sentences,
+measurement warnings), document (blocks: tables), render (Markdown, HTML, CSV, write_report).
 """
 
-from minigpt.report.document import Block, Table, document, findings, overview, summary_table
+from minigpt.report.document import Block, Table, document, overview, summary_table
 from minigpt.report.figures import BASELINE_COLOUR, PLOTS, variant_palette, write_figures
+from minigpt.report.findings import findings, measurement_warnings
 from minigpt.report.frames import (
     BENCH_COLUMNS,
     METRIC_COLUMNS,
@@ -31,19 +35,24 @@ from minigpt.report.frames import (
     variant_order,
 )
 from minigpt.report.render import build, default_report_dir, render_html, render_markdown, write_report
+from minigpt.report.speed import SPEED_COLUMNS, SpeedPhase, load_speed
 from minigpt.report.stats import (
     NO_CLEAR_DIFFERENCE,
     Interval,
     difference_interval,
+    holm,
     mean_interval,
+    t_cdf,
     t_quantile_975,
+    two_sided_p,
     verdict,
 )
 
 __all__ = [
-    "BASELINE_COLOUR", "BENCH_COLUMNS", "METRIC_COLUMNS", "NO_CLEAR_DIFFERENCE", "PLOTS", "STATUSES",
-    "SUMMARY_COLUMNS", "TRIAL_COLUMNS", "Block", "Interval", "ReportError", "RunReport", "Table", "build",
-    "default_report_dir", "describe_changes", "difference_interval", "document", "findings", "load_bench",
-    "load_frames", "mean_interval", "overview", "render_html", "render_markdown", "summarize", "summary_table",
-    "t_quantile_975", "variant_order", "variant_palette", "verdict", "write_figures", "write_report",
+    "BASELINE_COLOUR", "BENCH_COLUMNS", "METRIC_COLUMNS", "NO_CLEAR_DIFFERENCE", "PLOTS", "SPEED_COLUMNS",
+    "STATUSES", "SUMMARY_COLUMNS", "TRIAL_COLUMNS", "Block", "Interval", "ReportError", "RunReport", "SpeedPhase",
+    "Table", "build", "default_report_dir", "describe_changes", "difference_interval", "document", "findings",
+    "holm", "load_bench", "load_frames", "load_speed", "mean_interval", "measurement_warnings", "overview",
+    "render_html", "render_markdown", "summarize", "summary_table", "t_cdf", "t_quantile_975", "two_sided_p",
+    "variant_order", "variant_palette", "verdict", "write_figures", "write_report",
 ]  # fmt: skip

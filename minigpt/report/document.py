@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from minigpt.report.findings import DRIFT_EXPLAINED, findings, measurement_warnings, ratio_text
 from minigpt.report.frames import RunReport
-from minigpt.report.stats import NO_CLEAR_DIFFERENCE
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ def _number(value: Any, spec: str) -> str:
     return "–" if value is None or not math.isfinite(value) else format(value, spec)
 
 
+def _text(value: Any) -> str:
+    """A text cell; pandas holds a missing text as None or NaN."""
+    return value if isinstance(value, str) and value else "–"
+
+
 def _with_interval(mean: float, low: float, high: float, spec: str) -> str:
     if not math.isfinite(low):
         return _number(mean, spec)
@@ -33,23 +38,29 @@ def _with_interval(mean: float, low: float, high: float, spec: str) -> str:
 
 def summary_table(report: RunReport) -> Table:
     columns = [
-        "variant", "device", "changes", "params", "completed", "best val loss [95%]", "Δ vs baseline [95%]",
-        "Δ %", "verdict", "tokens/s [95%]", "speed vs baseline", "time to target s (seeds)",
+        "variant", "device", "changes", "precision", "params", "completed", "best val loss [95%]",
+        "Δ vs baseline [95%]", "Δ %", "Holm p", "verdict", "speed vs baseline [95%], interleaved", "MFU",
+        "time to target s (seeds)",
     ]  # fmt: skip
     rows = [
         [
-            report.label(row.variant), row.device, row.changed or "–", _number(row.params, ",.0f"),
-            f"{row.completed}/{row.trials}",
+            report.label(row.variant), row.device, row.changed or "–", _text(row.precision),
+            _number(row.params, ",.0f"), f"{row.completed}/{row.trials}",
             _with_interval(row.best_val_loss, row.best_val_loss_low, row.best_val_loss_high, ".4f"),
             _with_interval(row.diff_vs_baseline, row.diff_low, row.diff_high, "+.4f"), _number(row.diff_pct, "+.2f"),
-            row.verdict,
-            _with_interval(row.tokens_per_sec, row.tokens_per_sec_low, row.tokens_per_sec_high, ",.0f"),
-            _number(row.speed_ratio, ".2f") + ("x" if math.isfinite(row.speed_ratio) else ""),
+            _number(row.p_holm, ".3g"), row.verdict, _speed_cell(row), _number(row.mfu, ".2%"),
             f"{_number(row.time_to_target_s, '.1f')} ({row.reached_target})",
         ]
         for row in report.summary.itertuples()
     ]  # fmt: skip
     return Table(columns, rows)
+
+
+def _speed_cell(row: Any) -> str:
+    if row.speed_verdict == "baseline":
+        return "1x (reference)"
+    ratio = ratio_text(row)
+    return ratio if ratio == "–" else f"{ratio} {row.speed_verdict}"
 
 
 def bench_table(bench: pd.DataFrame) -> Table:
@@ -94,53 +105,37 @@ def overview(report: RunReport) -> str:
     )
 
 
-def findings(report: RunReport) -> list[str]:
-    """One sentence per device: which variants are better, worse or not clearly different."""
-    sentences = []
-    for device in report.devices:
-        rows = report.summary[report.summary["device"] == device]
-        scored = rows[rows["best_val_loss"].notna()]
-        if scored.empty:
-            sentences.append(f"On {device}: no trial completed, so there is nothing to compare.")
-            continue
-        parts = [
-            f"{label}: {', '.join(rows.loc[rows['verdict'] == label, 'variant'])}"
-            for label in ("better", "worse", NO_CLEAR_DIFFERENCE)
-            if (rows["verdict"] == label).any()
-        ]
-        best = scored.loc[scored["best_val_loss"].idxmin()]
-        fastest = scored.loc[scored["tokens_per_sec"].idxmax()]
-        compared = "; ".join(parts) if parts else "no variant to compare with a completed baseline"
-        sentences.append(
-            f"On {device}, against the baseline: {compared}. Lowest best validation loss: {best['variant']} "
-            f"({best['best_val_loss']:.4f}); fastest: {fastest['variant']} ({fastest['tokens_per_sec']:,.0f} tokens/s)."
-        )
-    shared = int(report.trials["concurrent"].sum())
-    if shared:
-        sentences.append(
-            f"{shared} trial(s) ran beside other trials on one machine: their speed figures (tokens/s, "
-            "step ms, MFU) are not comparable with the others'."
-        )
-    if report.summary["completed"].max() < 2:
-        sentences.append(
-            "With one seed per variant there are no intervals, so no difference is called; "
-            "run several seeds (e.g. --seeds 0,1,2) to get them."
-        )
-    return sentences
-
-
 READING = (
     "Δ is the variant's best validation loss minus the baseline's on the same device (negative: lower "
-    "loss). A variant is called better or worse only when the 95% interval of Δ excludes zero; otherwise "
-    "it reads 'no clear difference'. Intervals are Student's t over seeds; Δ pairs trials by seed when "
-    "both ran the same seeds (two or more), and uses Welch's interval otherwise. Speed is tokens per "
-    "second from the median step time, as a ratio to the baseline's."
+    "loss). Intervals are 95% Student's t over seeds; Δ pairs trials by seed when both ran the same seeds "
+    "(two or more), and uses Welch's interval otherwise. A variant is called better or worse only when the "
+    "interval of Δ excludes zero and its t-test p-value, adjusted by Holm's step-down method over the "
+    "variants compared on that device (Holm p), is below 0.05: however many variants run, the chance of any "
+    "false call per device stays at 5%; the intervals shown are not adjusted. Speed vs baseline is the "
+    "variant's tokens/s over the baseline's, paired within each round of the interleaved speed phase "
+    "(> 1 is faster), called faster or slower only when its 95% interval over rounds excludes 1. Tokens/s and "
+    "step times in results.csv were measured during training: trials ran minutes apart on a machine whose "
+    "speed drifts, so they are not comparable across trials. MFU is model FLOPs per second during training "
+    "over the matmul peak measured on this device in the trial's precision."
 )
+
+
+def warnings_blocks(report: RunReport) -> list[Block]:
+    """A "Measurement warnings" part when a measurement drifted or shared its machine; nothing otherwise."""
+    drifted, sentences = measurement_warnings(report)
+    if not drifted and not sentences:
+        return []
+    blocks: list[Block] = [("h2", "Measurement warnings"), *[("p", sentence) for sentence in sentences]]
+    if drifted:
+        columns = ["measurement", "matmul speed before → after", "change"]
+        blocks += [("p", DRIFT_EXPLAINED), ("table", Table(columns, drifted))]
+    return blocks
 
 
 def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [("h1", f"minigpt-bench report: {report.name}"), ("p", overview(report))]
     blocks += [("h2", "Findings"), *[("p", sentence) for sentence in findings(report)]]
+    blocks += warnings_blocks(report)
     blocks += [("h2", "Summary per variant and device"), ("table", summary_table(report)), ("p", READING)]
     if figures:
         blocks += [("h2", "Figures"), *[("figure", figure) for figure in figures]]

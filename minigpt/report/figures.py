@@ -132,16 +132,28 @@ def _notes(ax: Any, frame: pd.DataFrame, column: str, texts: list[str]) -> None:
 
 
 def plot_throughput(report: RunReport, path: Path) -> Path | None:
-    figure, axes, panels = _device_panels(report, "tokens_per_sec")
+    """The interleaved speed ratios: only they compare variants (training-time tokens/s come from
+    trials minutes apart on a drifting machine)."""
+    figure, axes, panels = _device_panels(report, "speed_ratio")
     if figure is None:
         return None
     for ax, (device, frame) in zip(axes, panels, strict=True):
-        _hbars(ax, frame, "tokens_per_sec", report)
-        _notes(ax, frame, "tokens_per_sec", [f"x{r:.2f}" if math.isfinite(r) else "" for r in frame["speed_ratio"]])
-        ax.set(title=f"on {device}", xlabel="training tokens per second (median step)")
-        ax.margins(x=0.15)
-    figure.suptitle("Throughput per variant: mean over seeds, 95% interval; x = ratio to the baseline")
+        for index, row in frame.iterrows():
+            colour = report.palette[row["variant"]]
+            ax.errorbar(row["speed_ratio"], index, xerr=_errors(frame.loc[[index]], "speed_ratio"), fmt="D", color=colour, ms=8, capsize=5, lw=2)  # fmt: skip
+            if row["variant"] != BASELINE:
+                ax.annotate(f"  {row['speed_ratio']:.2f}x {row['speed_verdict']}", (row["speed_ratio"], index), xytext=(0, 9), textcoords="offset points", fontsize="small", color=colour)  # fmt: skip
+        ax.axvline(1.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
+        _variant_axis(ax, frame, report)
+        ax.set(title=f"on {device}", xlabel="tokens/s relative to the baseline (> 1 is faster)")
+        ax.margins(x=0.25)
+    figure.suptitle(f"Speed vs the baseline, measured interleaved{_rounds_text(report)}: ratio and 95% interval")
     return _save(figure, path)
+
+
+def _rounds_text(report: RunReport) -> str:
+    rounds = report.speed.rounds if report.speed is not None else None
+    return f" in {rounds} rounds" if rounds else ""
 
 
 def plot_best_loss(report: RunReport, path: Path) -> Path | None:
@@ -175,7 +187,7 @@ def plot_best_loss(report: RunReport, path: Path) -> Path | None:
 
 
 def plot_speed_quality(report: RunReport, path: Path) -> Path | None:
-    rows = report.summary[report.summary["tokens_per_sec"].notna() & report.summary["best_val_loss"].notna()]
+    rows = report.summary[report.summary["speed_ratio"].notna() & report.summary["best_val_loss"].notna()]
     if rows.empty:
         return None
     figure, (ax,) = _figure(1, 9, 6)
@@ -183,19 +195,20 @@ def plot_speed_quality(report: RunReport, path: Path) -> Path | None:
         variant, colour = row["variant"], report.palette[row["variant"]]
         marker = DEVICE_MARKERS[report.devices.index(row["device"]) % len(DEVICE_MARKERS)]
         ax.errorbar(
-            row["tokens_per_sec"], row["best_val_loss"],
-            xerr=[[row["tokens_per_sec"] - row["tokens_per_sec_low"]], [row["tokens_per_sec_high"] - row["tokens_per_sec"]]],
+            row["speed_ratio"], row["best_val_loss"],
+            xerr=[[row["speed_ratio"] - row["speed_ratio_low"]], [row["speed_ratio_high"] - row["speed_ratio"]]],
             yerr=[[row["best_val_loss"] - row["best_val_loss_low"]], [row["best_val_loss_high"] - row["best_val_loss"]]],
             fmt=marker, color=colour, ms=14 if variant == BASELINE else 9, mec="white" if variant == BASELINE else colour,
             elinewidth=1, capsize=3, alpha=0.9,
         )  # fmt: skip
         label = report.label(variant) + (f" on {row['device']}" if len(report.devices) > 1 else "")
-        ax.annotate(label, (row["tokens_per_sec"], row["best_val_loss"]), xytext=(7, 5), textcoords="offset points", color=colour, fontsize="small")  # fmt: skip
+        ax.annotate(label, (row["speed_ratio"], row["best_val_loss"]), xytext=(7, 5), textcoords="offset points", color=colour, fontsize="small")  # fmt: skip
     ax.set(
         title="Speed vs quality: one point per variant and device (better: right and lower)",
-        xlabel="training tokens per second (mean over seeds)",
+        xlabel="tokens/s relative to the baseline, measured interleaved (> 1 is faster)",
         ylabel="best validation loss (mean over seeds)",
     )
+    ax.axvline(1.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
     ax.margins(0.12)
     return _save(figure, path)
 
@@ -253,7 +266,7 @@ PLOTS = {
     ),
     "throughput.png": (
         plot_throughput,
-        "Training throughput per variant on each device (bars: mean over seeds; whiskers: 95% interval; hatched bar and dashed line: the baseline).",
+        "Speed per variant on each device: its tokens/s over the baseline's, paired within each round of the interleaved speed phase (diamond: ratio; whiskers: 95% interval over rounds; dashed line: the baseline).",
     ),
     "best_val_loss.png": (
         plot_best_loss,
@@ -261,7 +274,7 @@ PLOTS = {
     ),
     "speed_vs_quality.png": (
         plot_speed_quality,
-        "Speed against quality: tokens per second and best validation loss, one point per variant and device; right and lower is better.",
+        "Speed against quality: the interleaved speed ratio to the baseline and the best validation loss, one point per variant and device; right and lower is better.",
     ),
     "time_to_target.png": (
         plot_time_to_target,

@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 
 from minigpt.errors import UserError
-from minigpt.report.stats import NO_VALUES, Interval, difference_interval, mean_interval, verdict
+from minigpt.report.speed import SPEED_VALUES, SpeedPhase, speed_frame
+from minigpt.report.stats import NO_VALUES, Interval, difference_interval, holm, mean_interval, verdict
 from minigpt.store import RunStore
 from minigpt.variants import BASELINE
 
@@ -20,19 +21,24 @@ STATUSES = ("completed", "failed", "diverged", "skipped", "interrupted", "runnin
 TRIAL_NUMBERS = (
     "seed", "params", "best_val_loss", "best_step", "final_val_loss", "steps", "tokens", "wall_seconds",
     "train_seconds", "eval_seconds", "tokens_per_sec", "step_ms_p50", "step_ms_p90", "peak_memory_mb",
-    "flops_per_token", "mfu", "time_to_target_s", "target_loss",
+    "flops_per_token", "mfu", "time_to_target_s", "target_loss", "compile_seconds", "drift_before", "drift_after",
+    "drift_change",
 )  # fmt: skip
+# tokens_per_sec and step_ms_* are measured while each trial trained: minutes apart on a machine whose
+# speed drifts, so they describe one trial and are never compared across trials (speed.json is).
 TRIAL_COLUMNS = (
-    "trial_id", "variant", "device", "device_name", "status", *TRIAL_NUMBERS, "stop_reason", "concurrent", "changed",
-    "description", "error",
+    "trial_id", "variant", "device", "device_name", "status", "precision", *TRIAL_NUMBERS, "drift_flagged",
+    "stop_reason", "concurrent", "changed", "description", "error",
 )  # fmt: skip
 METRIC_NUMBERS = ("seed", "step", "tokens", "seconds", "train_loss", "val_loss", "lr", "tokens_per_sec")
 METRIC_COLUMNS = ("trial_id", "variant", "device", *METRIC_NUMBERS)
 SUMMARY_COLUMNS = (
-    "variant", "device", "trials", *STATUSES, "params",
+    "variant", "device", "trials", *STATUSES, "params", "precision",
     "best_val_loss", "best_val_loss_low", "best_val_loss_high",
-    "diff_vs_baseline", "diff_low", "diff_high", "diff_pct", "verdict",
-    "tokens_per_sec", "tokens_per_sec_low", "tokens_per_sec_high", "speed_ratio", "step_ms_p50", "mfu",
+    "diff_vs_baseline", "diff_low", "diff_high", "diff_pct", "p_value", "p_holm", "verdict",
+    *SPEED_VALUES,
+    "tokens_per_sec_during_training", "tokens_per_sec_during_training_low", "tokens_per_sec_during_training_high",
+    "step_ms_p50_during_training", "mfu", "peak_memory_mb",
     "time_to_target_s", "time_to_target_s_low", "time_to_target_s_high", "reached_target",
     "changed", "description",
 )  # fmt: skip
@@ -75,6 +81,9 @@ def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
     row = {key: record.get(key) for key in TRIAL_COLUMNS}
     row["changed"] = describe_changes(record.get("changed") or {})
     row["concurrent"] = bool(record.get("concurrent", False))  # shared its machine with other trials
+    drift = record.get("drift") if isinstance(record.get("drift"), dict) else {}
+    row.update({f"drift_{key}": drift.get(key) for key in ("before", "after", "change")})
+    row["drift_flagged"] = bool(record.get("drift_flagged", False))  # absent in runs from before the drift probe
     if row["status"] == "running":
         row["error"] = row["error"] or "no final record: still running, or the sweep was killed"
     return row
@@ -91,21 +100,32 @@ def variant_order(trials: pd.DataFrame, sweep: dict[str, Any]) -> list[str]:
     return sorted(names, key=lambda name: name != BASELINE)
 
 
-def summarize(trials: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
-    """One row per variant and device: status counts, loss and speed with 95% intervals, the
-    difference from the baseline on the same device and its verdict."""
+def summarize(trials: pd.DataFrame, order: Sequence[str], speed: SpeedPhase | None = None) -> pd.DataFrame:
+    """One row per variant and device: status counts, loss with 95% intervals, the difference from
+    the baseline on the same device and its verdict, and the interleaved speed from `speed`."""
     completed = trials[trials["status"] == "completed"]
     rows = []
     for device in dict.fromkeys(trials["device"]):
         baseline = completed[(completed["variant"] == BASELINE) & (completed["device"] == device)]
-        for variant in order:
-            group = trials[(trials["variant"] == variant) & (trials["device"] == device)]
-            if not group.empty:
-                rows.append(_summary_row(group, baseline))
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+        groups = [trials[(trials["variant"] == variant) & (trials["device"] == device)] for variant in order]
+        rows += _call_verdicts([_summary_row(group, baseline) for group in groups if not group.empty])
+    summary = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in SPEED_VALUES])
+    measured = speed.frame if speed is not None else speed_frame([])
+    return summary.merge(measured, on=["variant", "device"], how="left")[list(SUMMARY_COLUMNS)]
 
 
-def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, Any]:
+def _call_verdicts(rows: list[tuple[dict[str, Any], Interval]]) -> list[dict[str, Any]]:
+    """Holm's method over one device's variants that have a p-value: with many variants, some
+    interval would exclude zero by chance alone; Holm keeps the chance of any false call at 5%."""
+    adjusted = holm([row["p_value"] for row, _ in rows])
+    for (row, diff), p_holm in zip(rows, adjusted, strict=True):
+        row["p_holm"] = p_holm
+        row["verdict"] = row["verdict"] or verdict(diff, p_holm)
+    return [row for row, _ in rows]
+
+
+def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> tuple[dict[str, Any], Interval]:
+    """The row (its verdict None where a test decides it) and the loss difference from the baseline."""
     done = group[group["status"] == "completed"]
     variant = group["variant"].iloc[0]
     loss = mean_interval(done["best_val_loss"])
@@ -116,12 +136,13 @@ def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, Any]:
     is_baseline = variant == BASELINE
     diff = NO_VALUES if is_baseline else difference_interval(_by_seed(done), _by_seed(baseline))
     counts = group["status"].value_counts()
-    return {
+    row = {
         "variant": variant,
         "device": group["device"].iloc[0],
         "trials": len(group),
         **{status: int(counts.get(status, 0)) for status in STATUSES},
         "params": group["params"].max(),
+        "precision": ", ".join(sorted(group["precision"].dropna().astype(str).unique())) or None,
         "best_val_loss": loss.mean,
         "best_val_loss_low": loss.low,
         "best_val_loss_high": loss.high,
@@ -129,13 +150,14 @@ def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, Any]:
         "diff_low": diff.low,
         "diff_high": diff.high,
         "diff_pct": 100 * _ratio(diff.mean, mean_interval(baseline["best_val_loss"]).mean),
-        "verdict": _verdict_label(is_baseline, done, baseline, diff),
-        "tokens_per_sec": speed.mean,
-        "tokens_per_sec_low": speed.low,
-        "tokens_per_sec_high": speed.high,
-        "speed_ratio": _ratio(speed.mean, mean_interval(baseline["tokens_per_sec"]).mean),
-        "step_ms_p50": done["step_ms_p50"].mean(),
+        "p_value": diff.p,
+        "verdict": _fixed_verdict(is_baseline, done, baseline),
+        "tokens_per_sec_during_training": speed.mean,
+        "tokens_per_sec_during_training_low": speed.low,
+        "tokens_per_sec_during_training_high": speed.high,
+        "step_ms_p50_during_training": done["step_ms_p50"].mean(),
         "mfu": done["mfu"].mean(),
+        "peak_memory_mb": done["peak_memory_mb"].mean(),
         "time_to_target_s": reached.mean,  # over the seeds that reached the target
         "time_to_target_s_low": reached.low,
         "time_to_target_s_high": reached.high,
@@ -143,6 +165,7 @@ def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, Any]:
         "changed": group["changed"].iloc[0],
         "description": group["description"].iloc[0],
     }
+    return row, diff
 
 
 def _positive(interval: Interval) -> Interval:
@@ -160,14 +183,15 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator and math.isfinite(denominator) else math.nan
 
 
-def _verdict_label(is_baseline: bool, done: pd.DataFrame, baseline: pd.DataFrame, diff: Interval) -> str:
+def _fixed_verdict(is_baseline: bool, done: pd.DataFrame, baseline: pd.DataFrame) -> str | None:
+    """The verdict when there is nothing to test; None when the comparison decides it."""
     if is_baseline:
         return "reference"
     if done.empty:
         return "no completed trials"
     if baseline.empty:
         return "no baseline to compare"
-    return verdict(diff)
+    return None
 
 
 def load_bench(run_dir: str | Path) -> tuple[pd.DataFrame | None, str | None]:
@@ -219,6 +243,8 @@ class RunReport:
     bench_note: str | None
     order: list[str]
     palette: dict[str, Any]
+    speed: SpeedPhase | None = None
+    speed_note: str | None = None  # why there is no speed comparison
 
     @property
     def devices(self) -> list[str]:

@@ -12,6 +12,7 @@ from minigpt import atomic
 from minigpt.report.document import Block, document
 from minigpt.report.figures import variant_palette, write_figures
 from minigpt.report.frames import RunReport, load_bench, load_frames, summarize, variant_order
+from minigpt.report.speed import load_speed
 from minigpt.store import RunStore
 
 MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -87,10 +88,19 @@ def build(run_dir: str | Path) -> RunReport:
     bench, bench_note = load_bench(run_dir)
     order = variant_order(trials, sweep)
     bench_names = [] if bench is None else [v for v in dict.fromkeys(bench["variant"]) if v not in order]
-    name = Path(run_dir).resolve().name
-    summary = summarize(trials, order)
+    speed, speed_note = load_speed(run_dir)
     return RunReport(
-        name, sweep, trials, metrics, summary, bench, bench_note, order, variant_palette(order + bench_names)
+        name=Path(run_dir).resolve().name,
+        sweep=sweep,
+        trials=trials,
+        metrics=metrics,
+        summary=summarize(trials, order, speed),
+        bench=bench,
+        bench_note=bench_note,
+        order=order,
+        palette=variant_palette(order + bench_names),
+        speed=speed,
+        speed_note=speed_note,
     )
 
 

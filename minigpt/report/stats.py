@@ -1,14 +1,15 @@
-"""Interval arithmetic and verdict rules: Student's t quantiles, 95% intervals, better/worse calls."""
+"""Interval arithmetic and verdict rules: Student's t, 95% intervals, p-values, Holm, better/worse calls."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 NO_CLEAR_DIFFERENCE = "no clear difference"
+ALPHA = 0.05  # the family-wise error rate Holm's method holds verdicts to, per device
 
 # t_{0.975} of Student's t for 1..30 degrees of freedom (the two-sided 95% quantile).
 T_975 = (
@@ -37,14 +38,78 @@ def t_quantile_975(df: float) -> float:
     )
 
 
+def regularized_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function, by its continued fraction."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    # The fraction converges fast only below the mean of the beta distribution; use the symmetry above it.
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(x, a, b) / a
+    return 1 - front * _beta_fraction(1 - x, b, a) / b
+
+
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    """The incomplete beta's continued fraction, evaluated by the modified Lentz method."""
+
+    def nonzero(value: float) -> float:
+        return value if abs(value) > 1e-300 else 1e-300
+
+    c, d = 1.0, 1 / nonzero(1 - (a + b) * x / (a + 1))
+    result = d
+    for m in range(1, 500):
+        even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        for term in (even, odd):
+            d = 1 / nonzero(1 + term * d)
+            c = nonzero(1 + term / c)
+            result *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return result
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with df > 0 degrees of freedom (fractional df allowed)."""
+    if df <= 0:
+        raise ValueError(f"Student's t needs positive degrees of freedom, got {df}")
+    if math.isinf(t):
+        return 1.0 if t > 0 else 0.0
+    tail = 0.5 * regularized_beta(df / (df + t * t), df / 2, 0.5)
+    return 1 - tail if t > 0 else tail
+
+
+def two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|): the two-sided p-value of a t statistic (computed directly, no 1 - cdf cancellation)."""
+    return regularized_beta(df / (df + t * t), df / 2, 0.5) if math.isfinite(t) else 0.0
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input's order: the k-th smallest of m p-values is
+    multiplied by m - k + 1, and adjusted values never decrease in that order. Calling every adjusted
+    value below ALPHA keeps the chance of any false call at most ALPHA. NaN stays NaN and does not
+    count in m."""
+    tested = sorted((p, index) for index, p in enumerate(p_values) if math.isfinite(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
 @dataclass(frozen=True)
 class Interval:
-    """A mean over n values and its 95% interval; low and high are NaN when n < 2."""
+    """A mean over n values, its 95% interval and the two-sided p-value of a t test that the true mean
+    is zero; low, high and p are NaN when n < 2."""
 
     mean: float
     low: float
     high: float
     n: int
+    p: float = math.nan
 
     @property
     def excludes_zero(self) -> bool:
@@ -66,8 +131,15 @@ def mean_interval(values: Iterable[Any]) -> Interval:
     mean = statistics.fmean(data)
     if len(data) < 2:
         return Interval(mean, math.nan, math.nan, 1)
-    half = t_quantile_975(len(data) - 1) * statistics.stdev(data) / math.sqrt(len(data))
-    return Interval(mean, mean - half, mean + half, len(data))
+    error = statistics.stdev(data) / math.sqrt(len(data))
+    half = t_quantile_975(len(data) - 1) * error
+    return Interval(mean, mean - half, mean + half, len(data), _p_value(mean, error, len(data) - 1))
+
+
+def _p_value(mean: float, error: float, df: float) -> float:
+    if error == 0:  # every value the same: certain of the mean, whatever it is
+        return 1.0 if mean == 0 else 0.0
+    return two_sided_p(mean / error, df)
 
 
 def difference_interval(variant: dict[int, float], baseline: dict[int, float]) -> Interval:
@@ -86,14 +158,16 @@ def difference_interval(variant: dict[int, float], baseline: dict[int, float]) -
     var_ours, var_theirs = statistics.variance(ours) / len(ours), statistics.variance(theirs) / len(theirs)
     spread = var_ours + var_theirs
     if spread == 0:
-        return Interval(mean, mean, mean, n)
-    df = spread**2 / (var_ours**2 / (len(ours) - 1) + var_theirs**2 / (len(theirs) - 1))
+        return Interval(mean, mean, mean, n, _p_value(mean, 0.0, 1))
+    # Welch's df rounded down, as for the interval, so the p-value and the interval agree.
+    df = math.floor(spread**2 / (var_ours**2 / (len(ours) - 1) + var_theirs**2 / (len(theirs) - 1)))
     half = t_quantile_975(df) * math.sqrt(spread)
-    return Interval(mean, mean - half, mean + half, n)
+    return Interval(mean, mean - half, mean + half, n, _p_value(mean, math.sqrt(spread), df))
 
 
-def verdict(difference: Interval) -> str:
-    """For a loss difference (lower is better): better or worse only when the interval excludes zero."""
-    if not difference.excludes_zero:
+def verdict(difference: Interval, adjusted_p: float | None = None) -> str:
+    """For a loss difference (lower is better): better or worse only when the interval excludes zero
+    and, where several variants are compared, their Holm-adjusted p-value is below ALPHA too."""
+    if not difference.excludes_zero or (adjusted_p is not None and not adjusted_p < ALPHA):
         return NO_CLEAR_DIFFERENCE
     return "better" if difference.high < 0 else "worse"

@@ -1,0 +1,127 @@
+"""The interleaved speed phase of a run (speed.json): each variant's speed as a ratio to the baseline's."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SPEED_COLUMNS = (
+    "variant", "device", "interleaved_step_ms", "interleaved_tokens_per_sec",
+    "speed_ratio", "speed_ratio_low", "speed_ratio_high", "speed_verdict",
+)  # fmt: skip
+SPEED_VALUES = SPEED_COLUMNS[2:]  # what a summary row gains from speed.json
+SPEED_NUMBERS = SPEED_VALUES[:-1]
+SPEED_VERDICTS = ("faster", "slower", "no clear difference", "baseline")
+
+
+class SpeedFileError(ValueError):
+    """speed.json does not have the shape the speed phase writes."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The matmul speed of a machine probed before and after a measurement, as FLOP/s."""
+
+    before: float
+    after: float
+    change: float  # (after - before) / before
+    flagged: bool
+
+
+@dataclass
+class SpeedPhase:
+    """What speed.json holds: ratios per variant and device, plus each device's drift or why it was skipped."""
+
+    frame: pd.DataFrame  # one row per variant and measured device, SPEED_COLUMNS
+    rounds: int | None
+    concurrent: bool
+    skipped: dict[str, str] = field(default_factory=dict)  # device -> reason
+    drift: dict[str, Drift] = field(default_factory=dict)  # device -> its drift during the phase
+
+    def measured(self, device: str) -> pd.DataFrame:
+        return self.frame[self.frame["device"] == device]
+
+
+def measure_hint(run_dir: str | Path) -> str:
+    return f"`minigpt-bench speed {run_dir}` measures it"
+
+
+def load_speed(run_dir: str | Path) -> tuple[SpeedPhase | None, str | None]:
+    """RUN_DIR/speed.json as (phase, note); the note says why there is no phase. Never fatal: an old
+    run, or one run with --no-speed, simply has no speed comparison."""
+    path = Path(run_dir) / "speed.json"
+    if not path.is_file():
+        return None, (
+            "This run has no interleaved speed measurement (no speed.json), so no speeds are compared; "
+            f"{measure_hint(run_dir)}."
+        )
+    try:
+        return parse_speed(json.loads(path.read_text(encoding="utf-8"))), None
+    except (OSError, ValueError) as error:
+        return (
+            None,
+            f"{path.name} could not be read ({error}), so no speeds are compared; {measure_hint(run_dir)} again.",
+        )
+
+
+def parse_speed(raw: Any) -> SpeedPhase:
+    top = _mapping(raw, "the file")
+    entries = _mapping(top.get("devices"), "devices")
+    rows, skipped, drift = [], {}, {}
+    for device, entry in entries.items():
+        entry = _mapping(entry, f"devices.{device}")
+        if "skipped" in entry:
+            skipped[device] = str(entry["skipped"])
+            continue
+        if isinstance(entry.get("drift"), dict):
+            drift[device] = _drift(entry["drift"])
+        for variant, values in _mapping(entry.get("variants"), f"devices.{device}.variants").items():
+            rows.append(_speed_row(variant, device, _mapping(values, f"devices.{device}.variants.{variant}")))
+    frame = speed_frame(rows)
+    rounds = top.get("rounds")
+    return SpeedPhase(frame, rounds if isinstance(rounds, int) else None, bool(top.get("concurrent")), skipped, drift)
+
+
+def speed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(SPEED_COLUMNS))
+    frame[list(SPEED_NUMBERS)] = frame[list(SPEED_NUMBERS)].apply(pd.to_numeric, errors="coerce").astype(float)
+    return frame
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpeedFileError(f"{where} is not a JSON object")
+    return value
+
+
+def _speed_row(variant: str, device: str, values: dict[str, Any]) -> dict[str, Any]:
+    verdict = values.get("speed_verdict")
+    if verdict not in SPEED_VERDICTS:
+        raise SpeedFileError(
+            f"{variant} on {device}: speed_verdict {verdict!r} is not one of {', '.join(SPEED_VERDICTS)}"
+        )
+    return {
+        "variant": variant,
+        "device": device,
+        "interleaved_step_ms": values.get("step_ms_median"),
+        "interleaved_tokens_per_sec": values.get("tokens_per_sec"),
+        **{key: values.get(key) for key in ("speed_ratio", "speed_ratio_low", "speed_ratio_high")},
+        "speed_verdict": verdict,
+    }
+
+
+def _drift(values: dict[str, Any]) -> Drift:
+    numbers = [_float(values.get(key)) for key in ("before", "after", "change")]
+    return Drift(*numbers, flagged=bool(values.get("flagged")))
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
