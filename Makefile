@@ -1,6 +1,7 @@
 # Two entry points, each setting up what it needs first:
 #   make run    the main job: `minigpt-bench run` with its defaults
-#   make test   lint, format check and the test suite
+#   make test   lint, format check, the test suite, and the wheel check (.ci/check-wheel:
+#               the built wheel, installed without this checkout, runs from an empty folder)
 # On a machine without an NVIDIA GPU the set-up pins torch to a CPU build first (on a machine
 # that fetches from PyPI directly, point TORCH_INDEX_URL at a CPU wheel index), so resolving
 # the project's dependencies never pulls a multi-GB CUDA build.
@@ -11,7 +12,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 TORCH_INDEX_URL ?=
 EXTRAS ?= dev,hf,ray
 
-.PHONY: setup run test
+.PHONY: setup run test wheel-check
 
 $(BIN)/minigpt-bench: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,3 +29,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory wheel-check
+
+wheel-check: setup
+	VENV=$(VENV) bash .ci/check-wheel

@@ -1,5 +1,6 @@
-"""Micro-benchmarks: plan and run the pytest-benchmark suite in `benchmarks/`, keep its JSON,
-and summarize it as one table per device with ratios to the baseline.
+"""Micro-benchmarks: plan and run the pytest-benchmark suite (`benchmarks/` in a checkout,
+`minigpt/_benchmarks/` when installed), keep its JSON, and summarize it as one table per
+device with ratios to the baseline.
 
     from minigpt.bench import run_bench, summarize
 
@@ -22,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minigpt import atomic
+from minigpt import atomic, bundled
 from minigpt.config import Config
 from minigpt.errors import UserError
 from minigpt.variants import BASELINE, discover
 
-SUITE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_variants.py"
+SUITE = bundled.BENCHMARKS / "test_variants.py"
 RUN_FILE = "bench.json"  # RUN_DIR/bench.json: where `report` finds the micro-benchmarks
 CASES = ("forward", "train_step", "decode_cached", "decode_uncached")
 # (label, first, second): how much faster the first variant is than the second
@@ -105,7 +106,7 @@ def run_bench(
     """Run the suite and store its JSON (atomically) at `json_path` and/or `run_dir`/bench.json."""
     require_pytest_benchmark()
     if not SUITE.is_file():
-        raise BenchError(f"the benchmark suite {SUITE} is missing: bench runs from a source checkout")
+        raise BenchError(f"the benchmark suite {SUITE} is missing: reinstall minigpt-bench")
     if run_dir is not None and not Path(run_dir).is_dir():
         raise BenchError(f"run directory {run_dir} does not exist; create it with `minigpt-bench run` or use --json")
     plugins = list(plugins)

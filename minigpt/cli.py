@@ -60,8 +60,12 @@ def run(
     devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     data: Annotated[
-        str, typer.Option(help="Corpus: a UTF-8 text file, or american-stories:YEARS (e.g. 1801-1810).")
-    ] = "data/input.txt",
+        str | None,
+        typer.Option(
+            help="Corpus: a UTF-8 text file, or american-stories:YEARS (e.g. 1801-1810). "
+            "[default: tiny Shakespeare, installed with the package]"
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="Stop each trial after N training tokens. [default: the preset's]")
@@ -97,6 +101,9 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")] = False,
 ) -> None:
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a run directory; choose another path")
+    from minigpt.bundled import TINY_SHAKESPEARE
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.store import RunStore
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
@@ -114,7 +121,7 @@ def run(
         parse_devices(devices),
         parse_seeds(seeds),
         base,
-        data,
+        str(TINY_SHAKESPEARE) if data is None else data,
         budget,
         target_loss,
         max_vocab,
@@ -213,14 +220,18 @@ def generate(
 ) -> None:
     """Sample text from the best variant of a sweep, or from a checkpoint.
 
-    The text (prompt included) streams to stdout; which checkpoint was used goes to stderr."""
+    The text (prompt included) streams to stdout; which checkpoint was used goes to stderr.
+    With --run, the plugins the sweep ran with are loaded; --plugins replaces them."""
     from minigpt.checkpoint import load_checkpoint
     from minigpt.config import ConfigError
     from minigpt.generate import check_sampling, choose_checkpoint, describe_checkpoint, encode_prompt, write_samples
 
     check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
     path, picked = choose_checkpoint(run_dir, checkpoint, variant)
-    discover_variants(plugins)  # a plugin's components must be registered before the model is built
+    from minigpt.variants import recorded_plugins
+
+    # a plugin's components must be registered before the model is built
+    discover_variants(plugins or (recorded_plugins(run_dir) if run_dir is not None else []))
     try:
         model, tokenizer, meta = load_checkpoint(path)
     except ConfigError as error:
@@ -311,6 +322,9 @@ def variants_new(name: Annotated[str, typer.Argument(help="Slug for the new vari
         raise UserError(
             f"variant name {name!r} must be a slug: a lowercase letter, then lowercase letters, digits, - or _"
         )
+    taken = {v.name: v for v in discover_variants(None)}.get(name)
+    if taken is not None:
+        raise UserError(f"variant {name!r} already exists ({taken.source}, {taken.origin}); choose another name")
     path = Path("variants") / f"{name}.py"
     if path.exists():
         raise UserError(f"{path} already exists; choose another name or edit that file")

@@ -6,15 +6,18 @@
     def learned_pos(cfg):
         return cfg.replace(position="learned")
 
-Discovery loads plugin modules in this order: the built-in `variants/` folder, a `variants/`
-folder in the current directory, `--plugins PATH` (files or folders), then installed
+Discovery loads plugin modules in this order: the built-in variants (installed with the
+package, or the checkout's `variants/` folder), a `variants/` folder in the current directory, `--plugins PATH` (files or folders), then installed
 distributions' entry points in group `minigpt_bench.variants` (each names a module, as
 pytest's `pytest11` plugins do). Each variant function carries its metadata, so collecting
-them is reading the loaded modules: loading twice registers nothing twice.
+them is reading the loaded modules: loading twice registers nothing twice. A file that is
+byte for byte one already loaded (a checkout's `variants/` seen as local while the package is
+installed from a wheel) is skipped, so only a real redefinition is a clash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -25,12 +28,14 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
+from minigpt import bundled
 from minigpt.config import Config, ConfigError
 from minigpt.errors import UserError
 from minigpt.registry import suggest
+from minigpt.store import RunStore
 
 ENTRY_POINT_GROUP = "minigpt_bench.variants"
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "variants"
+BUILTIN_DIR = bundled.VARIANTS
 BASELINE = "baseline"
 
 
@@ -104,7 +109,7 @@ class VariantRegistry:
 def discover(plugins: Iterable[str | Path] = (), cwd: Path | None = None) -> VariantRegistry:
     """Load every plugin source in order and return the variants they define."""
     registry = VariantRegistry()
-    seen: set[Path] = set()
+    seen: set[str] = set()
     folders = [(BUILTIN_DIR, "built-in"), ((cwd or Path.cwd()) / "variants", "local")]
     for folder, source in folders:
         if folder.is_dir():
@@ -126,13 +131,35 @@ def discover(plugins: Iterable[str | Path] = (), cwd: Path | None = None) -> Var
     return registry
 
 
-def _collect_files(registry: VariantRegistry, files: list[Path], source: str, seen: set[Path]) -> None:
+def recorded_plugins(run_dir: str | Path) -> list[Path]:
+    """The `--plugins` paths a sweep ran with (its sweep.json). A relative one was relative to
+    where `run` ran, so it is taken relative to the current folder; a missing one is an error."""
+    paths = [Path(p) for p in RunStore(run_dir).read_sweep().get("plugins", [])]
+    for path in paths:
+        if not path.exists():
+            raise VariantError(
+                f"plugin {path}, recorded in {Path(run_dir) / 'sweep.json'}, does not exist here; "
+                "pass --plugins PATH to say where it is"
+            )
+    return paths
+
+
+def _collect_files(registry: VariantRegistry, files: list[Path], source: str, seen: set[str]) -> None:
+    """Load each file once, known by its resolved path and by its content."""
     for file in files:
         resolved = file.resolve()
-        if resolved in seen:
+        keys = {f"path:{resolved}", f"sha256:{_content_hash(resolved)}"}
+        if keys & seen:
             continue
-        seen.add(resolved)
+        seen.update(keys)
         registry.collect(load_plugin_file(resolved), source, str(file))
+
+
+def _content_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise VariantError(f"plugin {path} cannot be read: {error.strerror}") from None
 
 
 def load_plugin_file(path: Path) -> ModuleType:
