@@ -1,0 +1,98 @@
+"""The report's statistics against known values: Student's t CDF, p-values and Holm's step-down method."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from minigpt.report import NO_CLEAR_DIFFERENCE, holm, load_frames, mean_interval, summarize, t_cdf, two_sided_p
+from minigpt.report.stats import T_975, regularized_beta
+from tests.test_report import make_run
+
+
+@pytest.mark.parametrize("t", [-30.0, -2.0, -0.5, 0.0, 1.0, 3.0, 100.0])
+def test_t_cdf_with_one_degree_of_freedom_is_cauchy(t: float) -> None:
+    assert t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+
+
+@pytest.mark.parametrize("t", [-4.0, -1.0, 0.3, 2.0, 9.0])
+def test_t_cdf_with_two_degrees_of_freedom_has_a_closed_form(t: float) -> None:
+    assert t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+
+
+def test_t_cdf_known_values() -> None:
+    assert t_cdf(1, 1) == pytest.approx(0.75, abs=1e-12)
+    assert t_cdf(0, 7.5) == 0.5
+    # df = 4: F(t) = 1/2 + (3/4) s (1 - s^2 / 3), s = t / sqrt(4 + t^2)
+    s = 1.5 / math.sqrt(4 + 1.5**2)
+    assert t_cdf(1.5, 4) == pytest.approx(0.5 + 0.75 * s * (1 - s * s / 3), abs=1e-12)
+    assert t_cdf(-math.inf, 3) == 0.0 and t_cdf(math.inf, 3) == 1.0
+
+
+def test_t_cdf_tends_to_the_normal_and_inverts_the_quantile_table() -> None:
+    for z in (-2.5, -1.0, 0.7, 1.959963984540054):
+        assert t_cdf(z, 1e7) == pytest.approx(0.5 * (1 + math.erf(z / math.sqrt(2))), abs=1e-6)
+    for df, quantile in enumerate(T_975, start=1):
+        assert t_cdf(quantile, df) == pytest.approx(0.975, abs=1e-5)  # the table has four decimals
+
+
+def test_two_sided_p_keeps_precision_in_the_far_tail() -> None:
+    assert two_sided_p(2.5, 7) == pytest.approx(2 * (1 - t_cdf(2.5, 7)), rel=1e-9)
+    assert two_sided_p(1e4, 1) == pytest.approx(2 / math.pi * math.atan(1e-4), rel=1e-9)  # 1 - cdf would lose it
+    assert two_sided_p(0, 5) == 1.0
+
+
+def test_regularized_beta_known_values() -> None:
+    assert regularized_beta(0.3, 1, 1) == pytest.approx(0.3)  # uniform
+    assert regularized_beta(0.3, 2, 1) == pytest.approx(0.09)  # x^a when b = 1
+    assert regularized_beta(0.3, 2, 3) + regularized_beta(0.7, 3, 2) == pytest.approx(1.0)  # symmetry
+    assert regularized_beta(0.0, 2, 3) == 0.0 and regularized_beta(1.0, 2, 3) == 1.0
+
+
+def test_a_mean_interval_carries_its_t_test_p_value() -> None:
+    # mean 2, se 1/sqrt(3): t = sqrt(12) on 2 df; P(|T| > t) = 1 - t / sqrt(2 + t^2)
+    t = math.sqrt(12)
+    assert mean_interval([1.0, 2.0, 3.0]).p == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-9)
+    assert math.isnan(mean_interval([1.0]).p)
+
+
+def test_holm_on_the_textbook_example() -> None:
+    # Holm (1979) as usually taught: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05 rejects only the
+    # first and the last; adjusted p-values as R's p.adjust(method = "holm") gives them.
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [p < 0.05 for p in adjusted] == [True, False, False, True]
+
+
+def test_holm_leaves_missing_p_values_out_of_the_count() -> None:
+    adjusted = holm([0.01, math.nan, 0.04])
+    assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.04)  # m = 2, not 3
+    assert math.isnan(adjusted[1])
+    assert holm([0.3]) == [0.3] and holm([]) == []
+    assert holm([0.5, 0.6, 0.7]) == pytest.approx([1.0, 1.0, 1.0])  # capped at 1
+
+
+def close_call_run(root: Path, variants: list[str]) -> Path:
+    """Each variant's loss is above the baseline's by 0.10, 0.16, 0.13 on seeds 0-2: paired t = 0.13 / (0.03 / sqrt 3) = 7.51 on
+    2 df, p = 0.0173, so one such variant is called worse, and three are not once Holm multiplies by 3."""
+    results = {"baseline": {seed: (2.0, 1000.0) for seed in range(3)}}
+    results |= {name: {0: (2.10, 1000.0), 1: (2.16, 1000.0), 2: (2.13, 1000.0)} for name in variants}
+    return make_run(root, results, failed=False)
+
+
+def test_holm_withholds_calls_that_intervals_alone_would_make(tmp_path: Path) -> None:
+    alone, _ = load_frames(close_call_run(tmp_path / "alone", ["a"]))
+    row = summarize(alone, ["baseline", "a"]).set_index("variant").loc["a"]
+    assert (
+        row["p_value"] == pytest.approx(two_sided_p(0.13 / (0.03 / math.sqrt(3)), 2), rel=1e-6)
+        and row["p_value"] < 0.05
+    )
+    assert row["diff_low"] > 0 and row["verdict"] == "worse"
+
+    many, _ = load_frames(close_call_run(tmp_path / "many", ["a", "b", "c"]))
+    summary = summarize(many, ["baseline", "a", "b", "c"]).set_index("variant").drop("baseline")
+    assert (summary["diff_low"] > 0).all()  # each unadjusted interval still excludes zero
+    assert summary["p_holm"].to_numpy() == pytest.approx([3 * row["p_value"]] * 3)
+    assert (summary["verdict"] == NO_CLEAR_DIFFERENCE).all()
