@@ -11,7 +11,7 @@ skipped with the reason.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -38,6 +38,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Extra plugin file or folder of variants (repeatable).",
     )
     group.addoption(
+        "--rounds",
+        type=int,
+        default=5,
+        dest="bench_rounds",
+        help="Interleaved rounds: every variant is timed once per round, in alternating order (default 5).",
+    )
+    group.addoption(
         "--set",
         action="append",
         default=[],
@@ -61,46 +68,72 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each case is timed in rounds, every variant once per round, the order reversed every
+    round: drift of the machine then lands on every variant alike, and each variant's time
+    can be paired with the baseline's of the same round."""
     if "bench_case" in metafunc.fixturenames:
         plan = metafunc.config.stash[PLAN]
-        targets = [(variant, device) for variant in plan.configs for device in plan.devices]
-        metafunc.parametrize("bench_case", targets, indirect=True, ids=[f"{v}-{d}" for v, d in targets])
+        rounds = metafunc.config.getoption("bench_rounds", 5)
+        names = list(plan.configs)
+        targets = [
+            (variant, device, turn)
+            for device in plan.devices
+            for turn in range(rounds)
+            for variant in (names if turn % 2 == 0 else names[::-1])
+        ]
+        ids = [f"{v}-{d}-r{turn}" for v, d, turn in targets]
+        metafunc.parametrize("bench_case", targets, indirect=True, ids=ids)
 
 
 @dataclass
 class BenchCase:
-    """One variant's freshly initialized model on one device, and how to time a call on it."""
+    """One variant's freshly initialized model on one device, and how to time a call on it.
+    The same case serves every round, so a round times the same model and optimizer state."""
 
     variant: str
     device: torch.device
     cfg: Config
     model: GPT
+    calls: dict[str, tuple[Callable[[], None], int]] = field(default_factory=dict)
+    turn: int = 0
 
     def tokens(self, batch: int, length: int) -> torch.Tensor:
         return torch.randint(self.cfg.vocab_size, (batch, length), device=self.device)
 
-    def measure(self, benchmark, case: str, call: Callable[[], None], tokens: int) -> None:  # noqa: ANN001
-        """Time `call` (which synchronizes the device itself) after one untimed call that pays
-        for allocation, thread start-up, lazy optimizer state and compilation."""
+    def measure(self, benchmark, case: str, prepare: Callable[[], tuple[Callable[[], None], int]]) -> None:  # noqa: ANN001
+        """Time the call that `prepare` builds (once per case; it synchronizes the device
+        itself and processes the returned number of tokens). Its first call, untimed, pays for
+        allocation, thread start-up, lazy optimizer state and compilation."""
+        if case not in self.calls:
+            self.calls[case] = prepare()
+            self.calls[case][0]()
+        call, tokens = self.calls[case]
         benchmark.group = case
         benchmark.extra_info = {
             "variant": self.variant,
             "device": str(self.device),
             "case": case,
+            "round": self.turn,
             "tokens": tokens,  # processed per call: tokens / median = tokens per second
             "threads": torch.get_num_threads(),  # set it with OMP_NUM_THREADS / torch.set_num_threads
             "config": self.cfg.to_dict(),
         }
-        call()
         benchmark(call)
+
+
+CASES = pytest.StashKey[dict[tuple[str, str], BenchCase]]()
 
 
 @pytest.fixture
 def bench_case(request: pytest.FixtureRequest) -> BenchCase:
-    variant, device = request.param
+    variant, device, turn = request.param
     reason = device_absent_reason(device)
     if reason:
         pytest.skip(f"{device}: {reason}")
-    cfg = request.config.stash[PLAN].configs[variant]
-    torch.manual_seed(0)
-    return BenchCase(variant, torch.device(device), cfg, GPT(cfg).to(device))
+    cases = request.config.stash.setdefault(CASES, {})
+    if (variant, device) not in cases:
+        cfg = request.config.stash[PLAN].configs[variant]
+        torch.manual_seed(0)
+        cases[variant, device] = BenchCase(variant, torch.device(device), cfg, GPT(cfg).to(device))
+    cases[variant, device].turn = turn
+    return cases[variant, device]

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minigpt import atomic, bundled
 from minigpt.config import Config
@@ -29,6 +30,12 @@ from minigpt.errors import UserError
 from minigpt.variants import BASELINE, discover
 
 SUITE = bundled.BENCHMARKS / "test_variants.py"
+if TYPE_CHECKING:
+    from minigpt.speed import PairedRatio
+
+DEFAULT_ROUNDS = 5
+ROUND_SECONDS = 0.2
+COLUMN = 28  # characters per case column: "12.345 1.03x [0.98,1.08]"
 RUN_FILE = "bench.json"  # RUN_DIR/bench.json: where `report` finds the micro-benchmarks
 CASES = ("forward", "train_step", "decode_cached", "decode_uncached")
 # (label, first, second): how much faster the first variant is than the second
@@ -76,10 +83,14 @@ def suite_command(
     overrides: Sequence[str],
     json_out: Path,
     extra_args: Sequence[str] = (),
+    rounds: int = DEFAULT_ROUNDS,
 ) -> list[str]:
     """The pytest command line; `extra_args` come last so pytest-benchmark's own options
-    (--benchmark-autosave, --benchmark-compare, --benchmark-histogram, ...) win."""
+    (--benchmark-autosave, --benchmark-compare, --benchmark-histogram, ...) win. Each round
+    times each call for about ROUND_SECONDS, so the rounds together cost what one long
+    pytest-benchmark measurement would."""
     command = [sys.executable, "-m", "pytest", str(SUITE), "--variants", variants, "--devices", devices]
+    command += ["--rounds", str(rounds), f"--benchmark-max-time={ROUND_SECONDS}"]
     for plugin in plugins:
         command += ["--plugins", str(plugin)]
     for assignment in overrides:
@@ -102,6 +113,7 @@ def run_bench(
     json_path: str | Path | None = None,
     run_dir: str | Path | None = None,
     extra_args: Sequence[str] = (),
+    rounds: int = DEFAULT_ROUNDS,
 ) -> BenchResult:
     """Run the suite and store its JSON (atomically) at `json_path` and/or `run_dir`/bench.json."""
     require_pytest_benchmark()
@@ -109,13 +121,15 @@ def run_bench(
         raise BenchError(f"the benchmark suite {SUITE} is missing: reinstall minigpt-bench")
     if run_dir is not None and not Path(run_dir).is_dir():
         raise BenchError(f"run directory {run_dir} does not exist; create it with `minigpt-bench run` or use --json")
+    if rounds < 1:
+        raise BenchError(f"--rounds must be at least 1, got {rounds}")
     plugins = list(plugins)
     plan_suite(variants, devices, plugins, overrides)  # user mistakes end here, in one line
     targets = [Path(json_path)] if json_path is not None else []
     targets += [Path(run_dir) / RUN_FILE] if run_dir is not None else []
     with tempfile.TemporaryDirectory(prefix="minigpt-bench-") as scratch:
         json_out = Path(scratch) / RUN_FILE
-        command = suite_command(variants, devices, plugins, overrides, json_out, extra_args)
+        command = suite_command(variants, devices, plugins, overrides, json_out, extra_args, rounds)
         exit_code = subprocess.run(command, check=False).returncode
         if not json_out.is_file():
             return BenchResult(exit_code, None)
@@ -134,20 +148,62 @@ def suite_entries(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def read_timings(report: dict[str, Any]) -> dict[tuple[str, str, str], float]:
-    """{(device, variant, case): median seconds per call} for the suite's benchmarks."""
-    timings = {}
+Key = tuple[str, str, str]  # (device, variant, case)
+
+
+def read_rounds(report: dict[str, Any]) -> dict[Key, dict[int, float]]:
+    """{(device, variant, case): {round: median seconds per call}} for the suite's benchmarks."""
+    timings: dict[Key, dict[int, float]] = {}
     for entry in suite_entries(report):
         info = entry["extra_info"]
-        timings[info["device"], info["variant"], info["case"]] = entry["stats"]["median"]
+        timings.setdefault((info["device"], info["variant"], info["case"]), {})[info.get("round", 0)] = entry["stats"][
+            "median"
+        ]
     return timings
 
 
+def speed_of(timings: dict[Key, dict[int, float]], key: Key, reference: Key) -> PairedRatio | None:
+    """How much faster `key` runs than `reference` (their time ratio, > 1: faster), paired
+    within the rounds both were timed in."""
+    from minigpt.speed import paired_ratio
+
+    if key not in timings or reference not in timings:
+        return None
+    rounds = sorted(timings[key].keys() & timings[reference].keys())
+    if not rounds:
+        return None
+    return paired_ratio([timings[reference][r] / timings[key][r] for r in rounds])
+
+
+def bench_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per device, variant and case: median ms per call over the rounds, and the speed
+    ratio to the baseline paired within rounds, with its 95% interval and verdict."""
+    timings = read_rounds(report)
+    rows = []
+    for (device, variant, case), by_round in timings.items():
+        paired = speed_of(timings, (device, variant, case), (device, BASELINE, case))
+        rows.append(
+            {
+                "device": device,
+                "variant": variant,
+                "case": case,
+                "rounds": len(by_round),
+                "median_ms": 1000 * statistics.median(by_round.values()),
+                "speed_ratio": paired.ratio if paired else None,
+                "speed_ratio_low": paired.low if paired else None,
+                "speed_ratio_high": paired.high if paired else None,
+                "speed_verdict": (("baseline" if variant == BASELINE else paired.verdict) if paired else None),
+            }
+        )
+    return rows
+
+
 def summarize(source: str | Path | dict[str, Any]) -> str:
-    """Per device, each variant's median milliseconds per call and its ratio to the baseline's
-    time (above 1: slower), then the speed-ups of the comparisons the suite exists for."""
+    """Per device, each variant's median milliseconds per call and its speed relative to the
+    baseline (> 1: faster), paired within interleaved rounds, then the comparisons the suite
+    exists for."""
     report = source if isinstance(source, dict) else json.loads(Path(source).read_text(encoding="utf-8"))
-    timings = read_timings(report)
+    timings = read_rounds(report)
     if not timings:
         return "no timings in this benchmark JSON (were the benchmarks disabled or all skipped?)"
     devices = list(dict.fromkeys(device for device, _, _ in timings))
@@ -157,33 +213,44 @@ def summarize(source: str | Path | dict[str, Any]) -> str:
     return "\n\n".join(section for section in sections if section)
 
 
-def _device_table(timings: dict[tuple[str, str, str], float], device: str, threads: int | None) -> str:
+def _ratio_text(paired: PairedRatio | None) -> str:
+    if paired is None:
+        return ""
+    return f"{paired.ratio:.2f}x [{paired.low:.2f},{paired.high:.2f}]"
+
+
+def _device_table(timings: dict[Key, dict[int, float]], device: str, threads: int | None) -> str:
     variants = list(dict.fromkeys(v for d, v, _ in timings if d == device))
     variants.sort(key=lambda name: name != BASELINE)  # stable: baseline first, the rest as run
     cases = [case for case in CASES if any((device, v, case) in timings for v in variants)]
     width = max(len(v) for v in variants) + 2
+    rounds = max(len(by_round) for (d, _, _), by_round in timings.items() if d == device)
     lines = [
-        f"{device}{f' ({threads} threads)' if threads else ''}: median ms per call, and its ratio to {BASELINE}'s",
-        "variant".ljust(width) + "".join(case.rjust(18) for case in cases),
+        f"{device}{f' ({threads} threads)' if threads else ''}, {rounds} interleaved round(s): median ms per call, "
+        f"and speed relative to {BASELINE} (> 1 is faster) with its 95% interval",
+        "variant".ljust(width) + "".join(case.rjust(COLUMN) for case in cases),
     ]
     for name in variants:
         cells = []
         for case in cases:
-            seconds, reference = timings.get((device, name, case)), timings.get((device, BASELINE, case))
-            cell = "-" if seconds is None else f"{seconds * 1000:.3f}"
-            if seconds is not None and reference:
-                cell += f" {seconds / reference:5.2f}x"
-            cells.append(cell.rjust(18))
+            by_round = timings.get((device, name, case))
+            if by_round is None:
+                cells.append("-".rjust(COLUMN))
+                continue
+            ratio = _ratio_text(speed_of(timings, (device, name, case), (device, BASELINE, case)))
+            cells.append(f"{1000 * statistics.median(by_round.values()):.3f} {ratio}".rjust(COLUMN))
         lines.append(name.ljust(width) + "".join(cells))
     return "\n".join(lines)
 
 
-def _comparisons(timings: dict[tuple[str, str, str], float], devices: list[str]) -> str:
-    lines = ["speed-ups (time of the second / time of the first; above 1: the first is faster)"]
+def _comparisons(timings: dict[Key, dict[int, float]], devices: list[str]) -> str:
+    lines = [
+        "speed-ups (how much faster the first runs than the second, paired within rounds; > 1: the first is faster)"
+    ]
     for label, first, second in COMPARISONS:
         for device in devices:
             pairs = [
-                f"{case} {timings[device, second, case] / timings[device, first, case]:.2f}x"
+                f"{case} {_ratio_text(speed_of(timings, (device, first, case), (device, second, case)))}"
                 for case in CASES
                 if (device, first, case) in timings and (device, second, case) in timings
             ]

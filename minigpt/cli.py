@@ -5,15 +5,14 @@ torch, pandas and seaborn are imported inside the commands, so `--help` stays in
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants, preset_config
+from minigpt.cli_variants import variants_app
 from minigpt.errors import UserError
 
 app = typer.Typer(
@@ -24,32 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-variants_app = typer.Typer(help="List, inspect and scaffold variant plugins.", no_args_is_help=True)
 app.add_typer(variants_app, name="variants")
 data_app = typer.Typer(help="Inspect corpora: text files and American Stories subsets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-console = Console()
-PresetOption = Annotated[str, typer.Option(help="Starting recipe: cpu-fast (tuned default) or reference.")]
-PluginsOption = Annotated[
-    list[Path] | None,
-    typer.Option("--plugins", help="Extra plugin file or folder of variants (repeatable)."),
-]
-
-
-def discover_variants(plugins: list[Path] | None):  # noqa: ANN201
-    from minigpt.variants import discover
-
-    return discover(plugins or [])
-
-
-def preset_config(name: str):  # noqa: ANN201
-    """The base configuration of a preset, which every variant then changes."""
-    from minigpt.config import PRESETS
-
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return PRESETS[name]
 
 
 @app.command()
@@ -97,6 +73,12 @@ def run(
     ] = None,
     out: Annotated[Path, typer.Option(help="Run directory; re-running the same one resumes.")] = Path("runs/default"),
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete what --out holds and start over.")] = False,
+    no_speed: Annotated[
+        bool, typer.Option("--no-speed", help="Skip the interleaved speed comparison after training.")
+    ] = False,
+    speed_rounds: Annotated[
+        int, typer.Option(help="Rounds of the interleaved speed comparison (more: narrower intervals).")
+    ] = 10,
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the report at the end.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")] = False,
 ) -> None:
@@ -150,10 +132,39 @@ def run(
     if warning:
         console.print(warning, style="yellow", markup=False)
     console.print(f"results: {out}")
+    if not no_speed:
+        measure_speed(out, speed_rounds)
     if not no_report:
         from minigpt.report import default_report_dir, write_report
 
         console.print(f"report: {write_report(out, default_report_dir(out))}", soft_wrap=True)
+
+
+def measure_speed(run_dir: Path, rounds: int) -> None:
+    """The interleaved speed phase with a progress bar, then its table."""
+    from rich.progress import Progress
+
+    from minigpt.progress import speed_table
+    from minigpt.speed import WARMUP_ROUNDS, measure_run_speed, run_contenders
+    from minigpt.store import RunStore
+
+    _, devices, _ = run_contenders(RunStore(run_dir))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * len(devices))
+        speed = measure_run_speed(run_dir, rounds, on_round=lambda: progress.advance(task))
+    console.print(speed_table(speed))
+
+
+@app.command()
+def speed(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run`.")] = Path("runs/default"),
+    rounds: Annotated[int, typer.Option(help="Counted rounds; each times every variant's steps once.")] = 10,
+) -> None:
+    """Interleaved speed of a run's variants: their training steps alternate in rounds in one
+    process, each variant's tokens/s paired with the baseline's in the same round (> 1 is faster),
+    with a 95% interval and a verdict. Writes RUN_DIR/speed.json, which `report` shows."""
+    measure_speed(run_dir, rounds)
+    console.print(f"speed: {run_dir / 'speed.json'}", soft_wrap=True)
 
 
 @app.command()
@@ -182,16 +193,20 @@ def bench(
         typer.Option("--set", help="Change the benchmarked size (default: the default config): key=value."),
     ] = None,
     plugins: PluginsOption = None,
+    rounds: Annotated[
+        int, typer.Option(help="Interleaved rounds: every variant timed once per round, the order alternating.")
+    ] = 5,
 ) -> None:
     """Micro-benchmarks (pytest-benchmark) of every variant's forward pass, training step and
-    decoding step with and without the KV cache, then a table of medians relative to the baseline.
+    decoding step with and without the KV cache, timed in interleaved rounds, then a table of
+    medians and speeds relative to the baseline (> 1 is faster), paired within rounds.
 
     Arguments after `--` go to pytest and pytest-benchmark, e.g.
     `minigpt-bench bench -- --benchmark-autosave --benchmark-compare --benchmark-histogram`.
     """
     from minigpt.bench import run_bench, summarize
 
-    result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args)
+    result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args, rounds)
     if result.report is not None:
         console.print()
         console.print(summarize(result.report), markup=False, highlight=False, soft_wrap=True)
@@ -239,99 +254,6 @@ def generate(
     ids = encode_prompt(tokenizer, prompt, model.cfg.block_size)
     print(f"sampling from {picked or describe_checkpoint(path, meta)}", file=sys.stderr)
     write_samples(model, tokenizer, ids, sys.stdout, max_new_tokens, temperature, top_k, top_p, num_samples, seed)
-
-
-@variants_app.command("list")
-def variants_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    preset: PresetOption = "cpu-fast",
-    plugins: PluginsOption = None,
-) -> None:
-    """Every variant found: name, family, description, source, parameters at the default size."""
-    from minigpt.model import GPT
-
-    base = preset_config(preset).config()
-
-    rows = [
-        {
-            "name": v.name,
-            "family": v.family,
-            "description": v.description,
-            "source": v.source,
-            "origin": v.origin,
-            "params": GPT(v.configure(base)).num_params(),
-        }
-        for v in discover_variants(plugins)
-    ]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} variants")
-    for column in ("name", "family", "description", "source", "params"):
-        table.add_column(column, justify="right" if column == "params" else "left")
-    for row in rows:
-        table.add_row(row["name"], row["family"], row["description"], row["source"], f"{row['params']:,}")
-    console.print(table)
-
-
-@variants_app.command("show")
-def variants_show(
-    name: Annotated[str, typer.Argument(help="Variant name.")],
-    preset: PresetOption = "cpu-fast",
-    plugins: PluginsOption = None,
-) -> None:
-    """What a variant changes relative to the baseline, and its parameter count."""
-    from minigpt.model import GPT
-    from minigpt.variants import BASELINE
-
-    preset_base = preset_config(preset).config()
-    registry = discover_variants(plugins)
-    chosen = registry.get(name)
-    base = registry.get(BASELINE).configure(preset_base) if BASELINE in registry.names() else preset_base
-    cfg = chosen.configure(preset_base)
-    console.print(f"[bold]{chosen.name}[/] ({chosen.family}, {chosen.source}: {chosen.origin})")
-    console.print(chosen.description, markup=False)
-    changes = cfg.diff(base)
-    for key, (new, old) in changes.items():
-        console.print(f"  {key}: {old!r} -> {new!r}", markup=False)
-    if not changes:
-        console.print("  no configuration change from the baseline")
-    params, base_params = GPT(cfg).num_params(), GPT(base).num_params()
-    console.print(f"parameters: {params:,} (baseline {base_params:,}, {params / base_params - 1:+.1%})")
-
-
-VARIANT_TEMPLATE = '''"""{name}: say here what this variant changes and why it might help."""
-
-from minigpt import variant
-
-
-@variant("{name}", "one more transformer block than the baseline (edit me)")
-def {function}(cfg):
-    # cfg is the baseline configuration (model and training keys, as `--set` takes them);
-    # return a changed copy. `minigpt-bench variants show {name}` prints the difference.
-    return cfg.replace(n_layer=cfg.n_layer + 1)
-'''
-
-
-@variants_app.command("new")
-def variants_new(name: Annotated[str, typer.Argument(help="Slug for the new variant, e.g. deep-narrow.")]) -> None:
-    """Scaffold variants/NAME.py from a template that runs as written."""
-    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
-        raise UserError(
-            f"variant name {name!r} must be a slug: a lowercase letter, then lowercase letters, digits, - or _"
-        )
-    taken = {v.name: v for v in discover_variants(None)}.get(name)
-    if taken is not None:
-        raise UserError(f"variant {name!r} already exists ({taken.source}, {taken.origin}); choose another name")
-    path = Path("variants") / f"{name}.py"
-    if path.exists():
-        raise UserError(f"{path} already exists; choose another name or edit that file")
-    from minigpt import atomic
-
-    atomic.write_text(path, VARIANT_TEMPLATE.format(name=name, function=name.replace("-", "_")))
-    console.print(f"wrote {path}; `minigpt-bench run --variants baseline,{name}` will train it")
 
 
 @data_app.command("info")

@@ -131,3 +131,26 @@ def concurrency_warning(records: list[dict[str, Any]]) -> str | None:
         f"warning: {len(shared)} trial(s) ran beside other trials on one machine (trial.json concurrent: true); "
         "their speed figures (tokens/s, step ms, MFU) are not comparable"
     )
+
+
+def speed_table(speed: dict[str, Any]) -> Table:
+    """The interleaved speed of every variant per device: ratio to the baseline (> 1 is faster)."""
+    table = Table(title=f"interleaved speed ({speed['rounds']} rounds)")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("device", no_wrap=True)
+    table.add_column("speed", justify="right", no_wrap=True)
+    table.add_column("95% interval", justify="right", no_wrap=True)
+    table.add_column("verdict")
+    for device, measured in speed["devices"].items():
+        if "skipped" in measured:
+            table.add_row("-", device, "-", "-", f"skipped: {measured['skipped']}")
+            continue
+        for name, row in measured["variants"].items():
+            if "error" in row:
+                table.add_row(name, device, "-", "-", row["error"])
+                continue
+            interval = f"[{row['speed_ratio_low']:.3f}, {row['speed_ratio_high']:.3f}]"
+            table.add_row(name, device, f"{row['speed_ratio']:.3f}x", interval, row["speed_verdict"])
+        if measured["drift"]["flagged"]:
+            table.caption = f"warning: {device} changed speed by {measured['drift']['change']:+.0%} meanwhile"
+    return table

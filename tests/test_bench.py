@@ -31,7 +31,7 @@ def cases_in(report: dict) -> set[tuple[str, str, str]]:
 
 @pytest.mark.slow
 def test_suite_times_every_registered_variant_in_every_case(tmp_path: Path) -> None:
-    result = run_bench("all", "cpu", overrides=TINY, json_path=tmp_path / "bench.json", extra_args=ONE_ROUND)
+    result = run_bench("all", "cpu", overrides=TINY, json_path=tmp_path / "bench.json", extra_args=ONE_ROUND, rounds=2)
 
     assert result.exit_code == 0
     assert result.saved == [tmp_path / "bench.json"]
@@ -45,6 +45,11 @@ def test_suite_times_every_registered_variant_in_every_case(tmp_path: Path) -> N
         assert info["threads"] == torch.get_num_threads()
         assert info["tokens"] == (1 if info["case"].startswith("decode") else 2 * 8)
         assert entry["stats"]["median"] > 0
+    rounds = [b["extra_info"]["round"] for b in result.report["benchmarks"] if b["extra_info"]["case"] == "forward"]
+    names = [b["extra_info"]["variant"] for b in result.report["benchmarks"] if b["extra_info"]["case"] == "forward"]
+    half = len(names) // 2
+    assert rounds == [0] * half + [1] * half
+    assert names[half:] == names[:half][::-1]  # the second round runs the variants in reverse order
 
 
 def test_cli_passes_pytest_options_through_and_stores_the_json_in_the_run(tmp_path: Path) -> None:
@@ -53,7 +58,7 @@ def test_cli_passes_pytest_options_through_and_stores_the_json_in_the_run(tmp_pa
     sets = [arg for pair in TINY for arg in ("--set", pair)]
     args = ["--variants", "baseline,attn-looped", "--devices", "cpu,cuda", *sets, "--json", str(tmp_path / "b.json")]
 
-    done = cli("bench", *args, "--run", str(run_dir), "--", *ONE_ROUND, "-k", "forward", "-rs")
+    done = cli("bench", *args, "--run", str(run_dir), "--rounds", "2", "--", *ONE_ROUND, "-k", "forward", "-rs")
 
     assert done.returncode == 0, done.stderr
     report = json.loads((run_dir / "bench.json").read_text())
@@ -83,7 +88,13 @@ def test_a_failing_plugin_variant_fails_the_run_with_pytests_exit_code(tmp_path:
     )
 
     result = run_bench(
-        "baseline,broken-mlp", "cpu", [plugin], TINY, tmp_path / "b.json", extra_args=[*ONE_ROUND, "-k", "forward"]
+        "baseline,broken-mlp",
+        "cpu",
+        [plugin],
+        TINY,
+        tmp_path / "b.json",
+        extra_args=[*ONE_ROUND, "-k", "forward"],
+        rounds=1,
     )
 
     assert result.exit_code == 1
@@ -115,17 +126,22 @@ def test_bench_without_pytest_benchmark_says_how_to_install_it(monkeypatch: pyte
         run_bench("baseline", "cpu")
 
 
-def entry(variant: str, case: str, median: float) -> dict:
-    info = {"variant": variant, "device": "cpu", "case": case, "threads": 2}
+def entry(variant: str, case: str, median: float, turn: int = 0) -> dict:
+    info = {"variant": variant, "device": "cpu", "case": case, "threads": 2, "round": turn}
     return {"extra_info": info, "stats": {"median": median}}
 
 
-def test_summary_gives_medians_ratios_to_the_baseline_and_the_speed_ups() -> None:
+def test_summary_pairs_rounds_into_speed_ratios_with_intervals() -> None:
+    # attn-looped takes 2.5x the baseline's time in every round while the machine slows down
+    # 2x between rounds: paired within rounds, the speed is exactly 0.40x with no spread
     report = {
         "benchmarks": [
-            entry("attn-looped", "forward", 0.005),
-            entry("baseline", "forward", 0.002),
-            entry("swiglu", "forward", 0.003),
+            *(entry("baseline", "forward", 0.002 * slow, turn) for turn, slow in enumerate((1, 2, 1))),
+            *(entry("attn-looped", "forward", 0.005 * slow, turn) for turn, slow in enumerate((1, 2, 1))),
+            *(
+                entry("swiglu", "forward", 0.002 * slow * f, turn)
+                for turn, (slow, f) in enumerate(((1, 1.1), (2, 0.9), (1, 1.0)))
+            ),
             entry("baseline", "train_step", 0.010),
             {"extra_info": {}, "stats": {"median": 1.0}},  # another suite's benchmark: ignored
         ]
@@ -133,17 +149,25 @@ def test_summary_gives_medians_ratios_to_the_baseline_and_the_speed_ups() -> Non
 
     lines = summarize(report).splitlines()
 
-    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
-    assert lines[0] == "cpu (2 threads): median ms per call, and its ratio to baseline's"
+    assert lines[0].startswith("cpu (2 threads), 3 interleaved round(s): median ms per call, and speed relative")
     assert lines[1].split() == ["variant", "forward", "train_step"]
-    assert rows == {
-        "baseline": ["2.000", "1.00x", "10.000", "1.00x"],
-        "attn-looped": ["5.000", "2.50x", "-"],
-        "swiglu": ["3.000", "1.50x", "-"],
-    }
-    assert "  batched vs looped heads (baseline vs attn-looped, cpu): forward 2.50x" in lines
-    assert "  swiglu vs gelu (swiglu vs baseline, cpu): forward 0.67x" in lines
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert rows["baseline"] == ["2.000", "1.00x", "[1.00,1.00]", "10.000", "1.00x", "[1.00,1.00]"]
+    assert rows["attn-looped"] == ["5.000", "0.40x", "[0.40,0.40]", "-"]
+    assert rows["swiglu"][0] == "2.200" and rows["swiglu"][1] == "1.00x"
+    low, high = (float(x) for x in rows["swiglu"][2].strip("[]").split(","))
+    assert low < 0.9 and high > 1.1  # that one's rounds disagree: a wide interval
+    assert "  batched vs looped heads (baseline vs attn-looped, cpu): forward 2.50x [2.50,2.50]" in lines
     assert not any("sdpa vs manual" in line for line in lines)
+
+
+def test_bench_rows_carry_the_verdict() -> None:
+    report = {"benchmarks": [entry("baseline", "forward", 0.002 * (1 + t % 2), t) for t in range(4)]
+              + [entry("nope", "forward", 0.0015 * (1 + t % 2), t) for t in range(4)]}  # fmt: skip
+    rows = {row["variant"]: row for row in bench.bench_rows(report)}
+    assert rows["nope"]["speed_verdict"] == "faster"
+    assert rows["nope"]["speed_ratio"] == pytest.approx(4 / 3)
+    assert rows["baseline"]["speed_verdict"] == "baseline"
 
 
 def test_summary_of_a_report_without_timings_says_so() -> None:

@@ -112,9 +112,10 @@ def write_bench(root: Path) -> None:
     benchmarks = [
         {
             "name": f"test_{case}[{variant}-cpu]", "group": case, "params": {"variant": variant},
-            "stats": {"median": median * scale, "mean": median * scale * 1.1},
-            "extra_info": {"variant": variant, "device": "cpu", "case": case},
+            "stats": {"median": median * scale * slow, "mean": median * scale * slow * 1.1},
+            "extra_info": {"variant": variant, "device": "cpu", "case": case, "round": turn},
         }
+        for turn, slow in enumerate((1, 2))  # the machine halves its speed in the second round
         for variant, median in medians.items()
         for case, scale in (("forward", 1), ("train_step", 3), ("decode_cached", 0.5), ("decode_uncached", 2))
     ]  # fmt: skip
@@ -232,10 +233,10 @@ def test_failed_trials_are_listed_with_their_reasons(report_dir: Path) -> None:
         assert "broken--cpu--s0" in text and "RuntimeError: boom at step 3" in text
 
 
-def test_microbenchmarks_show_milliseconds_and_the_ratio_to_the_baseline(report_dir: Path) -> None:
+def test_microbenchmarks_show_milliseconds_and_the_speed_paired_within_rounds(report_dir: Path) -> None:
     markdown = (report_dir / "report.md").read_text()
-    assert "3.000 ms (x1.50)" in markdown  # wide forward: 3 ms against the baseline's 2 ms
-    assert "0.500 ms (x0.50)" in markdown  # tiny decode_cached: 0.5 ms against 1 ms
+    assert r"4.500 ms, 0.67x \[0.67, 0.67\]" in markdown  # wide forward: 3 then 6 ms, against 2 then 4 ms
+    assert r"0.750 ms, 2.00x \[2.00, 2.00\]" in markdown  # tiny decode_cached: 0.5 then 1 ms, against 1 then 2 ms
 
 
 def test_html_is_self_contained_and_escapes_every_text(report_dir: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from minigpt.report import NO_CLEAR_DIFFERENCE, holm, load_frames, mean_interval, summarize, t_cdf, two_sided_p
-from minigpt.report.stats import T_975, regularized_beta
+from minigpt.stats import T_975, regularized_beta
 from tests.test_report import make_run
 
 

@@ -12,7 +12,7 @@ same device) excludes zero; otherwise it reads "no clear difference".
 Loss verdicts control the family-wise error per device with Holm's step-down method. Speed is
 compared only through the interleaved speed phase (speed.json): ratios paired within rounds.
 
-Modules, each depending only on those above it: stats (intervals, p-values, Holm, verdicts),
+Modules, each depending only on those above it (and on minigpt.stats: intervals, p-values, Holm),
 speed (speed.json), frames (run directory -> pandas), figures (seaborn), findings (sentences,
 measurement warnings), document (blocks: tables), render (Markdown, HTML, CSV, write_report).
 """
@@ -36,7 +36,7 @@ from minigpt.report.frames import (
 )
 from minigpt.report.render import build, default_report_dir, render_html, render_markdown, write_report
 from minigpt.report.speed import SPEED_COLUMNS, SpeedPhase, load_speed
-from minigpt.report.stats import (
+from minigpt.stats import (
     NO_CLEAR_DIFFERENCE,
     Interval,
     difference_interval,

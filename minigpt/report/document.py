@@ -68,14 +68,17 @@ def bench_table(bench: pd.DataFrame) -> Table:
     rows = []
     for (variant, device), group in bench.groupby(["variant", "device"], sort=False):
         by_case = group.set_index("case")
-        cells = [
-            f"{by_case.at[case, 'median_ms']:.3f} ms (x{_number(by_case.at[case, 'ratio'], '.2f')})"
-            if case in by_case.index
-            else "–"
-            for case in cases
-        ]
+        cells = [_bench_cell(by_case.loc[case]) if case in by_case.index else "–" for case in cases]
         rows.append([variant, device, *cells])
     return Table(["variant", "device", *cases], rows)
+
+
+def _bench_cell(row: pd.Series) -> str:
+    """Median ms per call, then the speed relative to the baseline (> 1 is faster) and its interval."""
+    speed = f"{_number(row['speed_ratio'], '.2f')}x"
+    if math.isfinite(row["speed_ratio_low"]):
+        speed += f" [{row['speed_ratio_low']:.2f}, {row['speed_ratio_high']:.2f}]"
+    return f"{row['median_ms']:.3f} ms, {speed}"
 
 
 def failures_table(trials: pd.DataFrame) -> Table:

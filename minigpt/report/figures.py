@@ -11,7 +11,7 @@ import pandas as pd
 
 from minigpt import atomic
 from minigpt.report.frames import RunReport
-from minigpt.report.stats import mean_interval
+from minigpt.stats import mean_interval
 from minigpt.variants import BASELINE
 
 BASELINE_COLOUR = (0.13, 0.13, 0.13)  # near-black: the reference line every colour is read against
@@ -241,13 +241,13 @@ def plot_microbench(report: RunReport, path: Path) -> Path | None:
         frame = report.bench[report.bench["device"] == device]
         for ax, column, label in (
             (axes[2 * index], "median_ms", "median ms per call"),
-            (axes[2 * index + 1], "ratio", "ratio to the baseline (1 = same)"),
+            (axes[2 * index + 1], "speed_ratio", "speed relative to the baseline (> 1 is faster)"),
         ):
             sns.barplot(frame, x="case", y=column, hue="variant", hue_order=hue_order, palette=report.palette, saturation=1, ax=ax, legend=ax is axes[0])  # fmt: skip
             _hatch_baseline(ax)
             ax.set(title=f"{label} on {device}", xlabel="", ylabel=label)
         axes[2 * index + 1].axhline(1.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
-    figure.suptitle("Micro-benchmarks (pytest-benchmark): median time per case")
+    figure.suptitle("Micro-benchmarks (pytest-benchmark, interleaved rounds): median time and paired speed per case")
     return _save(figure, path)
 
 
@@ -282,7 +282,8 @@ PLOTS = {
     ),
     "microbench.png": (
         plot_microbench,
-        "Micro-benchmarks: median milliseconds per case and variant, and the ratio to the baseline.",
+        "Micro-benchmarks: median milliseconds per case and variant, and the speed relative to the baseline "
+        "(> 1 is faster), paired within interleaved rounds.",
     ),
 }
 

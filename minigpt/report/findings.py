@@ -8,7 +8,7 @@ import pandas as pd
 
 from minigpt.report.frames import RunReport
 from minigpt.report.speed import SpeedPhase
-from minigpt.report.stats import NO_CLEAR_DIFFERENCE
+from minigpt.stats import NO_CLEAR_DIFFERENCE
 from minigpt.variants import BASELINE
 
 DRIFT_EXPLAINED = (

@@ -13,7 +13,7 @@ import pandas as pd
 
 from minigpt.errors import UserError
 from minigpt.report.speed import SPEED_VALUES, SpeedPhase, speed_frame
-from minigpt.report.stats import NO_VALUES, Interval, difference_interval, holm, mean_interval, verdict
+from minigpt.stats import NO_VALUES, Interval, difference_interval, holm, mean_interval, verdict
 from minigpt.store import RunStore
 from minigpt.variants import BASELINE
 
@@ -42,7 +42,10 @@ SUMMARY_COLUMNS = (
     "time_to_target_s", "time_to_target_s_low", "time_to_target_s_high", "reached_target",
     "changed", "description",
 )  # fmt: skip
-BENCH_COLUMNS = ("variant", "device", "case", "median_ms", "mean_ms", "ratio")
+BENCH_COLUMNS = (
+    "variant", "device", "case", "rounds", "median_ms", "speed_ratio", "speed_ratio_low", "speed_ratio_high",
+    "speed_verdict",
+)  # fmt: skip
 
 
 class ReportError(UserError):
@@ -196,38 +199,23 @@ def _fixed_verdict(is_baseline: bool, done: pd.DataFrame, baseline: pd.DataFrame
 
 def load_bench(run_dir: str | Path) -> tuple[pd.DataFrame | None, str | None]:
     """Micro-benchmarks from RUN_DIR/bench.json (pytest-benchmark's JSON), as (frame, note):
-    median and mean ms per variant, device and case, and the ratio to the baseline's median."""
+    per variant, device and case the median ms per call over the interleaved rounds, and the
+    speed relative to the baseline paired within rounds (> 1 is faster) with its interval."""
+    from minigpt.bench import bench_rows
+
     path = Path(run_dir) / "bench.json"
     if not path.is_file():
         return None, None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        frame = pd.DataFrame(bench_rows(raw), columns=list(BENCH_COLUMNS))
+        ratios = ["speed_ratio", "speed_ratio_low", "speed_ratio_high"]
+        frame[ratios] = frame[ratios].astype(float)  # None (no baseline timed) -> NaN
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return None, f"{path.name} could not be read ({error}); micro-benchmarks are left out"
-    rows = [_bench_row(entry) for entry in raw.get("benchmarks", []) if isinstance(entry, dict)]
-    frame = pd.DataFrame([row for row in rows if row], columns=list(BENCH_COLUMNS))
     if frame.empty:
         return None, f"{path.name} holds no benchmark tagged with a variant; micro-benchmarks are left out"
-    frame = frame.drop_duplicates(["variant", "device", "case"], keep="last").reset_index(drop=True)
-    base = frame[frame["variant"] == BASELINE].set_index(["device", "case"])["median_ms"]
-    frame["ratio"] = [
-        _ratio(ms, base.get((d, c), math.nan)) for ms, d, c in frame[["median_ms", "device", "case"]].values
-    ]
     return frame, None
-
-
-def _bench_row(entry: dict[str, Any]) -> dict[str, Any] | None:
-    info = {**(entry.get("params") or {}), **(entry.get("extra_info") or {})}
-    stats = entry.get("stats") or {}
-    if info.get("variant") is None or stats.get("median") is None:
-        return None
-    return {
-        "variant": str(info["variant"]),
-        "device": str(info.get("device", "?")),
-        "case": str(info.get("case") or entry.get("group") or entry.get("name")),
-        "median_ms": 1000 * float(stats["median"]),  # pytest-benchmark records seconds
-        "mean_ms": 1000 * float(stats.get("mean", math.nan)),
-    }
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Interval arithmetic and verdict rules: Student's t, 95% intervals, p-values, Holm, better/worse calls."""
+"""Statistics shared by speed, bench and report: Student's t, 95% intervals, p-values, Holm, verdicts."""
 
 from __future__ import annotations
 
