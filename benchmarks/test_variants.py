@@ -12,12 +12,13 @@ import torch
 from minigpt import components
 from minigpt.measure import synchronize
 from minigpt.model import KVCache
+from minigpt.train import compile_model
 
 
 def test_forward(benchmark, bench_case) -> None:  # noqa: ANN001
     """One training-size batch through the model in inference mode, loss included."""
     cfg, device = bench_case.cfg, bench_case.device
-    model = compiled(bench_case.model.eval(), cfg.compile)
+    model = compile_model(bench_case.model.eval(), cfg.compile)
     x, y = bench_case.tokens(cfg.batch_size, cfg.block_size), bench_case.tokens(cfg.batch_size, cfg.block_size)
 
     def forward() -> None:
@@ -32,7 +33,7 @@ def test_train_step(benchmark, bench_case) -> None:  # noqa: ANN001
     """Forward, backward, gradient clipping and the optimizer step, as the trainer runs them."""
     cfg, device = bench_case.cfg, bench_case.device
     model = bench_case.model.train()
-    step_model = compiled(model, cfg.compile)
+    step_model = compile_model(model, cfg.compile)
     optimizer = components.optimizer.build(cfg.optimizer, model, cfg, device)
     x, y = bench_case.tokens(cfg.batch_size, cfg.block_size), bench_case.tokens(cfg.batch_size, cfg.block_size)
 
@@ -80,8 +81,3 @@ def test_decode_uncached(benchmark, bench_case) -> None:  # noqa: ANN001
         synchronize(device)
 
     bench_case.measure(benchmark, "decode_uncached", decode_step, tokens=1)
-
-
-def compiled(model: torch.nn.Module, compile_model: bool) -> torch.nn.Module:
-    """torch.compile'd when the configuration asks for it, as the trainer does."""
-    return torch.compile(model) if compile_model else model
