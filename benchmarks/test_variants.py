@@ -14,6 +14,7 @@ import torch
 from minigpt import components
 from minigpt.measure import synchronize
 from minigpt.model import KVCache
+from minigpt.train import compile_model
 
 
 def test_forward(benchmark, bench_case) -> None:  # noqa: ANN001
@@ -21,7 +22,7 @@ def test_forward(benchmark, bench_case) -> None:  # noqa: ANN001
     cfg, device = bench_case.cfg, bench_case.device
 
     def prepare() -> tuple[Callable[[], None], int]:
-        model = compiled(bench_case.model.eval(), cfg.compile)  # every round of a case runs before the next case
+        model = compile_model(bench_case.model.eval(), cfg.compile)  # every round of a case runs before the next case
         x, y = bench_case.tokens(cfg.batch_size, cfg.block_size), bench_case.tokens(cfg.batch_size, cfg.block_size)
 
         def forward() -> None:
@@ -40,7 +41,7 @@ def test_train_step(benchmark, bench_case) -> None:  # noqa: ANN001
 
     def prepare() -> tuple[Callable[[], None], int]:
         model = bench_case.model.train()
-        step_model = compiled(model, cfg.compile)
+        step_model = compile_model(model, cfg.compile)
         optimizer = components.optimizer.build(cfg.optimizer, model, cfg, device)
         x, y = bench_case.tokens(cfg.batch_size, cfg.block_size), bench_case.tokens(cfg.batch_size, cfg.block_size)
 
@@ -99,8 +100,3 @@ def test_decode_uncached(benchmark, bench_case) -> None:  # noqa: ANN001
         return decode_step, 1
 
     bench_case.measure(benchmark, "decode_uncached", prepare)
-
-
-def compiled(model: torch.nn.Module, compile_model: bool) -> torch.nn.Module:
-    """torch.compile'd when the configuration asks for it, as the trainer does."""
-    return torch.compile(model) if compile_model else model

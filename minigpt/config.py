@@ -12,6 +12,13 @@ from typing import Any
 
 from minigpt.errors import UserError
 
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+COMPILE_MODES = ("false", "default", "reduce-overhead", "max-autotune")
+# The spellings of a bool `--set compile=...` accepted before compile had modes, and trial.json
+# files that stored it as a bool: true meant torch.compile's default mode.
+_COMPILE_ALIASES = {"true": "default", "1": "default", "yes": "default", "on": "default",
+                    "0": "false", "no": "false", "off": "false"}  # fmt: skip
+
 
 class ConfigError(UserError):
     """A configuration a user asked for cannot be built; the message says what to change."""
@@ -45,9 +52,11 @@ class Config:
     eval_interval: int = 250
     eval_batches: int = 20  # 0: the whole validation split
     patience: int = 0
-    compile: bool = False
+    compile: str = "false"  # one of COMPILE_MODES
+    precision: str = "auto"  # one of PRECISIONS
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "compile", _compile_mode(self.compile))
         self.validate()
 
     def validate(self) -> None:
@@ -71,6 +80,9 @@ class Config:
         for key in ("warmup_steps", "patience", "weight_decay", "grad_clip", "eval_batches"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key, choices in (("compile", COMPILE_MODES), ("precision", PRECISIONS)):
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"{key} must be one of {'|'.join(choices)}, got {getattr(self, key)!r}")
 
     @property
     def head_size(self) -> int:
@@ -134,6 +146,14 @@ def _parse_value(key: str, type_name: str, raw: str) -> Any:
         return raw
     except ValueError:
         raise ConfigError(f"--set {key} expects {type_name}, got {raw!r}") from None
+
+
+def _compile_mode(value: object) -> object:
+    if isinstance(value, bool):
+        return "default" if value else "false"
+    if isinstance(value, str):
+        return _COMPILE_ALIASES.get(value.lower(), value.lower())
+    return value
 
 
 def _divisors(n: int) -> list[int]:

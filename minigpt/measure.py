@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from minigpt.precision import dtype_of, float32_matmuls
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -96,27 +98,53 @@ def flops_per_token(model: nn.Module) -> int:
     cfg = model.cfg
     lookups = {id(model.wte.weight)} - {id(model.lm_head.weight)}
     lookups |= {id(p) for name, p in model.position.named_parameters()}
-    matmul_params = sum(p.numel() for p in model.parameters() if id(p) not in lookups)
+    # norm gains and biases are elementwise, not matmul weights
+    matmul_params = sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in lookups)
     return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
 
-def matmul_peak_flops(device: torch.device, size: int | None = None, seconds: float = 0.5) -> float:
-    """FLOP/s of the best float32 square matmul this device ran in about `seconds`: the
-    practical peak that MFU divides by."""
-    size = size or (4096 if device.type in ("cuda", "mps") else 1024)
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    for _ in range(2):  # warm-up: thread pools, kernels, clocks
+def matmul_peak_flops(
+    device: torch.device, precision: str = "fp32", size: int | None = None, seconds: float = 0.5
+) -> float:
+    """FLOP/s of the best square matmul this device ran in about `seconds`, in the dtype of
+    `precision` (a resolved one: fp32, tf32, bf16 or fp16): the practical peak that MFU
+    divides by. Unless `size` is given, the matrix doubles from 128 (up to 1024 on cpu, 8192
+    on accelerators) while the next size fits the time left, so a dtype this device runs
+    slowly (bf16 on many CPUs is 100x slower than fp32) is measured on a smaller matrix
+    instead of overrunning."""
+    dtype = dtype_of(precision)
+    cap = size or (8192 if device.type in ("cuda", "mps") else 1024)
+    n = size or 128
+    with float32_matmuls(precision, device):
+        a, b = _square_pair(n, device, dtype)
+        _time_matmuls(a, b, 1, device)  # warm-up: thread pools, library handles, clocks
+        deadline = time.perf_counter() + seconds
+        took = _time_matmuls(a, b, 1, device)
+        # 8x the work per doubling; a third of the time left keeps room to sample the last size
+        while n < cap and 8 * took <= (deadline - time.perf_counter()) / 3:
+            n *= 2
+            a, b = _square_pair(n, device, dtype)
+            took = _time_matmuls(a, b, 1, device)
+        # accelerators finish a product in microseconds: time several per sync
+        repeats = max(1, min(64, int(seconds / 20 / took)))
+        best = took
+        while time.perf_counter() < deadline:
+            best = min(best, _time_matmuls(a, b, repeats, device))
+    return 2 * n**3 / best
+
+
+def _square_pair(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+
+
+def _time_matmuls(a: torch.Tensor, b: torch.Tensor, repeats: int, device: torch.device) -> float:
+    """Seconds per product, over `repeats` products between two syncs."""
+    synchronize(device)
+    began = time.perf_counter()
+    for _ in range(repeats):
         a @ b
     synchronize(device)
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        begin = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = min(best, time.perf_counter() - begin)
-    return 2 * size**3 / best
+    return (time.perf_counter() - began) / repeats
 
 
 def available_devices() -> list[str]:

@@ -11,6 +11,7 @@ from minigpt.components.attentions import LoopedAttention
 from minigpt.components.positions import alibi_slopes
 from minigpt.config import Config, ConfigError
 from minigpt.model import GPT
+from minigpt.precision import resolve_precision
 
 from .conftest import TINY
 
@@ -166,3 +167,32 @@ def test_with_overrides_types_values_and_rejects_unknown_keys() -> None:
         Config().with_overrides(["n_layer=six"])
     with pytest.raises(ConfigError, match="key=value"):
         Config().with_overrides(["n_layer"])
+
+
+def test_precision_and_compile_take_only_their_choices() -> None:
+    with pytest.raises(ConfigError, match=r"precision must be one of auto\|fp32\|tf32\|bf16\|fp16, got 'fp8'"):
+        Config().with_overrides(["precision=fp8"])
+    with pytest.raises(ConfigError, match=r"compile must be one of false\|default\|reduce-overhead\|max-autotune"):
+        Config().with_overrides(["compile=fast"])
+    assert Config().with_overrides(["compile=max-autotune", "precision=bf16"]).compile == "max-autotune"
+    assert Config().with_overrides(["compile=true"]).compile == "default"
+    assert Config().with_overrides(["compile=off"]).compile == "false"
+
+
+def test_a_trial_json_that_stored_compile_as_a_bool_still_loads() -> None:
+    assert Config.from_dict({**Config().to_dict(), "compile": True}).compile == "default"
+    assert Config.from_dict({**Config().to_dict(), "compile": False}).compile == "false"
+    assert Config.from_dict(Config(compile="reduce-overhead").to_dict()).compile == "reduce-overhead"
+
+
+def test_auto_precision_is_bf16_only_on_a_cuda_device_that_supports_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = torch.device("cuda")
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_precision("auto", cuda) == "bf16"
+    assert resolve_precision("fp16", cuda) == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert resolve_precision("auto", cuda) == "fp32"
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        resolve_precision("half", cuda)

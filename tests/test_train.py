@@ -11,9 +11,9 @@ import torch
 from minigpt import components
 from minigpt.components.optimizers import OptimizerGroup, hidden_matrices
 from minigpt.config import Config
-from minigpt.data import Corpus, load_corpus
+from minigpt.data import Corpus, eval_batches, load_corpus
 from minigpt.model import GPT
-from minigpt.train import Budget, Diverged, Trainer, lr_at
+from minigpt.train import EVAL_BATCH_SIZE, Budget, Diverged, Trainer, lr_at
 from minigpt.variants import discover
 
 from .conftest import SHAKESPEARE, TINY
@@ -161,3 +161,157 @@ def test_muon_steps_the_hidden_matrices_with_orthogonalized_updates(shakespeare:
     # Newton-Schulz flattens the update's spectrum; Adam's elementwise update does not
     assert flat_spectrum_share("muon", shakespeare) > 0.9
     assert flat_spectrum_share("adamw", shakespeare) < 0.8
+
+
+def losses_of(trainer: Trainer) -> list[float]:
+    return [p["train_loss"] for p in trainer.run() if p["train_loss"] is not None]
+
+
+def test_bf16_autocast_trains_with_finite_falling_loss_and_float32_weights(shakespeare: Corpus) -> None:
+    cfg = Config(**TINY, precision="bf16", lr=1e-2, warmup_steps=5, eval_interval=15, eval_batches=2)
+    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=60))
+    points = list(trainer.run())
+    assert trainer.precision == "bf16"
+    val = [p["val_loss"] for p in points if p["val_loss"] is not None]
+    assert all(math.isfinite(v) for v in val)
+    assert val == sorted(val, reverse=True) and val[-1] < math.log(65) - 0.8  # 65 characters: ln 65 untrained
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_bf16_runs_the_forward_in_bf16_on_float32_parameters(shakespeare: Corpus) -> None:
+    trainer = Trainer(Config(**TINY, precision="bf16"), shakespeare, "cpu", 0, Budget(max_steps=1))
+    x = shakespeare.train[:32].long().view(2, 16)
+    with trainer.numerics.autocast():
+        logits, loss = trainer.model(x, x)
+    assert logits.dtype == torch.bfloat16
+    assert loss.dtype == torch.float32  # cross-entropy autocasts up: the loss keeps its precision
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    with trainer.numerics.autocast():
+        pass
+    assert trainer.model(x)[0].dtype == torch.float32  # outside the region, plain fp32 again
+
+
+def test_fp16_scales_the_loss_and_clips_the_unscaled_gradients(
+    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    norms: list[float] = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(params, max_norm):  # noqa: ANN001, ANN202
+        norm = clip(params, max_norm)
+        norms.append(norm.item())
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    cfg = Config(**TINY, lr=1e-2, warmup_steps=5, eval_interval=15, eval_batches=2)
+    trainer = Trainer(cfg.replace(precision="fp16"), shakespeare, "cpu", 0, Budget(max_steps=60))
+    points = list(trainer.run())
+    assert trainer.precision == "fp16" and trainer.scaler is not None
+    assert trainer.scaler.get_scale() > 1  # the loss really was scaled up...
+    finite = [n for n in norms if math.isfinite(n)]
+    assert len(finite) > 50 and max(finite) < 50  # ...and unscaled before clipping
+    fp32 = Trainer(cfg.replace(precision="fp32"), shakespeare, "cpu", 0, Budget(max_steps=60))
+    fp32_val = [p["val_loss"] for p in fp32.run() if p["val_loss"] is not None]
+    val = [p["val_loss"] for p in points if p["val_loss"] is not None]
+    assert val == pytest.approx(fp32_val, abs=0.05)
+    assert val[-1] < math.log(65) - 0.8
+
+
+def test_tf32_on_cpu_is_plain_fp32(shakespeare: Corpus) -> None:
+    cfg = Config(**TINY, eval_interval=5, eval_batches=1)
+    fp32 = Trainer(cfg.replace(precision="fp32"), shakespeare, "cpu", 0, Budget(max_steps=10))
+    tf32 = Trainer(cfg.replace(precision="tf32"), shakespeare, "cpu", 0, Budget(max_steps=10))
+    assert losses_of(fp32) == losses_of(tf32)
+    assert tf32.precision == "tf32" and tf32.scaler is None
+    assert Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=1)).precision == "fp32"  # auto on cpu
+
+
+@pytest.mark.slow
+def test_compile_time_is_measured_apart_and_leaves_the_trajectory_alone(shakespeare: Corpus) -> None:
+    cfg = Config(**{**TINY, "n_layer": 1}, lr=1e-2, warmup_steps=0, eval_interval=5, eval_batches=1)
+    compiled = Trainer(cfg.replace(compile="default"), shakespeare, "cpu", 0, Budget(max_steps=10))
+    eager = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=10))
+    compiled_losses, eager_losses = losses_of(compiled), losses_of(eager)
+    result = compiled.result
+    assert result.compile_seconds > 0 and eager.result.compile_seconds is None
+    assert result.steps == 10 and len(result.step_seconds) == 10 and result.tokens == 10 * 4 * 16
+    assert result.step_seconds[0] < result.compile_seconds / 10
+    assert sum(result.step_seconds) < result.compile_seconds
+    # no optimizer step in the warm-up: the weights follow the uncompiled trial's
+    assert compiled_losses == pytest.approx(eager_losses, abs=1e-5)
+    for mine, theirs in zip(compiled.model.parameters(), eager.model.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+
+
+def test_every_batch_size_is_scored_on_the_same_validation_text(
+    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[int, list[torch.Tensor]] = {}
+    evaluate = Trainer._evaluate
+
+    def recording(self: Trainer, batches: list) -> float:
+        seen.setdefault(self.cfg.batch_size, []).extend(torch.cat([x, y], dim=1) for x, y in batches)
+        return evaluate(self, batches)
+
+    monkeypatch.setattr(Trainer, "_evaluate", recording)
+    cfg = Config(**TINY, eval_interval=5, eval_batches=3)
+    losses = {}
+    for batch_size in (4, 12):
+        trainer = Trainer(cfg.replace(batch_size=batch_size), shakespeare, "cpu", 0, Budget(max_steps=5))
+        losses[batch_size] = trainer._evaluate(eval_batches(shakespeare.val, 16, EVAL_BATCH_SIZE, 3, trainer.device))
+        list(trainer.run())
+    assert losses[4] == losses[12]  # the same initial weights score the same on the same text
+    assert len(seen[4]) == len(seen[12]) == 2 * 3  # the call above, then the one at step 5
+    assert all(torch.equal(a, b) for a, b in zip(seen[4], seen[12], strict=True))
+    assert seen[4][0].shape == (EVAL_BATCH_SIZE, 2 * 16)
+
+
+def fake_evaluation(monkeypatch: pytest.MonkeyPatch, estimate: float, whole_split: list[float]) -> list[int]:
+    """Trainer._evaluate answering `estimate` for the few estimate batches and the next of
+    `whole_split` for the whole validation split; returns the sizes of the batch lists asked."""
+    asked: list[int] = []
+    answers = iter(whole_split)
+
+    def evaluate(self: Trainer, batches: list) -> float:
+        asked.append(len(batches))
+        return estimate if len(batches) == self.cfg.eval_batches else next(answers)
+
+    monkeypatch.setattr(Trainer, "_evaluate", evaluate)
+    return asked
+
+
+def test_a_crossing_the_whole_split_does_not_confirm_is_no_crossing(
+    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = fake_evaluation(monkeypatch, estimate=1.0, whole_split=[3.0] * 10)
+    cfg = Config(**TINY, eval_interval=5, eval_batches=2)
+    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=20, stop_at_target=True), target_loss=2.0)
+    points = list(trainer.run())
+    assert trainer.result.time_to_target_s is None
+    assert trainer.result.steps == 20 and trainer.result.stop_reason == "budget"
+    assert [p["confirmed_val_loss"] for p in points] == [3.0] * 4  # checked again at every crossing
+    assert [p["val_loss"] for p in points] == [1.0] * 4
+    assert asked.count(2) == 4 and len(asked) == 8
+
+
+def test_the_first_confirmed_crossing_sets_the_time_and_stops(
+    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_evaluation(monkeypatch, estimate=1.0, whole_split=[3.0, 1.5])
+    cfg = Config(**TINY, eval_interval=5, eval_batches=2)
+    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=50, stop_at_target=True), target_loss=2.0)
+    points = list(trainer.run())
+    assert trainer.result.steps == 10 and trainer.result.stop_reason == "target loss reached"
+    assert [p["confirmed_val_loss"] for p in points] == [3.0, 1.5]
+    assert 0 < trainer.result.time_to_target_s <= points[-1]["seconds"]
+
+
+def test_a_whole_split_estimate_needs_no_second_evaluation(
+    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = fake_evaluation(monkeypatch, estimate=1.0, whole_split=[1.0] * 10)
+    cfg = Config(**TINY, eval_interval=5, eval_batches=0)
+    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=50, stop_at_target=True), target_loss=2.0)
+    points = list(trainer.run())
+    assert trainer.result.steps == 5 and trainer.result.time_to_target_s is not None
+    assert len(asked) == 1 and points[-1]["confirmed_val_loss"] == 1.0

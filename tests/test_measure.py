@@ -1,0 +1,104 @@
+"""Measurements that a factor of two would silently spoil: FLOPs per token against a hand
+count, the step timer on a fake clock, percentiles on known numbers, and the matmul probe's
+arithmetic, dtype and time box."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from minigpt import measure
+from minigpt.components.mlps import swiglu_hidden_size
+from minigpt.config import Config
+from minigpt.measure import StepTimer, flops_per_token, matmul_peak_flops, percentile
+from minigpt.model import GPT
+
+V, L, C, T = 65, 3, 48, 32
+
+
+def hand_count(mlp_weights_per_layer: int) -> int:
+    """Per layer q, k, v and the output projection (4 C^2) plus the MLP's matrices; the LM head
+    (V C); 6 FLOPs per weight per token (2 forward, 4 backward). Attention adds, per layer,
+    q k^T and att v over T keys: 2 * 2 T C forward, times 3 with the backward."""
+    weights = L * (4 * C * C + mlp_weights_per_layer) + V * C
+    return 6 * weights + 3 * L * 4 * T * C
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_flops_per_token_matches_a_hand_count_with_a_tied_or_untied_head(tie_weights: bool) -> None:
+    cfg = Config(vocab_size=V, n_layer=L, n_head=4, n_embd=C, block_size=T, tie_weights=tie_weights)
+    # the embedding is a lookup, free of FLOPs, whether or not it shares the head's matrix
+    assert flops_per_token(GPT(cfg)) == hand_count(8 * C * C)
+    learned = GPT(cfg.replace(position="learned", bias=True))  # a position table and biases: no matmuls either
+    assert flops_per_token(learned) == hand_count(8 * C * C)
+
+
+def test_flops_per_token_counts_swiglus_three_matrices() -> None:
+    cfg = Config(vocab_size=V, n_layer=L, n_head=4, n_embd=40, block_size=T, mlp="swiglu")
+    hidden = swiglu_hidden_size(40)
+    assert hidden == 104  # 8 * 40 / 3 rounded to a multiple of 8: not exactly the 8 C^2 of a GELU MLP
+    weights = L * (4 * 40 * 40 + 3 * 40 * hidden) + V * 40
+    assert flops_per_token(GPT(cfg)) == 6 * weights + 12 * L * T * 40
+
+
+def fake_clock(monkeypatch: pytest.MonkeyPatch, readings: list[float]) -> None:
+    ticks = iter(readings)
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+
+
+def test_step_timer_records_the_time_between_start_and_stop_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_clock(monkeypatch, [10.0, 10.25, 11.0, 11.5, 20.0, 20.125])
+    timer = StepTimer(torch.device("cpu"))
+    for _ in range(3):  # the gaps between steps (11.0 - 10.25, ...) belong to no step
+        timer.start()
+        timer.stop()
+    assert timer.durations() == [0.25, 0.5, 0.125]
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.5
+    assert percentile(list(range(1, 11)), 90) == pytest.approx(9.1)
+    assert percentile([7.0, 1.0], 0) == 1.0 and percentile([7.0, 1.0], 100) == 7.0
+    assert percentile([5.0], 90) == 5.0
+    assert percentile([], 50) is None
+
+
+def test_the_probe_reports_two_n_cubed_over_the_best_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device doing 1e11 multiply-adds per second: n^3 / 1e11 s per product, 2e11 FLOP/s."""
+    sizes: list[int] = []
+
+    def timed(a: torch.Tensor, b: torch.Tensor, repeats: int, device: torch.device) -> float:
+        sizes.append(a.size(0))
+        return a.size(0) ** 3 / 1e11
+
+    monkeypatch.setattr(measure, "_time_matmuls", timed)
+    assert matmul_peak_flops(torch.device("cpu"), seconds=0.2) == pytest.approx(2e11)
+    assert max(sizes) == 1024  # grown to the cpu cap: every size fits the time box
+    sizes.clear()
+    assert matmul_peak_flops(torch.device("cpu"), size=256, seconds=0.01) == pytest.approx(2e11)
+    assert set(sizes) == {256}
+
+
+def test_the_probe_computes_in_the_precisions_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    dtypes = []
+    square_pair = measure._square_pair
+
+    def recording(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        dtypes.append(dtype)
+        return square_pair(n, device, dtype)
+
+    monkeypatch.setattr(measure, "_square_pair", recording)
+    for precision, dtype in (("fp32", torch.float32), ("tf32", torch.float32), ("bf16", torch.bfloat16)):
+        dtypes.clear()
+        assert matmul_peak_flops(torch.device("cpu"), precision, size=64, seconds=0.01) > 0
+        assert set(dtypes) == {dtype}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_probe_ends_in_about_its_seconds_even_in_a_slow_dtype(precision: str) -> None:
+    began = time.perf_counter()
+    assert matmul_peak_flops(torch.device("cpu"), precision, seconds=0.15) > 0
+    assert time.perf_counter() - began < 0.6
