@@ -1,14 +1,16 @@
 """Optimizers: OptimizerGroup behaves as one real torch Optimizer (state round trip, hooks,
-schedulers, the trainer's learning-rate writes)."""
+schedulers, the trainer's learning-rate writes); BatchedMuon's update is torch.optim.Muon's."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import pytest
 import torch
 
 from minigpt import components
+from minigpt.components.muon import BatchedMuon, newton_schulz
 from minigpt.components.optimizers import OptimizerGroup
 from minigpt.config import Config
 from minigpt.model import GPT
@@ -103,3 +105,50 @@ def test_a_group_added_to_the_group_itself_is_refused() -> None:
     _, optimizer = muon_setup(seed=0)
     with pytest.raises(TypeError, match="one of OptimizerGroup.optimizers"):
         optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+
+
+MUON_SETTINGS = {"lr": 0.02, "weight_decay": 0.1, "momentum": 0.95, "adjust_lr_fn": "match_rms_adamw"}
+# two shapes batched, one tall (iterated transposed), one alone
+SHAPES = [(24, 8), (24, 8), (24, 8), (16, 16), (16, 16), (8, 24)]
+
+
+def muon_deltas(
+    make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer], steps: int = 4
+) -> list[torch.Tensor]:
+    """How far each matrix moved after `steps` steps on fixed random gradients."""
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(shape, generator=generator) * 0.1 for shape in SHAPES]
+    grads = [[torch.randn(shape, generator=generator) for shape in SHAPES] for _ in range(steps)]
+    params = [torch.nn.Parameter(t.clone()) for t in start]
+    optimizer = make(params)
+    for step_grads in grads:
+        for p, grad in zip(params, step_grads, strict=True):
+            p.grad = grad.clone()
+        optimizer.step()
+    return [p.detach() - t for p, t in zip(params, start, strict=True)]
+
+
+def test_batched_muon_in_bfloat16_equals_torch_muon() -> None:
+    reference = muon_deltas(lambda params: torch.optim.Muon(params, **MUON_SETTINGS))
+    batched = muon_deltas(lambda params: BatchedMuon(params, ns_dtype=torch.bfloat16, **MUON_SETTINGS))
+    for ref, new in zip(reference, batched, strict=True):
+        torch.testing.assert_close(new, ref)
+
+
+def test_batched_muon_in_float32_matches_torch_muon_to_bfloat16_rounding() -> None:
+    reference = muon_deltas(lambda params: torch.optim.Muon(params, **MUON_SETTINGS))
+    batched = muon_deltas(lambda params: BatchedMuon(params, **MUON_SETTINGS))  # fp32 on a CPU
+    for ref, new in zip(reference, batched, strict=True):
+        assert (new - ref).norm() < 0.03 * ref.norm()
+
+
+def test_batched_newton_schulz_treats_each_matrix_on_its_own() -> None:
+    stack = torch.randn(5, 24, 8, generator=torch.Generator().manual_seed(0))
+    stack[2] *= 100  # normalized per matrix, so a large one changes nothing for the others
+    together = newton_schulz(stack, (3.4445, -4.7750, 2.0315), 5, 1e-7, torch.float32)
+    for i in range(len(stack)):
+        alone = newton_schulz(stack[i : i + 1], (3.4445, -4.7750, 2.0315), 5, 1e-7, torch.float32)[0]
+        torch.testing.assert_close(together[i], alone)
+    # orthogonalized: singular values near 1 (the quintic's fixed band), not the input's spread
+    singular = torch.linalg.svdvals(together)
+    assert singular.min() > 0.5 and singular.max() < 1.5

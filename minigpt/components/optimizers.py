@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from minigpt.components import optimizer
+from minigpt.components.muon import BatchedMuon
 from minigpt.config import Config
 
 
@@ -122,9 +123,7 @@ def build_muon(model: nn.Module, cfg: Config, device: torch.device) -> torch.opt
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if id(p) not in hidden_ids]
     # "match_rms_adamw" scales Muon's update to AdamW's RMS, so one lr serves both.
-    muon = torch.optim.Muon(
-        hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.95, adjust_lr_fn="match_rms_adamw"
-    )
+    muon = BatchedMuon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.95, adjust_lr_fn="match_rms_adamw")
     for group in muon.param_groups:
         group["lr_scale"] = 1.0
     return OptimizerGroup([muon, adamw(rest, cfg, device)])
