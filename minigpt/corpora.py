@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from minigpt import atomic
-from minigpt.data import CharTokenizer, DataError, decode_text, read_bytes
+from minigpt.text import CharTokenizer, DataError, decode_text, read_bytes
 
 SPEC_PREFIX = "american-stories:"
 AMERICAN_STORIES_REPO = "dell-research-harvard/AmericanStories"

@@ -1,4 +1,5 @@
-"""Characters in, integer tensors out: the tokenizer, the corpus and its split, batches.
+"""Text in, integer tensors out: the vocabulary, the corpus and its split, batches (the tokenizer
+and corpus file reading live in minigpt.text, the corpus sources and cache in minigpt.corpora).
 
 Vocabulary policy: by default every distinct character of the corpus is one token (tiny
 Shakespeare keeps its 65). Large, noisy corpora (OCR'd newspapers) carry thousands of rare
@@ -16,61 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minigpt.errors import UserError
+from minigpt import corpora
+from minigpt.text import CharTokenizer, DataError
 
 VAL_FRACTION = 0.1  # the seed's 90/10 split: the last tenth of the text is validation
 UNKNOWN = "\ufffd"  # Unicode's replacement character stands for every character cut by max_vocab
-
-
-class DataError(UserError):
-    """A corpus that cannot be used as asked; the message says which and why."""
-
-
-class CharTokenizer:
-    """Each distinct character is one token; the vocabulary travels with every checkpoint.
-    With an `unknown` character (one of `chars`), characters outside the vocabulary encode as it;
-    without one they are an error."""
-
-    def __init__(self, chars: str, unknown: str | None = None) -> None:
-        if unknown is not None and unknown not in chars:
-            raise DataError(f"the unknown character {unknown!r} is not in the vocabulary")
-        self.chars = chars
-        self.unknown = unknown
-        self.index = {ch: i for i, ch in enumerate(chars)}
-
-    @classmethod
-    def from_text(cls, text: str) -> CharTokenizer:
-        return cls("".join(sorted(set(text))))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.chars)
-
-    def encode(self, text: str) -> list[int]:
-        if self.unknown is not None:
-            fallback = self.index[self.unknown]
-            return [self.index.get(ch, fallback) for ch in text]
-        try:
-            return [self.index[ch] for ch in text]
-        except KeyError:
-            unknown = sorted({ch for ch in text if ch not in self.index})
-            raise DataError(
-                f"character{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} not in the vocabulary"
-            ) from None
-
-    def decode(self, ids: list[int] | torch.Tensor) -> str:
-        return "".join(self.chars[i] for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids))
-
-    def to_dict(self) -> dict[str, str]:
-        return {"chars": self.chars} if self.unknown is None else {"chars": self.chars, "unknown": self.unknown}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, str]) -> CharTokenizer:
-        return cls(values["chars"], values.get("unknown"))
-
-
-def compact_dtype(vocab_size: int) -> torch.dtype:
-    return torch.uint8 if vocab_size <= 256 else torch.int32
 
 
 def check_max_vocab(max_vocab: int | None) -> None:
@@ -143,39 +94,11 @@ class Corpus:
             )
 
 
-def read_bytes(path: str | Path) -> bytes:
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"corpus {path} is a folder, not a text file")
-    if not path.is_file():
-        raise DataError(f"corpus file {path} does not exist")
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DataError(f"cannot read corpus file {path}: {error.strerror or error}") from None
-    if not data:
-        raise DataError(f"corpus file {path} is empty")
-    return data
-
-
-def decode_text(data: bytes, path: str | Path) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"corpus file {path} is not UTF-8 text (byte {error.start})") from None
-
-
-def read_text(path: str | Path) -> str:
-    return decode_text(read_bytes(path), path)
-
-
 def load_corpus(spec: str | Path, max_vocab: int | None = None) -> Corpus:
     """A corpus from a path to any UTF-8 text file, or from `american-stories:YEARS` (for example
     `american-stories:1801-1810` or `american-stories:1801,1805-1807`). The encoding is cached
     under the content's hash (see minigpt.corpora), so loading it again neither re-reads an
     archive nor re-encodes; a changed file has a new hash and is encoded afresh."""
-    from minigpt import corpora
-
     check_max_vocab(max_vocab)
     source = corpora.resolve(spec)
     cached = corpora.read_cache(source.key, max_vocab)

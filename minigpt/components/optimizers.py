@@ -3,10 +3,14 @@ learning rate as `schedule(step) * group["lr_scale"]`, so one schedule drives th
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+
 import torch
 from torch import nn
 
 from minigpt.components import optimizer
+from minigpt.components.muon import BatchedMuon
 from minigpt.config import Config
 
 
@@ -40,29 +44,71 @@ def build_sgd(model: nn.Module, cfg: Config, device: torch.device) -> torch.opti
     return torch.optim.SGD([g for g in groups if g["params"]], lr=cfg.lr, momentum=cfg.beta1, nesterov=True)
 
 
-class OptimizerGroup(torch.optim.Optimizer):
-    """Several optimizers stepped as one, so the trainer need not know there are several."""
+class MergedState(Mapping):
+    """The per-parameter state of several optimizers read as one mapping; each optimizer keeps
+    its own, so a missing parameter is a KeyError rather than an entry in the wrong one."""
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
         self.optimizers = optimizers
-        self.param_groups = [group for opt in optimizers for group in opt.param_groups]
-        self.defaults = {}
-        self.state = {}
 
-    def step(self, closure: None = None) -> None:
+    def __getitem__(self, param: torch.Tensor) -> dict:
+        for opt in self.optimizers:
+            if param in opt.state:
+                return opt.state[param]
+        raise KeyError(param)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (param for opt in self.optimizers for param in opt.state)
+
+    def __len__(self) -> int:
+        return sum(len(opt.state) for opt in self.optimizers)
+
+
+class OptimizerGroup(torch.optim.Optimizer):
+    """Several optimizers stepped as one, so the trainer need not know there are several.
+
+    A real Optimizer: step hooks, LR schedulers and `state_dict` (torch's format, parameters
+    numbered across all groups) work as for any other. `param_groups` are the children's own
+    group dicts, so a learning rate written into one reaches the optimizer that uses it."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        # torch's constructor adds every group once more, refusing a parameter held twice
+        super().__init__([{"params": g["params"]} for opt in optimizers for g in opt.param_groups], {})
+        self.optimizers = optimizers
+        self._link()
+
+    def _link(self) -> None:
+        self.param_groups = [group for opt in self.optimizers for group in opt.param_groups]
+        self.state = MergedState(self.optimizers)
+
+    def add_param_group(self, param_group: dict) -> None:
+        if hasattr(self, "optimizers"):  # set once torch's constructor has added the children's groups
+            raise TypeError("add the group to one of OptimizerGroup.optimizers: the group itself never steps it")
+        super().add_param_group(param_group)
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for opt in self.optimizers:
             opt.step()
+        return loss
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "optimizers": self.optimizers}
+
+    def __setstate__(self, state: dict) -> None:
+        # load_state_dict ends here with fresh groups and state for all parameters: hand each
+        # optimizer its share (through its own __setstate__, which fills in its defaults)
+        super().__setstate__(state)
+        groups = iter(self.param_groups)
         for opt in self.optimizers:
-            opt.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict:
-        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
-
-    def load_state_dict(self, state: dict) -> None:
-        for opt, opt_state in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(opt_state)
+            own = [next(groups) for _ in opt.param_groups]
+            held = {p for group in own for p in group["params"]}
+            opt_state = defaultdict(dict, {p: s for p, s in self.state.items() if p in held})
+            opt.__setstate__({"state": opt_state, "param_groups": own})
+        self._link()
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
@@ -77,9 +123,7 @@ def build_muon(model: nn.Module, cfg: Config, device: torch.device) -> torch.opt
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if id(p) not in hidden_ids]
     # "match_rms_adamw" scales Muon's update to AdamW's RMS, so one lr serves both.
-    muon = torch.optim.Muon(
-        hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.95, adjust_lr_fn="match_rms_adamw"
-    )
+    muon = BatchedMuon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.95, adjust_lr_fn="match_rms_adamw")
     for group in muon.param_groups:
         group["lr_scale"] = 1.0
     return OptimizerGroup([muon, adamw(rest, cfg, device)])
