@@ -1,10 +1,23 @@
 """The Ray executor on a local two-CPU Ray instance: the same runs/ layout as the local
-executor, failing and crashing trials, Ctrl-C and resume."""
+executor, failing and crashing trials, Ctrl-C and resume; and a sweep on a real two-node
+cluster started with `ray start` and token authentication, as the README sets one up."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +33,8 @@ from minigpt.store import RunStore  # noqa: E402
 from minigpt.sweep import QuietObserver, plan_sweep, run_sweep  # noqa: E402
 from minigpt.train import Budget  # noqa: E402
 from minigpt.variants import discover  # noqa: E402
+
+from .conftest import TINY_SET, subprocess_env  # noqa: E402
 
 RAY_ONLY_FIELDS = {"node", "peak_flops", "concurrent"}  # where and beside whom a Ray trial ran
 TINY = Config().replace(
@@ -210,3 +225,132 @@ def test_cli_refuses_more_cpus_per_trial_than_a_node_has(ray_instance, workspace
     assert isinstance(result.exception, RayUnavailable)
     assert "no node of the Ray cluster has 3 CPUs (largest: 2)" in str(result.exception)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+RAY_CLI = Path(sys.executable).with_name("ray")
+START_TIMEOUT_S = 90
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]  # what a driver needs to join it: the shared token
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`ray start --block` in a process group of its own: stopping that group stops exactly this
+    node (`ray stop` would stop every Ray process of this user on the machine, other sessions' too)."""
+    with log.open("w") as handle:
+        command = [str(RAY_CLI), "start", "--block", "--num-cpus=1", "--object-store-memory=80000000", *args]
+        return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_until_started(node: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while "Ray runtime started" not in log.read_text(errors="replace"):
+        if node.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"ray start did not start a node; its log ends:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    """SIGTERM makes `ray start --block` take its node down (draining is off in the env); the
+    group's SIGKILL is the backstop for a node that does not go in time."""
+    try:
+        os.killpg(node.pid, signal.SIGTERM)
+        node.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+    except ProcessLookupError:
+        pass
+
+
+def ray_status(cluster: Cluster, env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [str(RAY_CLI), "status", f"--address={cluster.address}"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def wait_for_nodes(cluster: Cluster, count: int) -> tuple[int, str]:
+    """The active nodes `ray status` lists, once they are `count` (a new node shows up there a
+    few seconds after it started) or the time is up, and its output."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        status = ray_status(cluster, cluster.env)
+        active = len(re.findall(r"node_[0-9a-f]+", status.stdout.partition("Active:")[2].partition("Pending:")[0]))
+        if active == count or time.monotonic() > deadline:
+            return active, status.stdout + status.stderr
+        time.sleep(2)
+
+
+@pytest.fixture
+def two_node_cluster() -> Iterator[Cluster]:
+    """A head and a second node on this machine, one CPU each, with token authentication: the
+    token reaches the second node and the driver only through RAY_AUTH_MODE / RAY_AUTH_TOKEN
+    (HOME is empty, so no ~/.ray/auth_token is read or written)."""
+    if not RAY_CLI.is_file():
+        pytest.skip(f"no ray command beside {sys.executable}")
+    # Ray's socket paths must stay short (a Unix socket path holds about 107 bytes)
+    root = Path(tempfile.mkdtemp(prefix="mgb-ray-"))
+    (root / "home").mkdir()
+    env = {
+        **subprocess_env(),
+        "HOME": str(root / "home"),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        "RAY_worker_niceness": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    cluster = Cluster(f"127.0.0.1:{free_port()}", env)
+    head_args = ["--head", f"--port={cluster.address.rsplit(':', 1)[1]}", "--include-dashboard=false"]
+    head_args.append(f"--temp-dir={root / 'tmp'}")
+    nodes: list[subprocess.Popen] = []
+    try:
+        for args, log in ((head_args, root / "head.log"), ([f"--address={cluster.address}"], root / "node.log")):
+            args += ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={free_port()}"]
+            nodes.append(start_node(args, env, log))
+            wait_until_started(nodes[-1], log)
+        yield cluster
+    finally:
+        for node in reversed(nodes):
+            stop_node(node)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_on_a_two_node_cluster_with_token_auth(
+    two_node_cluster: Cluster, workspace: Path, tmp_path: Path
+) -> None:
+    active, status = wait_for_nodes(two_node_cluster, 2)
+    assert active == 2, status
+    stranger = ray_status(two_node_cluster, {**two_node_cluster.env, "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+    assert stranger.returncode != 0 and "Authentication token is missing or incorrect" in stranger.stderr
+    out = tmp_path / "run"
+    args = ["run", "--variants", "baseline,relu,swiglu", "--devices", "cpu", "--data", str(workspace / "corpus.txt")]
+    args += ["--max-steps", "8", *TINY_SET, "--executor", "ray", "--ray-address", two_node_cluster.address]
+    args += ["--out", str(out), "--quiet", "--no-report"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "minigpt.cli", *args],
+        env=two_node_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    store = RunStore(out)
+    records = {r["trial_id"]: r for r in store.trials()}
+    assert set(records) == {f"{v}--cpu--s0" for v in ("baseline", "relu", "swiglu")}
+    for trial, record in records.items():
+        assert record["status"] == "completed", record.get("error")
+        assert record["steps"] == 8
+        assert record["threads"] == 1 and record["concurrent"] is False  # each trial had a whole 1-CPU node
+        assert (store.trial_dir(trial) / "model.safetensors").is_file()
