@@ -28,6 +28,7 @@ from typing import Any
 from minigpt import atomic
 from minigpt.errors import UserError
 from minigpt.store import RunStore, append_point
+from minigpt.trial import TrialSettings, TrialSpec, begin_record, ended_record, train_trial
 
 MAX_RETRIES = 1  # a worker that dies (killed, out of memory, node lost) is retried once, then `failed`
 
@@ -108,60 +109,53 @@ class RayExecutor:
 
     def __call__(
         self,
-        plan: Any,
-        pending: list[Any],
+        specs: list[TrialSpec],
+        settings: TrialSettings,
         corpus: Any,
         store: RunStore,
-        peak_flops: dict[str, float],
+        peak_flops: dict[str, dict[str, float]],
         observer: Any,
     ) -> None:
-        """Run the pending trials as Ray tasks and write each result as it arrives. Each task
-        measures its own device's peak (the MFU denominator), since cluster nodes differ from
-        the driver: `peak_flops`, the driver's, is not sent."""
+        """Run the trials as Ray tasks and write each result as it arrives. Each task measures
+        its own device's peak (the MFU denominator), since cluster nodes differ from the
+        driver: `peak_flops`, the driver's, is not sent."""
         import ray
 
-        for spec in plan.trials:
-            if spec not in pending:
-                observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
-        runnable = [spec for spec in pending if not self._skip_without_gpu(spec, plan, store, observer)]
+        runnable = [spec for spec in specs if not self._skip_without_gpu(spec, settings, store, observer)]
         task = ray.remote(max_retries=MAX_RETRIES)(train_on_worker)
-        plan_ref, corpus_ref = ray.put(plan), ray.put(corpus)
-        plugins = [str(Path(plugin).resolve()) for plugin in plan.options.get("plugins", [])]
+        settings_ref, corpus_ref = ray.put(settings), ray.put(corpus)
         in_flight = {
-            task.options(**self.resources(spec)).remote(spec, plan_ref, corpus_ref, plugins): spec for spec in runnable
+            task.options(**self.resources(spec)).remote(spec, settings_ref, corpus_ref): spec for spec in runnable
         }
         try:
             while in_flight:
                 [done], _ = ray.wait(list(in_flight), num_returns=1)
                 spec = in_flight.pop(done)
-                record = self._collect(done, spec, plan, store)
+                record = self._collect(done, spec, settings, store)
                 observer.trial_started(spec)
                 observer.trial_finished(spec, record, resumed=False)
         except KeyboardInterrupt:
-            mark_interrupted(list(in_flight.values()), plan, store)
+            mark_interrupted(list(in_flight.values()), settings, store)
             for ref in in_flight:
                 ray.cancel(ref)  # a running task stops at its next Python step; its worker lives on
             raise
 
-    def resources(self, spec: Any) -> dict[str, Any]:
+    def resources(self, spec: TrialSpec) -> dict[str, Any]:
         if spec.device.startswith("cuda"):
             return {"num_gpus": 1, "num_cpus": 1}
         return {"num_cpus": self.cpus_per_trial}
 
-    def _skip_without_gpu(self, spec: Any, plan: Any, store: RunStore, observer: Any) -> bool:
+    def _skip_without_gpu(self, spec: TrialSpec, settings: TrialSettings, store: RunStore, observer: Any) -> bool:
         """A cuda trial on a cluster without GPUs would wait forever: it is skipped instead."""
         if not spec.device.startswith("cuda") or self.cluster_gpus:
             return False
-        from minigpt.sweep import base_record, now
-
-        record = base_record(spec, plan)
-        record.update(status="skipped", error="the Ray cluster has no GPU", finished_at=now())
+        record = ended_record(spec, settings, "skipped", "the Ray cluster has no GPU")
         store.write_trial(record)
         observer.trial_started(spec)
         observer.trial_finished(spec, record, resumed=False)
         return True
 
-    def _collect(self, ref: Any, spec: Any, plan: Any, store: RunStore) -> dict[str, Any]:
+    def _collect(self, ref: Any, spec: TrialSpec, settings: TrialSettings, store: RunStore) -> dict[str, Any]:
         """The task's result written into the store; a task that failed outside the trial
         (its worker died twice, a plugin missing there) becomes a `failed` record."""
         import ray
@@ -169,10 +163,7 @@ class RayExecutor:
         try:
             outcome: TrialOutcome = ray.get(ref)
         except ray.exceptions.RayError as error:
-            from minigpt.sweep import base_record, now
-
-            record = base_record(spec, plan)
-            record.update(status="failed", error=task_error(error), finished_at=now())
+            record = ended_record(spec, settings, "failed", task_error(error))
             store.write_trial(record)
             return record
         # A cpu trial given part of its node's CPUs may have run beside other trials there.
@@ -215,14 +206,10 @@ def write_outcome(store: RunStore, outcome: TrialOutcome) -> None:
     store.write_trial(outcome.record)
 
 
-def mark_interrupted(specs: list[Any], plan: Any, store: RunStore) -> None:
+def mark_interrupted(specs: list[TrialSpec], settings: TrialSettings, store: RunStore) -> None:
     """Trials still queued or running at Ctrl-C: recorded as interrupted, so a re-run runs them."""
-    from minigpt.sweep import base_record, now
-
     for spec in specs:
-        record = base_record(spec, plan)
-        record.update(status="interrupted", error="interrupted by the user", finished_at=now())
-        store.write_trial(record)
+        store.write_trial(ended_record(spec, settings, "interrupted", "interrupted by the user"))
 
 
 def task_error(error: Exception) -> str:
@@ -242,41 +229,33 @@ def first_line(error: BaseException) -> str:
 # Everything below runs on the workers.
 
 _plugins_loaded: set[tuple[str, ...]] = set()  # per worker process: a plugin registers its components once
-_peaks: dict[tuple[str, int], float] = {}  # per worker process: (device, threads) -> measured peak FLOP/s
+_peaks: dict[tuple[str, str, int], float] = {}  # per worker process: (device, precision, threads) -> FLOP/s
 
 
-def train_on_worker(spec: Any, plan: Any, corpus: Any, plugins: list[str]) -> TrialOutcome:
-    """One trial on the resources Ray assigned this task (a Ray task function); `plugins`
-    are the sweep's --plugins paths, absolute, as they must exist on every node."""
+def train_on_worker(spec: TrialSpec, settings: TrialSettings, corpus: Any) -> TrialOutcome:
+    """One trial on the resources Ray assigned this task (a Ray task function); the sweep's
+    plugins are absolute paths, as they must exist on every node."""
     import ray
     import torch
 
-    from minigpt.sweep import begin_record, build_trainer, failure, now, summarize
+    from minigpt.precision import resolve_precision
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    load_plugins(plugins)
+    load_plugins(list(settings.plugins))
     device = worker_device(spec.device)
-    record = begin_record(spec, plan, device)
+    record = begin_record(spec, settings, device)
     record["node"] = socket.gethostname()
     node_id = ray.get_runtime_context().get_node_id()
     if record["status"] == "skipped":
         return TrialOutcome(record, None, node_id=node_id, cpus=cpus)
-    peak = measured_peak(device)
-    record["peak_flops"] = peak
-    trainer, points = None, None
+    precision = resolve_precision(spec.config.precision, torch.device(device))
+    peaks = {precision: measured_peak(device, precision)}
+    points: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="minigpt-trial-") as tmp:
-        try:
-            trainer = build_trainer(spec, plan, corpus, Path(tmp), device)
-            points = []
-            for point in trainer.run():
-                points.append(point)
-            record["status"] = "completed"
-        except Exception as error:  # one trial's failure, whatever it is, must not stop the sweep
-            record.update(failure(error))
-        record.update(summarize(trainer, spec, {spec.device: peak}), finished_at=now())
+        record = train_trial(record, spec, settings, corpus, Path(tmp), peaks, points.append, device)
         checkpoint = {file.name: file.read_bytes() for file in Path(tmp).iterdir() if not file.name.startswith(".")}
-    return TrialOutcome(record, points, checkpoint, node_id, cpus)
+    return TrialOutcome(record, points if record.get("steps") is not None else None, checkpoint, node_id, cpus)
 
 
 def worker_device(device: str) -> str:
@@ -294,12 +273,12 @@ def load_plugins(plugins: list[str]) -> None:
         _plugins_loaded.add(key)
 
 
-def measured_peak(device: str) -> float:
+def measured_peak(device: str, precision: str) -> float:
     import torch
 
     from minigpt.measure import matmul_peak_flops
 
-    key = (device, torch.get_num_threads())
+    key = (device, precision, torch.get_num_threads())
     if key not in _peaks:
-        _peaks[key] = matmul_peak_flops(torch.device(device))
+        _peaks[key] = matmul_peak_flops(torch.device(device), precision)
     return _peaks[key]

@@ -81,13 +81,15 @@ class Contender:
     def seconds_per_step(self, steps: int) -> float:
         """Mean seconds of `steps` training steps, the device synchronized before and after."""
         from minigpt.measure import synchronize
+        from minigpt.precision import float32_matmuls
 
         device = self.trainer.device
-        synchronize(device)
-        began = time.perf_counter()
-        for _ in range(steps):
-            self.trainer.train_step(self.sampler)
-        synchronize(device)
+        with float32_matmuls(self.trainer.precision, device):
+            synchronize(device)
+            began = time.perf_counter()
+            for _ in range(steps):
+                self.trainer.train_step(self.sampler)
+            synchronize(device)
         return (time.perf_counter() - began) / steps
 
 

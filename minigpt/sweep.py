@@ -1,48 +1,36 @@
 """Plan a sweep (variants x devices x seeds, one budget), run its trials, keep the results.
 
-Data flows one way: plan -> trial (data, model, trainer, measure) -> store. A trial that
-fails or diverges is recorded and the sweep goes on; a re-run skips finished trials.
+Data flows one way: plan -> executor -> trial runner (minigpt.trial) -> store. A trial that
+fails or diverges is recorded and the sweep goes on; a re-run of the same plan skips finished
+trials, and a different plan is refused rather than mixed into the old results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import platform
-import time
-import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from minigpt import __version__
 from minigpt.config import Config
 from minigpt.errors import UserError
-from minigpt.store import RunStore, append_point, trial_id
+from minigpt.store import RunStore
 from minigpt.train import Budget
+from minigpt.trial import TrialSettings, TrialSpec, now
 from minigpt.variants import BASELINE, VariantError, VariantRegistry
 
 DEFAULT_VARIANTS = ("baseline", "learned-pos", "nope", "alibi", "heads-1", "heads-8", "rmsnorm", "swiglu", "adamw")
 DEFAULT_TARGET_LOSS = 2.0
 DEVICE_KINDS = ("cpu", "cuda", "mps")
 
+__all__ = ["SweepPlan", "TrialSpec", "plan_sweep", "run_sweep"]
+
 
 class PlanError(UserError):
     """A sweep that cannot be planned as asked."""
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    variant: str
-    description: str
-    device: str
-    seed: int
-    config: Config
-    changed: dict[str, Any]  # key -> the variant's value, where it differs from the baseline
-
-    @property
-    def id(self) -> str:
-        return trial_id(self.variant, self.device, self.seed)
 
 
 @dataclass
@@ -58,6 +46,11 @@ class SweepPlan:
     max_vocab: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # preset, overrides, plugins: for the record
 
+    @property
+    def settings(self) -> TrialSettings:
+        plugins = tuple(str(Path(plugin).resolve()) for plugin in self.options.get("plugins", []))
+        return TrialSettings(self.data, self.budget, self.target_loss, plugins)
+
     def describe(self) -> dict[str, Any]:
         return {
             "variants": self.variants,
@@ -70,6 +63,18 @@ class SweepPlan:
             "base_config": self.base_config.to_dict(),
             "trials": [spec.id for spec in self.trials],
             **self.options,
+        }
+
+    def identity(self, corpus_digest: str) -> dict[str, Any]:
+        """What makes two runs one sweep: a re-run into the same directory must match it."""
+        return {
+            "base_config": self.base_config.to_dict(),
+            "budget": asdict(self.budget),
+            "target_loss": self.target_loss,
+            "corpus": corpus_digest,
+            "max_vocab": self.max_vocab,
+            "plugins": sorted(self.settings.plugins),
+            "variants": {spec.variant: spec.config.to_dict() for spec in self.trials},
         }
 
 
@@ -112,6 +117,13 @@ def resolve_variants(registry: VariantRegistry, spec: str | Iterable[str]) -> li
     return list(dict.fromkeys(names))
 
 
+def rotated(names: list[str], turn: int) -> list[str]:
+    """The variants in the order of one seed's turn: each seed starts one variant later, so no
+    variant always runs first (or always right after another)."""
+    shift = turn % len(names)
+    return names[shift:] + names[:shift]
+
+
 def plan_sweep(
     registry: VariantRegistry,
     variants: str | Iterable[str],
@@ -137,9 +149,9 @@ def plan_sweep(
             configured[name],
             {key: new for key, (new, _) in configured[name].diff(baseline).items()},
         )
-        for name in names
         for device in devices
-        for seed in seeds
+        for turn, seed in enumerate(seeds)
+        for name in rotated(names, turn)
     ]
     return SweepPlan(trials, data, budget, target_loss, names, devices, seeds, base_config, max_vocab, options or {})
 
@@ -165,10 +177,6 @@ class QuietObserver:
         pass
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def environment() -> dict[str, Any]:
     import torch
 
@@ -188,15 +196,15 @@ EXECUTORS = ("local", "ray")
 
 
 class Executor(Protocol):
-    """Runs the pending trials of a plan into the store and tells the observer about every trial."""
+    """Runs trials (in the order given) into the store and tells the observer about each."""
 
     def __call__(
         self,
-        plan: SweepPlan,
-        pending: list[TrialSpec],
+        specs: list[TrialSpec],
+        settings: TrialSettings,
         corpus: Any,
         store: RunStore,
-        peak_flops: dict[str, float],
+        peak_flops: dict[str, dict[str, float]],
         observer: SweepObserver,
     ) -> None: ...
 
@@ -212,10 +220,13 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Run every unfinished trial of the plan into the store; returns the plan's records.
     executor "ray" runs the trials as tasks on a Ray cluster (connected to before anything is
-    written). Raises KeyboardInterrupt after recording the running trials as interrupted."""
+    written). Raises KeyboardInterrupt after recording the running trials as interrupted, and
+    PlanError, touching nothing, when the store holds another plan's results."""
     if executor not in EXECUTORS:
         raise PlanError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
     if executor == "local":
+        from minigpt.local_executor import run_locally
+
         return _run(plan, store, observer or QuietObserver(), fresh, run_locally)
     from minigpt.ray_executor import RayExecutor
 
@@ -229,174 +240,96 @@ def _run(
     from minigpt.data import load_corpus
 
     with store.lock():
-        if fresh:
-            store.reset()
         corpus = load_corpus(plan.data, plan.max_vocab)
         for spec in plan.trials:
             corpus.check_block_size(spec.config.block_size)
-        sweep = {**store.read_sweep(), **plan.describe(), "environment": environment(), "updated_at": now()}
+        identity = plan.identity(corpus_digest(corpus))
+        if fresh:
+            store.reset()
+        else:
+            check_same_plan(store, identity)
+        sweep = grown(store.read_sweep(), plan.describe(), identity)
+        sweep.update(environment=environment(), updated_at=now())
         sweep.setdefault("created_at", sweep["updated_at"])
-        sweep["peak_flops"] = probe_devices(plan.devices, sweep.get("peak_flops", {}))
+        sweep["peak_flops"] = probe_devices(plan.trials, sweep.get("peak_flops", {}))
         store.write_sweep(sweep)
         pending = [spec for spec in plan.trials if not store.is_finished(spec.id)]
         observer.sweep_started(plan, len(pending))
-        execute(plan, pending, corpus, store, sweep["peak_flops"], observer)
+        for spec in plan.trials:
+            if spec not in pending:
+                observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
+        execute(pending, plan.settings, corpus, store, sweep["peak_flops"], observer)
         return [store.read_trial(spec.id) for spec in plan.trials]
 
 
-def run_locally(
-    plan: SweepPlan,
-    pending: list[TrialSpec],
-    corpus: Any,
-    store: RunStore,
-    peak_flops: dict[str, float],
-    observer: SweepObserver,
-) -> None:
-    """The local executor: one trial after another in this process, in plan order."""
-    for spec in plan.trials:
-        if spec in pending:
-            observer.trial_started(spec)
-            record = run_trial(spec, plan, corpus, store, peak_flops, observer)
-            observer.trial_finished(spec, record, resumed=False)
-        else:
-            observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
+def grown(previous: dict[str, Any], asked: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    """sweep.json after this run: the same plan, its variants, devices, seeds and trials the
+    union of every run's into this directory."""
+    sweep = {**previous, **asked}
+    for key in ("variants", "devices", "seeds", "trials"):
+        sweep[key] = list(dict.fromkeys([*previous.get(key, []), *asked[key]]))
+    known = previous.get("identity", {}).get("variants", {})
+    sweep["identity"] = {**identity, "variants": {**known, **identity["variants"]}}
+    return sweep
 
 
-def probe_devices(devices: list[str], known: dict[str, float]) -> dict[str, float]:
-    """The matmul peak of each present device, measured once per sweep (kept on resume)."""
+def corpus_digest(corpus: Any) -> str:
+    """A hash of the encoded text and its vocabulary: the corpus a sweep trained on, whatever its path."""
+    digest = hashlib.sha256(corpus.tokenizer.chars.encode())
+    for split in (corpus.train, corpus.val):
+        digest.update(split.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_same_plan(store: RunStore, identity: dict[str, Any]) -> None:
+    """A re-run continues a run only when it asks for the same thing; more variants, seeds or
+    devices are the same plan grown, anything else would mix two sweeps' results."""
+    previous = store.read_sweep().get("identity")
+    if previous is None:
+        if store.trials():
+            raise PlanError(
+                f"{store.root} holds trials of an older sweep that recorded no plan to compare with; "
+                "use --fresh to start over, or another --out"
+            )
+        return
+    difference = first_difference(previous, identity)
+    if difference:
+        raise PlanError(f"{store.root} holds another sweep ({difference}); use --fresh to start over, or another --out")
+
+
+def first_difference(before: dict[str, Any], now_: dict[str, Any]) -> str | None:
+    for key in ("base_config", "budget", "target_loss", "corpus", "max_vocab", "plugins"):
+        if before.get(key) != now_.get(key):
+            return _describe_difference(key, before.get(key), now_.get(key))
+    for name, config in now_["variants"].items():
+        if name in before["variants"] and before["variants"][name] != config:
+            return _describe_difference(f"variant {name}", before["variants"][name], config)
+    return None
+
+
+def _describe_difference(what: str, before: Any, now_: Any) -> str:
+    if isinstance(before, dict) and isinstance(now_, dict):
+        for key in sorted(set(before) | set(now_)):
+            if before.get(key) != now_.get(key):
+                return f"{what} {key}: {before.get(key)!r} there, {now_.get(key)!r} now"
+    return f"{what}: {before!r} there, {now_!r} now"
+
+
+def probe_devices(specs: list[TrialSpec], known: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The matmul peak of each present device in each precision its trials train in: the MFU
+    denominators, measured once per sweep (kept on resume)."""
     import torch
 
     from minigpt.measure import device_absent_reason, matmul_peak_flops
+    from minigpt.precision import resolve_precision
 
-    peaks = dict(known)
-    for device in devices:
-        if device not in peaks and device_absent_reason(device) is None:
-            peaks[device] = matmul_peak_flops(torch.device(device))
+    peaks = {device: dict(by_precision) for device, by_precision in known.items() if isinstance(by_precision, dict)}
+    for spec in specs:
+        if device_absent_reason(spec.device) is not None:
+            continue
+        device = torch.device(spec.device)
+        precision = resolve_precision(spec.config.precision, device)
+        by_precision = peaks.setdefault(spec.device, {})
+        if precision not in by_precision:
+            by_precision[precision] = matmul_peak_flops(device, precision)
     return peaks
-
-
-def base_record(spec: TrialSpec, plan: SweepPlan) -> dict[str, Any]:
-    return {
-        "trial_id": spec.id,
-        "variant": spec.variant,
-        "description": spec.description,
-        "device": spec.device,
-        "seed": spec.seed,
-        "status": "running",
-        "config": spec.config.to_dict(),
-        "changed": spec.changed,
-        "data": plan.data,
-        "budget": asdict(plan.budget),
-        "target_loss": plan.target_loss,
-        "started_at": now(),
-        "error": None,
-    }
-
-
-def begin_record(spec: TrialSpec, plan: SweepPlan, device: str | None = None) -> dict[str, Any]:
-    """The trial's record as it starts on `device` (the device this process calls
-    spec.device): `skipped` with the reason when that device is absent here."""
-    import torch
-
-    from minigpt.measure import device_absent_reason, device_name
-
-    device = device or spec.device
-    record = base_record(spec, plan)
-    absent = device_absent_reason(device)
-    if absent:
-        record.update(status="skipped", error=absent, finished_at=now())
-    else:
-        record.update(device_name=device_name(torch.device(device)), threads=torch.get_num_threads())
-    return record
-
-
-def failure(error: Exception) -> dict[str, Any]:
-    """The status and error fields of a trial that raised `error`."""
-    from minigpt.train import Diverged
-
-    if isinstance(error, Diverged):
-        return {"status": "diverged", "error": f"{type(error).__name__}: {error}"}
-    return {"status": "failed", "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
-
-
-def run_trial(
-    spec: TrialSpec,
-    plan: SweepPlan,
-    corpus: Any,
-    store: RunStore,
-    peak_flops: dict[str, float],
-    observer: SweepObserver,
-) -> dict[str, Any]:
-    """Train one trial into its directory. Any exception becomes a `failed` record."""
-    record = begin_record(spec, plan)
-    store.write_trial(record)
-    if record["status"] == "skipped":
-        return record
-    trainer = None
-    try:
-        trainer = build_trainer(spec, plan, corpus, store.trial_dir(spec.id))
-        with store.metrics_log(spec.id) as log:
-            for point in trainer.run():
-                append_point(log, point)
-                observer.trial_point(spec, point)
-        record["status"] = "completed"
-    except KeyboardInterrupt:
-        record.update(status="interrupted", error="interrupted by the user")
-        raise
-    except Exception as error:  # one trial's failure, whatever it is, must not stop the sweep
-        record.update(failure(error))
-    finally:
-        record.update(summarize(trainer, spec, peak_flops), finished_at=now())
-        store.write_trial(record)
-    return record
-
-
-def build_trainer(
-    spec: TrialSpec, plan: SweepPlan, corpus: Any, checkpoint_dir: Path, device: str | None = None
-) -> Any:
-    """The trial's trainer, saving each best checkpoint into checkpoint_dir; `device` is
-    where it trains when this process calls spec.device something else (a Ray worker's GPU)."""
-    from minigpt.checkpoint import save_checkpoint
-    from minigpt.train import Trainer
-
-    def save_best(model: Any, step: int, val_loss: float) -> None:
-        save_checkpoint(
-            checkpoint_dir, model, corpus.tokenizer,
-            variant=spec.variant, trial_id=spec.id, step=step, val_loss=val_loss, data=plan.data,
-        )  # fmt: skip
-
-    return Trainer(
-        spec.config, corpus, device or spec.device, spec.seed, plan.budget, plan.target_loss, on_best=save_best
-    )
-
-
-def summarize(trainer: Any, spec: TrialSpec, peak_flops: dict[str, float]) -> dict[str, Any]:
-    """The summary fields of trial.json; nulls where the trial never got that far."""
-    if trainer is None:
-        return {}
-    from minigpt.measure import flops_per_token, peak_memory_mb
-
-    result = trainer.result
-    speed = result.speed(trainer.tokens_per_step)
-    flops = flops_per_token(trainer.model)
-    peak = peak_flops.get(spec.device)
-    tokens_per_sec = speed["tokens_per_sec"]
-    return {
-        "params": trainer.model.num_params(),
-        "flops_per_token": flops,
-        "best_val_loss": result.best_val_loss,
-        "best_step": result.best_step,
-        "final_val_loss": result.final_val_loss,
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "wall_seconds": result.wall_seconds or time.perf_counter() - trainer.created_at,
-        "train_seconds": result.train_seconds,
-        "eval_seconds": result.eval_seconds,
-        "checkpoint_seconds": result.checkpoint_seconds,
-        **speed,
-        "peak_memory_mb": peak_memory_mb(trainer.device),
-        "mfu": flops * tokens_per_sec / peak if tokens_per_sec and peak else None,
-        "time_to_target_s": result.time_to_target_s,
-        "stop_reason": result.stop_reason,
-        "compiled": trainer.cfg.compile,
-    }

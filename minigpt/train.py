@@ -165,7 +165,7 @@ class Trainer:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             timer.start()
             # added at once: a CUDA graph's next replay overwrites the loss it returned
-            loss_sum += self._train_step(sampler)
+            loss_sum += self.train_step(sampler)
             timer.stop()
             result.steps += 1
             result.tokens += self.tokens_per_step
@@ -231,7 +231,9 @@ class Trainer:
             return max(fraction, elapsed / self.budget.max_seconds)
         return elapsed / self.budget.max_seconds
 
-    def _train_step(self, sampler: BatchSampler) -> torch.Tensor:
+    def train_step(self, sampler: BatchSampler) -> torch.Tensor:
+        """One optimizer step on the sampler's next batch (forward, backward, clipping, update);
+        returns the loss, still on the device."""
         x, y = sampler()
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()

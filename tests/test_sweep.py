@@ -46,7 +46,7 @@ def exploding(cfg):
 
 def sweep(out: Path, *args: str) -> subprocess.CompletedProcess:
     return cli("run", "--devices", "cpu", "--data", str(SHAKESPEARE), "--out", str(out), "--quiet", "--no-report",
-               *TINY_SET, *args)  # fmt: skip
+               "--no-speed", *TINY_SET, *args)  # fmt: skip
 
 
 def trials(out: Path) -> dict[str, dict]:
@@ -70,7 +70,9 @@ def test_two_variants_two_seeds_write_four_trials_with_every_summary_field(tmp_p
         assert (tmp_path / "trials" / trial["trial_id"] / "model.safetensors").is_file()
     assert found["nope--cpu--s0"]["changed"] == {"position": "none"}
     sweep_json = json.loads((tmp_path / "sweep.json").read_text())
-    assert sweep_json["peak_flops"]["cpu"] > 1e9
+    assert sweep_json["peak_flops"]["cpu"]["fp32"] > 1e9
+    assert all(t["precision"] == "fp32" and t["peak_flops"] == sweep_json["peak_flops"]["cpu"]["fp32"]
+               for t in found.values())  # fmt: skip
     assert sweep_json["environment"]["torch"] == torch.__version__
     assert "results:" in result.stdout
 
@@ -109,7 +111,7 @@ def test_absent_devices_are_skipped_with_a_reason(tmp_path: Path) -> None:
 
 def start_sweep(out: Path, *args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "minigpt.cli", "run", "--devices", "cpu", "--data", str(SHAKESPEARE),
-               "--out", str(out), "--quiet", "--no-report", *TINY_SET, *args]  # fmt: skip
+               "--out", str(out), "--quiet", "--no-report", "--no-speed", *TINY_SET, *args]  # fmt: skip
     return subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -131,6 +133,11 @@ def test_a_sweep_killed_with_sigkill_resumes_and_runs_each_trial_once(tmp_path: 
     wait_for(lambda: statuses(tmp_path).count("completed") == 1 and "running" in statuses(tmp_path))
     process.kill()
     process.wait()
+    running = next(t["trial_id"] for t in RunStore(tmp_path).trials() if t["status"] == "running")
+    metrics = tmp_path / "trials" / running / "metrics.jsonl"
+    size = metrics.stat().st_size if metrics.exists() else 0
+    time.sleep(1.5)
+    assert (metrics.stat().st_size if metrics.exists() else 0) == size  # its trial's process ended with it
     first_done = {t["trial_id"]: t for t in RunStore(tmp_path).trials() if t["status"] == "completed"}
     result = sweep(tmp_path, *args)
     assert result.returncode == 0, result.stderr
@@ -179,3 +186,61 @@ def test_fresh_starts_the_directory_over(tmp_path: Path) -> None:
     assert sweep(tmp_path, "--variants", "nope", "--max-steps", "3").returncode == 0
     assert sweep(tmp_path, "--variants", "baseline", "--max-steps", "3", "--fresh").returncode == 0
     assert set(trials(tmp_path)) == {"baseline--cpu--s0"}
+
+
+def test_a_rerun_with_another_configuration_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    assert sweep(tmp_path, "--variants", "baseline", "--max-steps", "3").returncode == 0
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file() and path.name != ".lock"}
+    for change in (["--set", "n_embd=32"], ["--max-steps", "4"], ["--target-loss", "1.5"], ["--set", "lr=1e-3"]):
+        result = sweep(tmp_path, "--variants", "baseline", "--max-steps", "3", *change)
+        assert result.returncode == 2, (change, result.stdout)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "another sweep" in result.stderr and "--fresh" in result.stderr
+    assert "n_embd: 16 there, 32 now" in sweep(tmp_path, "--variants", "baseline", "--max-steps", "3",
+                                               "--set", "n_embd=32").stderr  # fmt: skip
+    after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file() and path.name != ".lock"}
+    assert after == before
+
+
+def test_another_corpus_is_another_sweep(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(SHAKESPEARE.read_text()[:50_000])
+    assert sweep(tmp_path / "run", "--variants", "baseline", "--max-steps", "3").returncode == 0
+    result = sweep(tmp_path / "run", "--variants", "baseline", "--max-steps", "3", "--data", str(corpus))
+    assert result.returncode == 2 and "corpus" in result.stderr
+
+
+def test_more_variants_and_seeds_grow_the_same_sweep(tmp_path: Path) -> None:
+    assert sweep(tmp_path, "--variants", "baseline", "--max-steps", "3").returncode == 0
+    first = trials(tmp_path)["baseline--cpu--s0"]
+    result = sweep(tmp_path, "--variants", "baseline,nope", "--seeds", "0,1", "--max-steps", "3")
+    assert result.returncode == 0, result.stderr
+    assert "4 trials, 3 to run" in result.stdout
+    assert trials(tmp_path)["baseline--cpu--s0"]["started_at"] == first["started_at"]
+    sweep_json = json.loads((tmp_path / "sweep.json").read_text())
+    assert sweep_json["variants"] == ["baseline", "nope"] and sweep_json["seeds"] == [0, 1]
+    assert sweep(tmp_path, "--variants", "nope", "--max-steps", "3").returncode == 0  # a subset is the same sweep
+    assert json.loads((tmp_path / "sweep.json").read_text())["variants"] == ["baseline", "nope"]
+
+
+def test_variant_order_rotates_across_seeds(tmp_path: Path) -> None:
+    from minigpt.sweep import rotated
+
+    assert [rotated(["a", "b", "c"], turn) for turn in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]
+    ]  # fmt: skip
+
+
+def test_peak_memory_is_each_trials_own(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "wide.py").write_text(
+        "from minigpt import variant\n\n\n"
+        "@variant('wide', 'a much wider model')\n"
+        "def wide(cfg):\n    return cfg.replace(n_embd=1024, batch_size=64, block_size=64)\n"
+    )
+    # the wide trial runs first: in one process, the tiny one would inherit its high-water mark
+    result = sweep(tmp_path / "run", "--variants", "wide,baseline", "--max-steps", "2",
+                   "--plugins", str(tmp_path / "plugins"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = trials(tmp_path / "run")
+    assert found["baseline--cpu--s0"]["peak_memory_mb"] < found["wide--cpu--s0"]["peak_memory_mb"] - 100

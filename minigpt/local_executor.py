@@ -1,0 +1,161 @@
+"""The local executor: one trial after another on this machine, each in a process of its own.
+
+A trial's own process makes its figures its own: peak memory is that process's high-water
+mark, not the sweep's so far, and nothing one trial leaves behind (allocator caches, thread
+pools, compiled graphs) speeds up or slows down the next. Processes are forked from a server
+that has imported torch once, so a trial starts in a fraction of a second.
+
+The trial process writes its trial.json and metrics.jsonl itself and sends each metric point
+here for the progress display. If this process dies, the trial process notices (its pipe
+closes) and ends too, so an orphan never writes into a run that a re-run has taken over.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from minigpt.store import RunStore, append_point
+from minigpt.trial import TrialSettings, TrialSpec, begin_record, ended_record, train_trial
+
+INTERRUPT_GRACE_SECONDS = 30  # how long an interrupted trial may take to record itself
+
+
+def run_locally(
+    specs: list[TrialSpec],
+    settings: TrialSettings,
+    corpus: Any,
+    store: RunStore,
+    peak_flops: dict[str, dict[str, float]],
+    observer: Any,
+) -> None:
+    """Run each spec in its own process, in order, telling the observer as they go."""
+    context = trial_context()
+    for spec in specs:
+        observer.trial_started(spec)
+        record = run_in_process(context, spec, settings, corpus, store, peak_flops.get(spec.device, {}), observer)
+        observer.trial_finished(spec, record, resumed=False)
+
+
+def trial_context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["minigpt.train", "minigpt.trial"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def run_in_process(
+    context: multiprocessing.context.BaseContext,
+    spec: TrialSpec,
+    settings: TrialSettings,
+    corpus: Any,
+    store: RunStore,
+    peaks: dict[str, float],
+    observer: Any,
+) -> dict[str, Any]:
+    points_in, points_out = context.Pipe(duplex=False)
+    alive_in, alive_out = context.Pipe(duplex=False)  # closes when this process dies
+    process = context.Process(
+        target=trial_process,
+        args=(spec, settings, corpus, str(store.root), peaks, points_out, alive_in),
+        name=f"trial {spec.id}",
+    )
+    process.start()
+    points_out.close()
+    alive_in.close()
+    try:
+        record = relay(points_in, spec, observer)
+        process.join()
+    except KeyboardInterrupt:
+        stop(process)
+        record = store.read_trial(spec.id)
+        if record is None or record.get("status") == "running":
+            store.write_trial(ended_record(spec, settings, "interrupted", "interrupted by the user"))
+        raise
+    finally:
+        alive_out.close()
+    if record is None:  # the process died without a word: killed, out of memory, a crash in native code
+        record = ended_record(spec, settings, "failed", f"the trial's process died (exit code {process.exitcode})")
+        store.write_trial(record)
+    return record
+
+
+def relay(points: Connection, spec: TrialSpec, observer: Any) -> dict[str, Any] | None:
+    """Pass metric points to the observer until the trial sends its record (or its process ends)."""
+    while True:
+        try:
+            kind, payload = points.recv()
+        except EOFError:
+            return None
+        if kind == "record":
+            return payload
+        observer.trial_point(spec, payload)
+
+
+def stop(process: multiprocessing.process.BaseProcess) -> None:
+    """Ctrl-C reached this process (and, from a terminal, the trial's too): let the trial
+    record itself as interrupted, then make sure it is gone."""
+    if process.is_alive() and process.pid is not None:
+        os.kill(process.pid, signal.SIGINT)
+    process.join(INTERRUPT_GRACE_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def trial_process(
+    spec: TrialSpec,
+    settings: TrialSettings,
+    corpus: Any,
+    run_root: str,
+    peaks: dict[str, float],
+    points: Connection,
+    alive: Connection,
+) -> None:
+    """The body of a trial's process: train, write the trial's files, send points and the record."""
+    threading.Thread(target=exit_with_parent, args=(alive,), daemon=True).start()
+    from minigpt.variants import discover
+
+    discover(settings.plugins)  # a plugin's components must be registered before the model is built
+    store = RunStore(run_root)
+    record = begin_record(spec, settings)
+    store.write_trial(record)
+    if record["status"] != "skipped":
+        record = train_into_store(record, spec, settings, corpus, store, peaks, points)
+    points.send(("record", record))
+
+
+def train_into_store(
+    record: dict[str, Any],
+    spec: TrialSpec,
+    settings: TrialSettings,
+    corpus: Any,
+    store: RunStore,
+    peaks: dict[str, float],
+    points: Connection,
+) -> dict[str, Any]:
+    with store.metrics_log(spec.id) as log:
+
+        def on_point(point: dict[str, Any]) -> None:
+            append_point(log, point)
+            points.send(("point", point))
+
+        try:
+            return train_trial(record, spec, settings, corpus, store.trial_dir(spec.id), peaks, on_point)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the record short
+            return record
+        finally:
+            store.write_trial(record)
+
+
+def exit_with_parent(alive: Connection) -> None:
+    try:
+        alive.recv()
+    except EOFError:
+        os._exit(1)

@@ -1,0 +1,216 @@
+"""Run one trial and produce its record: build the trainer, train, keep the best checkpoint,
+summarize, or record why it failed. Every executor calls `train_trial`; none imports another.
+
+The record is trial.json's content: what was asked (variant, device, seed, configuration),
+the status, the summary metrics, and the machine's speed before and after (drift).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from minigpt.config import Config
+from minigpt.store import trial_id
+from minigpt.train import Budget
+
+DRIFT_LIMIT = 0.10  # a trial during which the machine's matmul speed moved more than this is flagged
+DRIFT_PROBE_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    variant: str
+    description: str
+    device: str
+    seed: int
+    config: Config
+    changed: dict[str, Any]  # key -> the variant's value, where it differs from the baseline
+
+    @property
+    def id(self) -> str:
+        return trial_id(self.variant, self.device, self.seed)
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares, as the process that trains a trial needs it."""
+
+    data: str
+    budget: Budget
+    target_loss: float | None
+    plugins: tuple[str, ...] = ()  # absolute paths: imported where the trial runs, before building
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def base_record(spec: TrialSpec, settings: TrialSettings) -> dict[str, Any]:
+    return {
+        "trial_id": spec.id,
+        "variant": spec.variant,
+        "description": spec.description,
+        "device": spec.device,
+        "seed": spec.seed,
+        "status": "running",
+        "config": spec.config.to_dict(),
+        "changed": spec.changed,
+        "data": settings.data,
+        "budget": asdict(settings.budget),
+        "target_loss": settings.target_loss,
+        "started_at": now(),
+        "error": None,
+    }
+
+
+def ended_record(spec: TrialSpec, settings: TrialSettings, status: str, error: str) -> dict[str, Any]:
+    """The record of a trial that ended without training: skipped, interrupted, or lost with its process."""
+    return {**base_record(spec, settings), "status": status, "error": error, "finished_at": now()}
+
+
+def begin_record(spec: TrialSpec, settings: TrialSettings, device: str | None = None) -> dict[str, Any]:
+    """The trial's record as it starts on `device` (the device this process calls
+    spec.device): `skipped` with the reason when that device is absent here."""
+    import torch
+
+    from minigpt.measure import device_absent_reason, device_name
+
+    device = device or spec.device
+    absent = device_absent_reason(device)
+    if absent:
+        return ended_record(spec, settings, "skipped", absent)
+    record = base_record(spec, settings)
+    record.update(device_name=device_name(torch.device(device)), threads=torch.get_num_threads())
+    return record
+
+
+def failure(error: Exception) -> dict[str, Any]:
+    """The status and error fields of a trial that raised `error`."""
+    from minigpt.train import Diverged
+
+    if isinstance(error, Diverged):
+        return {"status": "diverged", "error": f"{type(error).__name__}: {error}"}
+    return {"status": "failed", "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+
+
+def train_trial(
+    record: dict[str, Any],
+    spec: TrialSpec,
+    settings: TrialSettings,
+    corpus: Any,
+    checkpoint_dir: Path,
+    peak_flops: dict[str, float],
+    on_point: Callable[[dict[str, Any]], None],
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Train the trial begun as `record`, calling on_point with every metric point; returns
+    the finished record. Any exception becomes a `failed` (or `diverged`) record; Ctrl-C
+    marks it `interrupted` and propagates. `peak_flops` maps precision -> this device's peak."""
+    from minigpt.precision import resolve_precision
+
+    device = device or spec.device
+    precision = resolve_precision(spec.config.precision, _torch_device(device))
+    before = probe_speed(device, precision)
+    trainer = None
+    try:
+        trainer = build_trainer(spec, settings, corpus, checkpoint_dir, device)
+        for point in trainer.run():
+            on_point(point)
+        record["status"] = "completed"
+    except KeyboardInterrupt:
+        record.update(status="interrupted", error="interrupted by the user")
+        raise
+    except Exception as error:  # one trial's failure, whatever it is, must not stop the sweep
+        record.update(failure(error))
+    finally:
+        record.update(summarize(trainer, peak_flops.get(precision)), precision=precision, finished_at=now())
+        if record["status"] != "interrupted":
+            record.update(drift_fields(before, probe_speed(device, precision)))
+    return record
+
+
+def build_trainer(
+    spec: TrialSpec, settings: TrialSettings, corpus: Any, checkpoint_dir: Path, device: str | None = None
+) -> Any:
+    """The trial's trainer, saving each best checkpoint into checkpoint_dir; `device` is
+    where it trains when this process calls spec.device something else (a Ray worker's GPU)."""
+    from minigpt.checkpoint import save_checkpoint
+    from minigpt.train import Trainer
+
+    def save_best(model: Any, step: int, val_loss: float) -> None:
+        save_checkpoint(
+            checkpoint_dir, model, corpus.tokenizer,
+            variant=spec.variant, trial_id=spec.id, step=step, val_loss=val_loss, data=settings.data,
+        )  # fmt: skip
+
+    return Trainer(
+        spec.config,
+        corpus,
+        device or spec.device,
+        spec.seed,
+        settings.budget,
+        settings.target_loss,
+        on_best=save_best,
+    )
+
+
+def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
+    """The summary fields of trial.json; nulls where the trial never got that far. MFU divides
+    the model FLOP/s by `peak`, this device's measured peak in the trial's precision."""
+    if trainer is None:
+        return {}
+    from minigpt.measure import flops_per_token, peak_memory_mb
+
+    result = trainer.result
+    speed = result.speed(trainer.tokens_per_step)
+    flops = flops_per_token(trainer.model)
+    tokens_per_sec = speed["tokens_per_sec"]
+    return {
+        "params": trainer.model.num_params(),
+        "flops_per_token": flops,
+        "best_val_loss": result.best_val_loss,
+        "best_step": result.best_step,
+        "final_val_loss": result.final_val_loss,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "wall_seconds": result.wall_seconds or time.perf_counter() - trainer.created_at,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
+        "checkpoint_seconds": result.checkpoint_seconds,
+        "compile_seconds": result.compile_seconds,
+        **speed,
+        "peak_memory_mb": peak_memory_mb(trainer.device),
+        "peak_flops": peak,
+        "mfu": flops * tokens_per_sec / peak if tokens_per_sec and peak else None,
+        "time_to_target_s": result.time_to_target_s,
+        "stop_reason": result.stop_reason,
+        "compiled": trainer.cfg.compile != "false",
+    }
+
+
+def probe_speed(device: str, precision: str) -> float:
+    """This machine's matmul speed right now, in the trial's precision: before and after a
+    trial, the two tell whether the machine itself changed speed meanwhile."""
+    from minigpt.measure import matmul_peak_flops
+
+    return matmul_peak_flops(_torch_device(device), precision, seconds=DRIFT_PROBE_SECONDS)
+
+
+def drift_fields(before: float, after: float) -> dict[str, Any]:
+    change = after / before - 1
+    return {
+        "drift": {"before": before, "after": after, "change": change},
+        "drift_flagged": abs(change) > DRIFT_LIMIT,
+    }
+
+
+def _torch_device(device: str) -> Any:
+    import torch
+
+    return torch.device(device)
