@@ -50,7 +50,7 @@ def run(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key for every variant: key=value.")
     ] = None,
-    preset: PresetOption = "cpu-fast",
+    preset: PresetOption = "auto",
     target_loss: Annotated[
         float, typer.Option(help="Validation loss whose first crossing gives time_to_target_s.")
     ] = 2.0,
@@ -86,11 +86,14 @@ def run(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
     from minigpt.bundled import TINY_SHAKESPEARE
+    from minigpt.config import choose_preset
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.store import RunStore
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
     from minigpt.train import Budget
 
+    device_list = parse_devices(devices)
+    preset = choose_preset(preset, device_list)
     chosen = preset_config(preset)
     base = chosen.config().with_overrides(set_ or [])
     if max_steps is None and max_tokens is None and max_seconds is None:
@@ -100,7 +103,7 @@ def run(
     plan = plan_sweep(
         registry,
         variants or DEFAULT_VARIANTS,
-        parse_devices(devices),
+        device_list,
         parse_seeds(seeds),
         base,
         str(TINY_SHAKESPEARE) if data is None else data,

@@ -11,7 +11,13 @@ from rich.console import Console
 from minigpt.errors import UserError
 
 console = Console()
-PresetOption = Annotated[str, typer.Option(help="Starting recipe: cpu-fast (tuned default) or reference.")]
+PresetOption = Annotated[
+    str,
+    typer.Option(
+        help="Starting recipe: cpu-fast (tuned for CPUs), gpu-fast, reference, or auto "
+        "(gpu-fast when every device is a GPU, else cpu-fast)."
+    ),
+]
 PluginsOption = Annotated[
     list[Path] | None,
     typer.Option("--plugins", help="Extra plugin file or folder of variants (repeatable)."),
@@ -24,10 +30,12 @@ def discover_variants(plugins: list[Path] | None):  # noqa: ANN201
     return discover(plugins or [])
 
 
-def preset_config(name: str):  # noqa: ANN201
-    """The base configuration of a preset, which every variant then changes."""
-    from minigpt.config import PRESETS
+def preset_config(name: str, devices: list[str] | None = None):  # noqa: ANN201
+    """The preset whose base configuration every variant then changes; `auto` picks one for
+    `devices` (the CPU recipe when none are named)."""
+    from minigpt.config import PRESETS, choose_preset
 
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return PRESETS[name]
+    chosen = choose_preset(name, devices or [])
+    if chosen not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose from auto, {', '.join(PRESETS)}")
+    return PRESETS[chosen]

@@ -173,6 +173,27 @@ class Preset:
 
 
 PRESETS = {
+    "gpu-fast": Preset(
+        "a GPU recipe at the reference GPU size (6 x 384, 6 heads, block 256, batch 64): Muon with batched "
+        "Newton-Schulz, bf16 autocast, CUDA graphs; not yet tuned on a GPU",
+        {
+            "n_layer": 6,
+            "n_head": 6,
+            "n_embd": 384,
+            "block_size": 256,
+            "dropout": 0.2,
+            "optimizer": "muon",
+            "batch_size": 64,
+            "lr": 1.5e-2,
+            "min_lr": 1.5e-3,
+            "warmup_steps": 100,
+            "eval_interval": 250,
+            "eval_batches": 20,
+            "precision": "auto",
+            "compile": "reduce-overhead",
+        },
+        32_768_000,
+    ),
     "cpu-fast": Preset(
         "the tuned default recipe for a laptop-class CPU: RoPE, Muon on the hidden matrices, batch 32 x 64",
         {
@@ -212,3 +233,13 @@ PRESETS = {
         1_536_000,
     ),
 }
+
+
+GPU_KINDS = ("cuda", "mps")
+
+
+def choose_preset(name: str, devices: list[str]) -> str:
+    """`auto` is gpu-fast when every device asked for is a GPU, cpu-fast otherwise."""
+    if name != "auto":
+        return name
+    return "gpu-fast" if devices and all(d.partition(":")[0] in GPU_KINDS for d in devices) else "cpu-fast"

@@ -36,7 +36,7 @@ from minigpt.variants import discover  # noqa: E402
 
 from .conftest import TINY_SET, subprocess_env  # noqa: E402
 
-RAY_ONLY_FIELDS = {"node", "peak_flops", "concurrent"}  # where and beside whom a Ray trial ran
+RAY_ONLY_FIELDS = {"node", "concurrent"}  # where and beside whom a Ray trial ran
 TINY = Config().replace(
     n_layer=1, n_embd=16, n_head=2, block_size=16, batch_size=4, eval_interval=4, eval_batches=2, warmup_steps=1
 )

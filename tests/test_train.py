@@ -315,3 +315,15 @@ def test_a_whole_split_estimate_needs_no_second_evaluation(
     points = list(trainer.run())
     assert trainer.result.steps == 5 and trainer.result.time_to_target_s is not None
     assert len(asked) == 1 and points[-1]["confirmed_val_loss"] == 1.0
+
+
+def test_auto_preset_is_gpu_fast_only_when_every_device_is_a_gpu() -> None:
+    from minigpt.config import PRESETS, choose_preset
+
+    assert choose_preset("auto", ["cuda"]) == "gpu-fast"
+    assert choose_preset("auto", ["cuda:0", "cuda:1", "mps"]) == "gpu-fast"
+    assert choose_preset("auto", ["cpu", "cuda"]) == "cpu-fast"
+    assert choose_preset("auto", []) == "cpu-fast"
+    assert choose_preset("reference", ["cuda"]) == "reference"
+    gpu = PRESETS["gpu-fast"].config()
+    assert (gpu.n_layer, gpu.n_embd, gpu.block_size, gpu.compile) == (6, 384, 256, "reduce-overhead")

@@ -6,15 +6,9 @@ from minigpt.components import position
 class XPos(PositionEncoding): ...
 """
 
-from minigpt.registry import Registry
-
-position: Registry = Registry("position")
-attention: Registry = Registry("attention")
-norm: Registry = Registry("norm")
-mlp: Registry = Registry("mlp")
-optimizer: Registry = Registry("optimizer")
-
 # Importing the implementations registers the built-ins.
-from minigpt.components import attentions, mlps, norms, optimizers, positions  # noqa: E402, F401
+from minigpt.components import attentions, mlps, norms, optimizers, positions  # noqa: F401
+from minigpt.components.registries import attention, mlp, norm, optimizer, position
+from minigpt.registry import Registry
 
 __all__ = ["Registry", "attention", "mlp", "norm", "optimizer", "position"]

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from minigpt.components import attention
 from minigpt.components.positions import PositionEncoding
+from minigpt.components.registries import attention
 from minigpt.config import Config
 
 

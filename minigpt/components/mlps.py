@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from minigpt.components import mlp
+from minigpt.components.registries import mlp
 from minigpt.config import Config
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from minigpt.components import optimizer
 from minigpt.components.muon import BatchedMuon
+from minigpt.components.registries import optimizer
 from minigpt.config import Config
 
 

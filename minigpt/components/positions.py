@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from minigpt.components import position
+from minigpt.components.registries import position
 from minigpt.config import Config
 
 
