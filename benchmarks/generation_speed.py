@@ -50,6 +50,19 @@ def rate(times: list[float], first: int, end: int) -> float:
     return (end - first) / (times[end - 1] - (times[first - 1] if first else 0.0))
 
 
+def weight_reads_ms(model: GPT, tokens: int) -> float:
+    """Milliseconds per token of the model's matrix-vector products alone (every Linear applied
+    to one row, as one cached decoding step does): the floor the weights' memory traffic sets."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    rows = {m.in_features: torch.randn(1, m.in_features) for m in layers}
+    with torch.inference_mode():
+        began = time.perf_counter()
+        for _ in range(tokens):
+            for m in layers:
+                m(rows[m.in_features])
+        return (time.perf_counter() - began) / tokens * 1e3
+
+
 def baseline_stream(revision: str) -> Callable:
     """`stream` from minigpt/generate.py at `revision`, run against today's model code."""
     root = Path(__file__).resolve().parent.parent
@@ -85,6 +98,7 @@ def main() -> None:
     token_times(model, 20, True), token_times(model, 20, False)  # warm-up, not counted
     rates: dict[tuple[str, bool], list[float]] = {(phase, cache): [] for phase in phases for cache in (True, False)}
     speedups: list[float] = []
+    floors: list[float] = []
     for repeat in range(args.repeats):
         # the baseline runs right before or right after today's cached loop, alternately
         if old_stream is not None and repeat % 2:
@@ -92,6 +106,7 @@ def main() -> None:
         cached = token_times(model, args.new_tokens, use_cache=True)
         if old_stream is not None and not repeat % 2:
             old = token_times(model, within, True, old_stream)
+        floors.append(weight_reads_ms(model, within))
         runs = {True: cached, False: token_times(model, args.new_tokens, use_cache=False)}
         if runs[True][1] != runs[False][1]:
             raise SystemExit("cached and uncached decoding disagree: the cache is wrong")
@@ -110,6 +125,11 @@ def main() -> None:
             f"median over {args.repeats}, {phase}: with cache {cached:.1f} tok/s, without {uncached:.1f} tok/s, "
             f"ratio {cached / uncached:.2f}x"
         )
+    cached_ms = 1e3 / statistics.median(rates[f"first {within} (one block)", True])
+    print(
+        f"median over {args.repeats}: cached decoding {cached_ms:.2f} ms/token, of which the matrix-vector "
+        f"products alone take {statistics.median(floors):.2f} ms"
+    )
     if speedups:
         print(
             f"median over {args.repeats}, cached, first {within}: {statistics.median(speedups):.2f}x the cached loop "
