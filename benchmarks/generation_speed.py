@@ -9,13 +9,22 @@ run gives two figures: the first block_size - 1 new tokens (the whole text fits 
 the cache serves every step) and all of them. Past block_size the window slides, every cached key
 and value goes stale, and both ways pay a full window forward per token, so the ratio over 500
 tokens is bounded by that second half. Figures are medians over --repeats runs.
+
+With --baseline REV (default 1b9df86, before the decoding speed-ups) the cached loop of
+minigpt/generate.py as it was at that commit also runs, on the same model, alternating with
+today's in every repeat (the order flips from repeat to repeat); the speed-up is the median of
+the per-repeat ratios. --baseline '' skips it (it needs git and this repository's history).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import time
+import types
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -24,11 +33,13 @@ from minigpt.generate import stream
 from minigpt.model import GPT
 
 
-def token_times(model: GPT, new_tokens: int, use_cache: bool) -> tuple[list[float], list[int]]:
+def token_times(
+    model: GPT, new_tokens: int, use_cache: bool, streamer: Callable = stream
+) -> tuple[list[float], list[int]]:
     """Seconds since the start at which each new token was ready, and the tokens."""
     began = time.perf_counter()
     times, tokens = [], []
-    for token in stream(model, [0], new_tokens, temperature=0, use_cache=use_cache):
+    for token in streamer(model, [0], new_tokens, temperature=0, use_cache=use_cache):
         times.append(time.perf_counter() - began)
         tokens.append(int(token[0]))
     return times, tokens
@@ -39,12 +50,38 @@ def rate(times: list[float], first: int, end: int) -> float:
     return (end - first) / (times[end - 1] - (times[first - 1] if first else 0.0))
 
 
+def weight_reads_ms(model: GPT, tokens: int) -> float:
+    """Milliseconds per token of the model's matrix-vector products alone (every Linear applied
+    to one row, as one cached decoding step does): the floor the weights' memory traffic sets."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    rows = {m.in_features: torch.randn(1, m.in_features) for m in layers}
+    with torch.inference_mode():
+        began = time.perf_counter()
+        for _ in range(tokens):
+            for m in layers:
+                m(rows[m.in_features])
+        return (time.perf_counter() - began) / tokens * 1e3
+
+
+def baseline_stream(revision: str) -> Callable:
+    """`stream` from minigpt/generate.py at `revision`, run against today's model code."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{revision}:minigpt/generate.py"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    module = types.ModuleType(f"generate_at_{revision}")
+    exec(compile(source, f"{revision}:minigpt/generate.py", "exec"), module.__dict__)
+    return module.stream
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--new-tokens", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's choice]")
+    parser.add_argument("--baseline", default="1b9df86", help="git revision whose cached loop to compare with")
     args = parser.parse_args()
+    old_stream = baseline_stream(args.baseline) if args.baseline else None
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -60,10 +97,24 @@ def main() -> None:
     )
     token_times(model, 20, True), token_times(model, 20, False)  # warm-up, not counted
     rates: dict[tuple[str, bool], list[float]] = {(phase, cache): [] for phase in phases for cache in (True, False)}
+    speedups: list[float] = []
+    floors: list[float] = []
     for repeat in range(args.repeats):
-        runs = {cache: token_times(model, args.new_tokens, use_cache=cache) for cache in (True, False)}
+        # the baseline runs right before or right after today's cached loop, alternately
+        if old_stream is not None and repeat % 2:
+            old = token_times(model, within, True, old_stream)
+        cached = token_times(model, args.new_tokens, use_cache=True)
+        if old_stream is not None and not repeat % 2:
+            old = token_times(model, within, True, old_stream)
+        floors.append(weight_reads_ms(model, within))
+        runs = {True: cached, False: token_times(model, args.new_tokens, use_cache=False)}
         if runs[True][1] != runs[False][1]:
             raise SystemExit("cached and uncached decoding disagree: the cache is wrong")
+        if old_stream is not None and old[1] != cached[1][:within]:
+            raise SystemExit(f"today's cached decoding disagrees with the one at {args.baseline}")
+        if old_stream is not None:
+            speedups.append(rate(runs[True][0], 0, within) / rate(old[0], 0, within))
+            print(f"run {repeat + 1}: cached, first {within}: {speedups[-1]:.2f}x the cached loop at {args.baseline}")
         for (phase, cache), values in rates.items():
             values.append(rate(runs[cache][0], *phases[phase]))
         line = ", ".join(f"{phase} {rates[phase, True][-1]:.1f} vs {rates[phase, False][-1]:.1f}" for phase in phases)
@@ -73,6 +124,16 @@ def main() -> None:
         print(
             f"median over {args.repeats}, {phase}: with cache {cached:.1f} tok/s, without {uncached:.1f} tok/s, "
             f"ratio {cached / uncached:.2f}x"
+        )
+    cached_ms = 1e3 / statistics.median(rates[f"first {within} (one block)", True])
+    print(
+        f"median over {args.repeats}: cached decoding {cached_ms:.2f} ms/token, of which the matrix-vector "
+        f"products alone take {statistics.median(floors):.2f} ms"
+    )
+    if speedups:
+        print(
+            f"median over {args.repeats}, cached, first {within}: {statistics.median(speedups):.2f}x the cached loop "
+            f"at {args.baseline} (range {min(speedups):.2f}-{max(speedups):.2f})"
         )
 
 

@@ -78,7 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3, help="steps of each per round")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's choice]")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = PRESETS["cpu-fast"].config().replace(vocab_size=65)
     torch.manual_seed(0)
     model_new = GPT(cfg)
