@@ -1,6 +1,6 @@
 """The CPU speed targets, measured against the engine at an older commit on this machine:
 
-    python benchmarks/cpu_targets.py              # about 20 minutes on a 2-core CPU
+    python benchmarks/cpu_targets.py              # about 20 minutes on an idle 2-core CPU
     python benchmarks/cpu_targets.py --quick      # about 2 minutes: checks the script, measures nothing
 
 (a) Step time: the median training step of `run --preset reference` and `--preset cpu-fast`, this
@@ -260,10 +260,20 @@ def report_steps(goal: float, pairs: list[dict[str, Run]], log: Log) -> dict[str
 
 def log_config_differences(pair: dict[str, Run], log: Log) -> None:
     """A per-step ratio compares engines only if both trained the same recipe: say where they did not."""
-    old, new = pair["old"].trial["config"], pair["new"].trial["config"]
-    changed = {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
+    old, new = (normalized(pair[label].trial["config"]) for label in ("old", "new"))
+    changed = {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
     if changed:
         log("configuration differences (old -> new): " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
+    added = sorted(new.keys() - old.keys())
+    if added:
+        log("keys only the new engine has: " + ", ".join(f"{k}={new[k]}" for k in added))
+
+
+def normalized(config: dict[str, Any]) -> dict[str, Any]:
+    """compile was a bool before it had modes: false and true read as the modes they mean now."""
+    modes = {False: "false", True: "default"}
+    compile_mode = config.get("compile")
+    return {**config, "compile": modes.get(compile_mode, compile_mode)} if "compile" in config else dict(config)
 
 
 def time_to_target(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
@@ -288,6 +298,8 @@ def time_to_target(checkouts: dict[str, Checkout], settings: Settings, tmp: Path
     all_reached = all(run.trial["time_to_target_s"] is not None for pair in pairs for run in pair.values())
     log(f"\nmedian whole process: old {medians['old']:.1f} s, new {medians['new']:.1f} s; new/old {ratio:.3f} "
         f"(pair by pair: {', '.join(f'{r:.3f}' for r in paired)}); goal <= {TIME_GOAL}: {'met' if ratio <= TIME_GOAL else 'MISSED'}")  # fmt: skip
+    budgets = {label: pairs[0][label].trial.get("budget", {}).get("max_tokens") for label in ("old", "new")}
+    log(f"token budgets, which set the learning-rate schedule's length: old {budgets['old']}, new {budgets['new']}")
     if not all_reached:
         log("NOT every run reached the target: those wall times are budgets spent, not times to the target")
     log()
@@ -392,8 +404,16 @@ def write_report(out: Path, settings: Settings, info: dict[str, Any], log: Log, 
         "(old, new, then new, old, ...). Commands run in the named checkout; $TMP is a temporary folder.",
         "",
     ]
+    raw = {"machine": info, "settings": vars(settings), **results}
     atomic.write_text(out / "report.md", "\n".join(head + log.lines) + "\n")
-    atomic.write_json(out / "results.json", {"machine": info, "settings": vars(settings), **results})
+    atomic.write_text(out / "results.json", anonymous(json.dumps(raw, indent=2, allow_nan=False)) + "\n")
+
+
+def anonymous(text: str) -> str:
+    """Raw results name this machine's folders (trial.json keeps its corpus path): a report is read
+    elsewhere, so the checkout reads as `.` and temporary folders as $TMP."""
+    text = text.replace(str(REPO), ".")
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/minigpt-(old|targets)-[^/\"]+", "$TMP", text)
 
 
 def main() -> None:

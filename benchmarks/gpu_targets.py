@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import signal
 import statistics
@@ -152,7 +153,8 @@ def against(value: float | None, goal: float, unit: str, fmt: str = ".2f") -> st
     """`value unit (goal <= G: met)` for a figure where lower is better."""
     if value is None:
         return "not measured"
-    return f"{value:{fmt}} {unit} (goal <= {goal:{fmt}}: {'met' if value <= goal else 'MISSED'})"
+    unit = f" {unit}" if unit else ""
+    return f"{value:{fmt}}{unit} (goal <= {goal:{fmt}}{unit}: {'met' if value <= goal else 'MISSED'})"
 
 
 def nanogpt_size(settings: Settings, known: set[str], tmp: Path, log: Log) -> dict[str, Any]:
@@ -267,7 +269,15 @@ def write_report(out: Path, settings: Settings, device: dict[str, Any], log: Log
         "",
     ]
     atomic.write_text(out / "report.md", "\n".join(head + log.lines) + "\n")
-    atomic.write_json(out / "results.json", {"device": device, "settings": vars(settings), **results})
+    raw = json.dumps({"device": device, "settings": vars(settings), **results}, indent=2, allow_nan=False)
+    atomic.write_text(out / "results.json", anonymous(raw) + "\n")
+
+
+def anonymous(text: str) -> str:
+    """Raw results name this machine's folders (trial.json keeps its corpus path): a report is read
+    elsewhere, so the checkout reads as `.` and the temporary folder as $TMP."""
+    text = text.replace(str(REPO), ".")
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/minigpt-gpu-targets-[^/\"]+", "$TMP", text)
 
 
 def main() -> None:
