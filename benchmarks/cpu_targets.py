@@ -1,0 +1,464 @@
+"""The CPU speed targets, measured against the engine at an older commit on this machine:
+
+    python benchmarks/cpu_targets.py              # about 20 minutes on an idle 2-core CPU
+    python benchmarks/cpu_targets.py --quick      # about 2 minutes: checks the script, measures nothing
+
+(a) Step time: the median training step of `run --preset reference` and `--preset cpu-fast`, this
+    checkout against the old commit (a temporary `git worktree`), as whole short `run` processes
+    alternating old, new, new, old, ...; the median of the paired ratios old/new (> 1: the new
+    engine is faster) with a distribution-free 95% interval. Best validation losses at equal steps
+    are printed beside, so a faster step that learns less shows.
+(b) Time to quality: whole `run` processes that stop at the first evaluation reaching val loss
+    1.886 (the old one as it had to be run: the whole validation split per evaluation), in the
+    same alternating order; the ratio of median wall times new/old.
+(c) Cached decoding: benchmarks/generation_speed.py of this checkout, its output verbatim.
+
+Each ratio pairs runs taken back to back in one invocation of this script; figures from another
+run or machine are context, never the other side of a ratio. Writes report.md and results.json
+to --out (default reports/cpu-targets; with --quick runs/cpu-targets-quick, which git ignores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+STEP_GOALS = {"reference": 1.12, "cpu-fast": 1.15}  # old ms/step over new ms/step, at least
+TIME_GOAL = 0.6  # new whole-process time to the target over old, at most
+DECODE_GOAL = 5.0  # cached over uncached decoding within one block, at least
+TARGET_LOSS = 1.886
+OLD_TIME_BUDGET = "1536000"  # tokens: the budget the old recipe reached 1.886 within
+
+
+@dataclass(frozen=True)
+class Settings:
+    steps: int  # training steps per process in (a)
+    rounds: int  # old/new pairs per preset in (a)
+    time_pairs: int  # old/new pairs in (b)
+    target: float  # validation loss for (b)
+    decode_args: tuple[str, ...]  # options for generation_speed.py
+    timeout: float  # seconds any one process may take
+    threads: int | None  # torch threads of every process (OMP_NUM_THREADS); None: torch's choice
+    quick: bool = False  # a check of the script, not a measurement
+
+
+FULL = Settings(steps=200, rounds=6, time_pairs=3, target=TARGET_LOSS, decode_args=(), timeout=900, threads=None)
+# --quick checks the plumbing end to end: one pair each, a loss any run reaches in a few dozen steps,
+# one thread per process so that it stays quick on a CPU other work oversubscribes.
+QUICK = Settings(steps=20, rounds=1, time_pairs=1, target=3.0, decode_args=("--new-tokens", "40", "--repeats", "1"), timeout=600, threads=1, quick=True)  # fmt: skip
+
+
+class Log:
+    """Prints as it goes and keeps every line for the report."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+
+@dataclass
+class Checkout:
+    """One version of the engine: a source tree and the `run` options its CLI knows."""
+
+    label: str  # "old" or "new"
+    root: Path
+    commit: str
+    options: frozenset[str] = field(default_factory=frozenset)
+
+    def env(self) -> dict[str, str]:
+        # Replace PYTHONPATH rather than extend it: the other checkout must never be importable.
+        return {**os.environ, "PYTHONPATH": str(self.root), "COLUMNS": "200"}
+
+    def python(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run this checkout's Python in its own process group, so that a timeout ends the trial
+        workers a `run` starts as well as the `run` itself."""
+        command = [sys.executable, *args]
+        with subprocess.Popen(
+            command, cwd=self.root, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        ) as process:  # fmt: skip
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise SystemExit(
+                    f"the {self.label} checkout's `python {shlex.join(args)}` ran past {timeout:.0f} s"
+                ) from None
+            except KeyboardInterrupt:  # its own session does not see the terminal's Ctrl-C: pass it on
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+    def inspect(self) -> None:
+        """Learn the run options and check that this checkout's engine is the one imported."""
+        found = self.python("-c", "import minigpt; print(minigpt.__file__)", timeout=60).stdout.strip()
+        if not Path(found).resolve().is_relative_to(self.root.resolve()):
+            raise SystemExit(f"the {self.label} checkout imports minigpt from {found}, not from its own tree")
+        usage = self.python("-m", "minigpt.cli", "run", "--help", timeout=60).stdout
+        self.options = frozenset(re.findall(r"--[a-z][a-z0-9-]*", usage))
+
+
+@dataclass
+class Run:
+    """One whole `run` process and the trial it wrote."""
+
+    checkout: str
+    command: str
+    wall_s: float
+    trial: dict[str, Any]
+
+
+def cli_args(checkout: Checkout, args: list[str], out: Path) -> list[str]:
+    """The options of one `run`: ARGS, the output folder, and what skips work the measurement does
+    not need, where this engine has the option (the old one lacks some)."""
+    wanted = [*args, "--out", str(out), "--quiet"]
+    return wanted + [option for option in ("--no-speed", "--no-report") if option in checkout.options]
+
+
+def shown(checkout: Checkout, args: list[str], tmp: Path) -> str:
+    """The command as a reader reruns it: in the named checkout, the temporary folder as $TMP."""
+    line = f"[{checkout.label} checkout] PYTHONPATH=. python -m minigpt.cli run {shlex.join(args)}"
+    return line.replace(str(tmp), "$TMP")
+
+
+def cli_run(checkout: Checkout, args: list[str], timeout: float) -> Run:
+    """Run `minigpt.cli run ARGS` (ARGS from cli_args) in the checkout; time the whole process."""
+    out = Path(args[args.index("--out") + 1])
+    began = time.perf_counter()
+    done = checkout.python("-m", "minigpt.cli", "run", *args, timeout=timeout)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise SystemExit(f"the {checkout.label} engine failed (exit {done.returncode}):\n{tail}")
+    (path,) = out.glob("trials/*/trial.json")
+    trial = json.loads(path.read_text())
+    if trial["status"] != "completed":
+        raise SystemExit(f"the {checkout.label} trial ended {trial['status']}: {trial.get('error')}")
+    return Run(checkout.label, " ".join(args), wall, trial)
+
+
+def alternating(pairs: int) -> Iterator[tuple[int, tuple[str, str]]]:
+    """old, new, then new, old, ...: a drift of the machine's speed hits both sides alike."""
+    for index in range(pairs):
+        yield index, ("old", "new") if index % 2 == 0 else ("new", "old")
+
+
+def run_pairs(
+    checkouts: dict[str, Checkout], args: dict[str, list[str]], pairs: int, tmp: Path, name: str, timeout: float
+) -> list[dict[str, Run]]:
+    """Run old and new `pairs` times in alternating order, each into a fresh folder under tmp;
+    one {label: Run} per pair. Prints a line per process so a long wait shows progress."""
+    results = []
+    for index, order in alternating(pairs):
+        pair = {}
+        for label in order:
+            options = cli_args(checkouts[label], args[label], tmp / f"{name}-{index}-{label}")
+            pair[label] = run = cli_run(checkouts[label], options, timeout)
+            print(f"  {name} pair {index + 1} {label}: {run.wall_s:.1f} s, {run.trial['step_ms_p50']:.2f} ms/step, "
+                  f"best val {run.trial['best_val_loss']:.4f}", flush=True)  # fmt: skip
+        results.append(pair)
+    return results
+
+
+def log_commands(checkouts: dict[str, Checkout], args: dict[str, list[str]], tmp: Path, name: str, log: Log) -> None:
+    log("```")
+    for label in ("old", "new"):
+        log(shown(checkouts[label], cli_args(checkouts[label], args[label], tmp / f"{name}-N-{label}"), tmp))
+    log("```\n")
+
+
+def median_interval(values: list[float]) -> tuple[float, float | None, float | None, float | None]:
+    """The median with a distribution-free interval: the order statistics x(k), x(n+1-k) with the
+    largest k whose coverage, 1 - 2 P(Binomial(n, 1/2) < k), is at least 95%. Returns the median,
+    the bounds and their coverage; no bounds when n < 6, as no pair of order statistics reaches 95%."""
+    ordered, n = sorted(values), len(values)
+    best = None
+    for k in range(1, n // 2 + 1):
+        coverage = 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+        if coverage < 0.95:
+            break
+        best = (ordered[k - 1], ordered[n - k], coverage)
+    return (statistics.median(ordered), *best) if best else (statistics.median(ordered), None, None, None)
+
+
+def goal_verdict(value: float, low: float | None, high: float | None, goal: float, higher_is_better: bool) -> str:
+    met = value >= goal if higher_is_better else value <= goal
+    if low is None or high is None:
+        return f"{'met' if met else 'MISSED'} (too few pairs for an interval)"
+    if (low >= goal) if higher_is_better else (high <= goal):
+        return "met: the whole interval is on the goal's side"
+    if (high < goal) if higher_is_better else (low > goal):
+        return "MISSED: the whole interval is on the wrong side"
+    return f"{'met' if met else 'MISSED'} by the median; the interval straddles the goal"
+
+
+def interval_text(low: float | None, high: float | None, coverage: float | None) -> str:
+    if low is None or high is None or coverage is None:
+        return "no 95% interval from fewer than 6 pairs"
+    return f"interval [{low:.3f}, {high:.3f}] ({coverage:.1%} coverage)"
+
+
+def step_speed(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
+    """(a) The median training step, old against new, at both presets."""
+    log("## (a) Training step, old engine against new\n")
+    results: dict[str, Any] = {}
+    for preset, goal in STEP_GOALS.items():
+        args = ["--variants", "baseline", "--devices", "cpu", "--preset", preset, "--max-steps", str(settings.steps)]
+        name = f"step-{preset}"
+        log(f"### --preset {preset}: {settings.rounds} pairs of {settings.steps}-step runs\n")
+        log_commands(checkouts, {"old": args, "new": args}, tmp, name, log)
+        pairs = run_pairs(checkouts, {"old": args, "new": args}, settings.rounds, tmp, name, settings.timeout)
+        results[preset] = report_steps(goal, pairs, log)
+    return results
+
+
+def report_steps(goal: float, pairs: list[dict[str, Run]], log: Log) -> dict[str, Any]:
+    ratios = [p["old"].trial["step_ms_p50"] / p["new"].trial["step_ms_p50"] for p in pairs]
+    median, low, high, coverage = median_interval(ratios)
+    log("| pair | order | old ms/step (p50) | new ms/step (p50) | old/new | old best val | new best val |")
+    log("| --- | --- | --- | --- | --- | --- | --- |")
+    for (index, order), pair, ratio in zip(alternating(len(pairs)), pairs, ratios, strict=True):
+        old, new = pair["old"].trial, pair["new"].trial
+        log(f"| {index + 1} | {', '.join(order)} | {old['step_ms_p50']:.2f} | {new['step_ms_p50']:.2f} | "
+            f"{ratio:.3f} | {old['best_val_loss']:.4f} | {new['best_val_loss']:.4f} |")  # fmt: skip
+    log(f"\nmedian of paired old/new {median:.3f}x (> 1: new is faster), {interval_text(low, high, coverage)}; "
+        f"goal >= {goal}x: {goal_verdict(median, low, high, goal, higher_is_better=True)}")  # fmt: skip
+    old_loss = statistics.median(p["old"].trial["best_val_loss"] for p in pairs)
+    new_loss = statistics.median(p["new"].trial["best_val_loss"] for p in pairs)
+    steps = {p[label].trial["steps"] for p in pairs for label in p}
+    log(f"best val loss at equal steps ({', '.join(map(str, sorted(steps)))}), median: old {old_loss:.4f}, "
+        f"new {new_loss:.4f}, new - old {new_loss - old_loss:+.4f}")  # fmt: skip
+    log_config_differences(pairs[0], log)
+    log()
+    return {"goal": goal, "ratios": ratios, "median": median, "low": low, "high": high, "coverage": coverage,
+            "pairs": [{label: vars(run) for label, run in pair.items()} for pair in pairs]}  # fmt: skip
+
+
+def log_config_differences(pair: dict[str, Run], log: Log) -> None:
+    """A per-step ratio compares engines only if both trained the same recipe: say where they did not."""
+    old, new = (normalized(pair[label].trial["config"]) for label in ("old", "new"))
+    changed = {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
+    if changed:
+        log("configuration differences (old -> new): " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
+    added = sorted(new.keys() - old.keys())
+    if added:
+        log("keys only the new engine has: " + ", ".join(f"{k}={new[k]}" for k in added))
+
+
+def normalized(config: dict[str, Any]) -> dict[str, Any]:
+    """compile was a bool before it had modes: false and true read as the modes they mean now."""
+    modes = {False: "false", True: "default"}
+    compile_mode = config.get("compile")
+    return {**config, "compile": modes.get(compile_mode, compile_mode)} if "compile" in config else dict(config)
+
+
+def time_to_target(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
+    """(b) Whole processes to a val loss, the old engine as it had to be run, alternating."""
+    log(f"## (b) Whole process to val loss <= {settings.target}: {settings.time_pairs} runs each\n")
+    common = ["--variants", "baseline", "--devices", "cpu", "--target-loss", str(settings.target), "--stop-at-target"]
+    args = {"new": common, "old": [*common, "--max-tokens", OLD_TIME_BUDGET, "--set", "eval_batches=0"]}
+    log_commands(checkouts, args, tmp, "time", log)
+    pairs = run_pairs(checkouts, args, settings.time_pairs, tmp, "time", settings.timeout)
+    log("| pair | engine | whole process s | time_to_target_s | reached | stop reason | steps | best val |")
+    log("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for index, order in alternating(len(pairs)):
+        for label in order:
+            run = pairs[index][label]
+            reached = run.trial["time_to_target_s"]
+            log(f"| {index + 1} | {label} | {run.wall_s:.1f} | {'-' if reached is None else f'{reached:.1f}'} | "
+                f"{'no' if reached is None else 'yes'} | {run.trial.get('stop_reason', '-')} | {run.trial['steps']} | "
+                f"{run.trial['best_val_loss']:.4f} |")  # fmt: skip
+    medians = {label: statistics.median(pair[label].wall_s for pair in pairs) for label in ("old", "new")}
+    ratio = medians["new"] / medians["old"]
+    paired = [pair["new"].wall_s / pair["old"].wall_s for pair in pairs]
+    all_reached = all(run.trial["time_to_target_s"] is not None for pair in pairs for run in pair.values())
+    log(f"\nmedian whole process: old {medians['old']:.1f} s, new {medians['new']:.1f} s; new/old {ratio:.3f} "
+        f"(pair by pair: {', '.join(f'{r:.3f}' for r in paired)}); goal <= {TIME_GOAL}: {'met' if ratio <= TIME_GOAL else 'MISSED'}")  # fmt: skip
+    budgets = {label: pairs[0][label].trial.get("budget", {}).get("max_tokens") for label in ("old", "new")}
+    log(f"token budgets, which set the learning-rate schedule's length: old {budgets['old']}, new {budgets['new']}")
+    if not all_reached:
+        log("NOT every run reached the target: those wall times are budgets spent, not times to the target")
+    log()
+    return {"goal": TIME_GOAL, "target": settings.target, "median_s": medians, "ratio": ratio, "paired": paired,
+            "all_reached": all_reached, "pairs": [{label: vars(run) for label, run in p.items()} for p in pairs]}  # fmt: skip
+
+
+def decoding(new: Checkout, settings: Settings, log: Log) -> dict[str, Any]:
+    """(c) This checkout's generation benchmark, verbatim, and its within-block cached/uncached ratio."""
+    log("## (c) Cached decoding\n")
+    args = ["benchmarks/generation_speed.py", *settings.decode_args]
+    done = new.python(*args, timeout=settings.timeout)
+    if done.returncode != 0:
+        raise SystemExit(f"generation_speed.py failed (exit {done.returncode}):\n{done.stderr.strip()}")
+    log("```")
+    log(f"[new checkout] PYTHONPATH=. python {shlex.join(args)}")
+    log(done.stdout.rstrip())
+    log("```\n")
+    ratio = within_block_ratio(done.stdout)
+    if ratio is None:
+        log("no median within-block cached/uncached ratio found in the output above")
+    else:
+        log(f"cached/uncached within one block: {ratio:.2f}x; goal >= {DECODE_GOAL}x: "
+            f"{'met' if ratio >= DECODE_GOAL else 'MISSED'}")  # fmt: skip
+    log()
+    return {"goal": DECODE_GOAL, "ratio": ratio, "output": done.stdout}
+
+
+def within_block_ratio(output: str) -> float | None:
+    """The ratio on the median line for the first block of new tokens (the cache serves every step
+    there); a line comparing against an old decoder is not it."""
+    for line in output.splitlines():
+        lowered = line.lower()
+        if "median" in lowered and "one block" in lowered and "old" not in lowered:
+            found = re.findall(r"ratio ([0-9.]+)x", line)
+            if found:
+                return float(found[-1])
+    return None
+
+
+def machine(checkouts: dict[str, Checkout]) -> dict[str, Any]:
+    import torch  # only here: the orchestrating process trains nothing
+
+    cpu = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = names[0] if names else cpu
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "new_commit": checkouts["new"].commit,
+        "new_tree_dirty": bool(git(REPO, "status", "--porcelain", "--untracked-files=no")),
+        "old_commit": checkouts["old"].commit,
+    }
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@contextmanager
+def old_worktree(commit: str) -> Iterator[Path]:
+    """A detached worktree of the old commit in a temporary folder, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="minigpt-old-"))
+    path = folder / "checkout"
+    git(REPO, "worktree", "add", "--detach", str(path), commit)
+    try:
+        yield path
+    finally:
+        git(REPO, "worktree", "remove", "--force", str(path))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_report(out: Path, settings: Settings, info: dict[str, Any], log: Log, results: dict[str, Any]) -> None:
+    from minigpt import atomic
+
+    loads = {when: ", ".join(f"{x:.2f}" for x in info[f"load_average_at_{when}"] or ()) for when in ("start", "end")}
+    head = [
+        "# CPU targets: this engine against an older commit",
+        "",
+        *(
+            ["**--quick: a check that the script works end to end; these figures measure nothing.**", ""]
+            if settings.quick
+            else []
+        ),
+        f"Date {info['date']}; CPU {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']} with "
+        f"{info['torch_threads']} threads, Python {info['python']}; load average (1, 5, 15 min) at start "
+        f"{loads['start']}, at end {loads['end']}.",
+        f"New: {info['new_commit'][:12]}{' with uncommitted changes' if info['new_tree_dirty'] else ''}; "
+        f"old: {info['old_commit'][:12]}. Settings: {', '.join(f'{k}={v}' for k, v in vars(settings).items())}.",
+        "",
+        "Every ratio pairs processes run back to back in this one invocation, in alternating order "
+        "(old, new, then new, old, ...). Commands run in the named checkout; $TMP is a temporary folder.",
+        "",
+    ]
+    raw = {"machine": info, "settings": vars(settings), **results}
+    atomic.write_text(out / "report.md", "\n".join(head + log.lines) + "\n")
+    atomic.write_text(out / "results.json", anonymous(json.dumps(raw, indent=2, allow_nan=False)) + "\n")
+
+
+def anonymous(text: str) -> str:
+    """Raw results name this machine's folders (trial.json keeps its corpus path): a report is read
+    elsewhere, so the checkout reads as `.` and temporary folders as $TMP."""
+    text = text.replace(str(REPO), ".")
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/minigpt-(old|targets)-[^/\"]+", "$TMP", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--old", default="1b9df86", help="the commit to compare against [default: 1b9df86]")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report folder [default: reports/cpu-targets; with --quick runs/cpu-targets-quick]",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: a, b, c")
+    parser.add_argument("--rounds", type=int, default=None, help="old/new pairs per preset in (a) [default: 6]")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per process in (a) [default: 200]")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process [default: torch's]")
+    args = parser.parse_args()
+    settings = QUICK if args.quick else FULL
+    chosen = {"rounds": args.rounds, "steps": args.steps, "threads": args.threads}
+    settings = dataclasses.replace(settings, **{key: value for key, value in chosen.items() if value is not None})
+    if settings.threads:
+        os.environ["OMP_NUM_THREADS"] = str(settings.threads)  # every process started from here inherits it
+    out = args.out or REPO / ("runs/cpu-targets-quick" if args.quick else "reports/cpu-targets")
+    skip = set(filter(None, args.skip.split(",")))
+    log, results = Log(), {}
+    old_commit = git(REPO, "rev-parse", "--verify", f"{args.old}^{{commit}}")
+    with old_worktree(old_commit) as old_root, tempfile.TemporaryDirectory(prefix="minigpt-targets-") as tmp:
+        checkouts = {
+            "old": Checkout("old", old_root, old_commit),
+            "new": Checkout("new", REPO, git(REPO, "rev-parse", "HEAD")),
+        }
+        for checkout in checkouts.values():
+            checkout.inspect()
+        info = machine(checkouts)
+        print(f"new {info['new_commit'][:12]} against old {old_commit[:12]} on {info['cpu']}, torch {info['torch']}\n")
+        if "a" not in skip:
+            results["step_speed"] = step_speed(checkouts, settings, Path(tmp), log)
+        if "b" not in skip:
+            results["time_to_target"] = time_to_target(checkouts, settings, Path(tmp), log)
+        if "c" not in skip:
+            results["decoding"] = decoding(checkouts["new"], settings, log)
+    info["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    write_report(out, settings, info, log, results)
+    print(f"report: {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

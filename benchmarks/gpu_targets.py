@@ -1,0 +1,314 @@
+"""The GPU targets, measured with the harness on this machine's CUDA GPU:
+
+    python benchmarks/gpu_targets.py              # about 10 minutes on one H100
+    python benchmarks/gpu_targets.py --quick      # about 3 minutes: checks the script, measures little
+
+1. The reference recipe at nanoGPT's size (6 layers, 6 heads, 384 wide, block 256, batch 64,
+   dropout 0.2, AdamW 1e-3 -> 1e-4, bf16, compiled), 2000 steps: the median training step, the
+   tokens/s it gives, and the best validation loss by step 1750.
+2. `--preset gpu-fast`: the whole process until the first evaluation reaching val loss 1.47.
+3. The default tiny model with the cpu-fast recipe on the GPU: the median step, with bf16 and
+   compile=reduce-overhead and without, as alternating whole processes (their ratio is paired).
+
+The reference table (an H100 running the reference implementation) is printed beside as context:
+it comes from another run, so it is never the other side of a ratio. On a machine without a CUDA
+GPU the script says so in one line and exits 0. Writes report.md and results.json to --out
+(default reports/gpu-targets; with --quick runs/gpu-targets-quick, which git ignores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# The reference implementation on an H100, from another run: context, never a ratio's other side.
+REFERENCE = {"step_ms": 14.3, "tokens_per_sec": 1.14e6, "best_val_by_1750": 1.4650, "whole_process_s": 97.6}
+GOALS = {"step_ms": 5.7, "best_val_by_1750": 1.47, "gpu_fast_s": 25.0, "tiny_step_ms": 3.0}
+LOSS_STEP = 1750
+NANOGPT_SIZE = {
+    "n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "batch_size": 64, "dropout": 0.2,
+    "lr": 1e-3, "min_lr": 1e-4, "beta2": 0.99, "warmup_steps": 100, "precision": "bf16",
+    "compile": "reduce-overhead", "eval_interval": 250, "eval_batches": 200,
+}  # fmt: skip
+FAST_GPU = {"precision": "bf16", "compile": "reduce-overhead"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    steps: int  # steps of the nanoGPT-size run
+    eval_interval: int
+    gpu_fast_target: float
+    tiny_steps: int
+    tiny_pairs: int  # plain/compiled pairs of the tiny model
+    timeout: float  # seconds any one process may take
+    quick: bool = False  # a check of the script, not a measurement
+
+
+FULL = Settings(steps=2000, eval_interval=250, gpu_fast_target=1.47, tiny_steps=500, tiny_pairs=2, timeout=600)
+# --quick: every part once and short; the loss of 1.47 is out of reach in it, so gpu-fast aims at 2.5.
+QUICK = Settings(
+    steps=200, eval_interval=50, gpu_fast_target=2.5, tiny_steps=100, tiny_pairs=1, timeout=300, quick=True
+)
+
+
+class Log:
+    """Prints as it goes and keeps every line for the report."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+
+@dataclass
+class Run:
+    """One whole `run` process: its wall time, exit status, output tail and the trial it wrote."""
+
+    command: str
+    wall_s: float
+    returncode: int
+    output_tail: str
+    trial: dict[str, Any] | None
+    metrics: list[dict[str, Any]]
+
+
+def bounded(args: list[str], timeout: float) -> tuple[int, str]:
+    """Run a command in its own process group, killing the whole group (trial workers included)
+    past the timeout; returns the exit status (124 on timeout, as `timeout` gives) and the output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+            return process.returncode, output
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            return 124, output + f"\n(killed after {timeout:.0f} s)"
+        except KeyboardInterrupt:  # its own session does not see the terminal's Ctrl-C: pass it on
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+
+
+def cli_run(args: list[str], out: Path, timeout: float) -> Run:
+    """Time one whole `minigpt.cli run ARGS --out OUT` process and read what it wrote."""
+    full = [*args, "--out", str(out), "--quiet", "--no-speed", "--no-report"]
+    began = time.perf_counter()
+    returncode, output = bounded([sys.executable, "-m", "minigpt.cli", "run", *full], timeout)
+    wall = time.perf_counter() - began
+    trials = sorted(out.glob("trials/*/trial.json"))  # none when the CLI refused the command
+    trial = json.loads(trials[0].read_text()) if trials else None
+    metrics = read_jsonl(trials[0].parent / "metrics.jsonl") if trials else []
+    tail = "\n".join(output.strip().splitlines()[-8:])
+    command = "PYTHONPATH=. python -m minigpt.cli run " + shlex.join(full).replace(str(out.parent), "$TMP")
+    return Run(command, wall, returncode, tail, trial, metrics)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def completed(run: Run, log: Log) -> bool:
+    """Whether the run trained to the end; if not, log why in a few lines."""
+    if run.returncode == 0 and run.trial and run.trial.get("status") == "completed":
+        return True
+    status = run.trial.get("status") if run.trial else "no trial written"
+    log(f"FAILED (exit {run.returncode}, {status}):\n```\n{run.output_tail}\n```\n")
+    return False
+
+
+def config_sets(values: dict[str, Any], known: set[str], log: Log) -> list[str]:
+    """`--set key=value` options for the keys this engine knows; a missing key is logged, not guessed."""
+    missing = [key for key in values if key not in known]
+    if missing:
+        log(f"this engine has no config key {', '.join(missing)}: left out of the command")
+    return [item for key, value in values.items() if key in known for item in ("--set", f"{key}={value}")]
+
+
+def best_val_by(metrics: list[dict[str, Any]], step: int) -> float | None:
+    losses = [m["val_loss"] for m in metrics if m.get("val_loss") is not None and m.get("step", 0) <= step]
+    return min(losses) if losses else None
+
+
+def against(value: float | None, goal: float, unit: str, fmt: str = ".2f") -> str:
+    """`value unit (goal <= G: met)` for a figure where lower is better."""
+    if value is None:
+        return "not measured"
+    unit = f" {unit}" if unit else ""
+    return f"{value:{fmt}}{unit} (goal <= {goal:{fmt}}{unit}: {'met' if value <= goal else 'MISSED'})"
+
+
+def nanogpt_size(settings: Settings, known: set[str], tmp: Path, log: Log) -> dict[str, Any]:
+    """1. The reference recipe at nanoGPT's size: step time, tokens/s and loss by step 1750."""
+    log("## 1. Reference recipe at nanoGPT size\n")
+    values = {**NANOGPT_SIZE, "eval_interval": settings.eval_interval}
+    args = ["--variants", "baseline", "--devices", "cuda", "--preset", "reference", *config_sets(values, known, log)]
+    run = cli_run([*args, "--max-steps", str(settings.steps)], tmp / "nanogpt-size", settings.timeout)
+    log(f"```\n{run.command}\n```\n")
+    if not completed(run, log):
+        return {"run": vars(run)}
+    trial = run.trial or {}
+    loss_step = min(LOSS_STEP, settings.steps)
+    best = best_val_by(run.metrics, loss_step)
+    log("| figure | this machine | reference implementation, H100 (context) |")
+    log("| --- | --- | --- |")
+    log(f"| median step | {against(trial['step_ms_p50'], GOALS['step_ms'], 'ms')} | {REFERENCE['step_ms']} ms |")
+    per_second = trial["tokens"] / trial["steps"] / (trial["step_ms_p50"] / 1000)  # tokens a step over its median time
+    log(f"| tokens/s from the median step | {per_second / 1e6:.2f}M | {REFERENCE['tokens_per_sec'] / 1e6:.2f}M |")
+    log(f"| best val loss by step {loss_step} | {against(best, GOALS['best_val_by_1750'], '', '.4f')} | "
+        f"{REFERENCE['best_val_by_1750']:.4f} at step {LOSS_STEP} |")  # fmt: skip
+    log(f"| whole process | {run.wall_s:.1f} s ({trial['steps']} steps, precision {trial.get('precision', '-')}, "
+        f"compiled {trial.get('compiled', '-')}, MFU {trial.get('mfu') or 0:.1%}) | - |\n")  # fmt: skip
+    return {"run": vars(run), "tokens_per_sec": per_second, "best_val_by_step": best, "loss_step": loss_step}
+
+
+def gpu_fast(settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
+    """2. The gpu-fast preset, whole process to a confirmed val loss."""
+    target = settings.gpu_fast_target
+    log(f"## 2. --preset gpu-fast, whole process to val loss <= {target}\n")
+    args = ["--variants", "baseline", "--devices", "cuda", "--preset", "gpu-fast"]
+    run = cli_run([*args, "--target-loss", str(target), "--stop-at-target"], tmp / "gpu-fast", settings.timeout)
+    log(f"```\n{run.command}\n```\n")
+    if run.returncode == 2 and "preset" in run.output_tail and run.trial is None:
+        log(f"skipped: this engine refuses --preset gpu-fast: {run.output_tail.splitlines()[-1]}\n")
+        return {"skipped": run.output_tail}
+    if not completed(run, log):
+        return {"run": vars(run)}
+    reached = (run.trial or {}).get("time_to_target_s")
+    log(f"whole process {against(run.wall_s, GOALS['gpu_fast_s'], 's', '.1f')}; reference implementation "
+        f"(context, H100): {REFERENCE['whole_process_s']} s to val <= 1.47")  # fmt: skip
+    log(f"time_to_target_s {'not reached: the time is the budget spent' if reached is None else f'{reached:.1f}'}; "
+        f"best val {run.trial['best_val_loss']:.4f} after {run.trial['steps']} steps\n")  # fmt: skip
+    return {"run": vars(run), "reached": reached is not None}
+
+
+def tiny_model(settings: Settings, known: set[str], tmp: Path, log: Log) -> dict[str, Any]:
+    """3. The default tiny model and cpu-fast recipe on cuda, plain and bf16 + reduce-overhead,
+    as alternating whole processes (plain, fast, then fast, plain, ...)."""
+    log("## 3. Default tiny model, cpu-fast recipe, on cuda\n")
+    # Named: the default preset on a GPU may be a GPU recipe, and this figure is the CPU recipe's.
+    base = ["--variants", "baseline", "--devices", "cuda", "--preset", "cpu-fast", "--max-steps", str(settings.tiny_steps)]  # fmt: skip
+    variants = {"plain": base, "bf16+reduce-overhead": [*base, *config_sets(FAST_GPU, known, log)]}
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
+    for index in range(settings.tiny_pairs):
+        order = list(variants) if index % 2 == 0 else list(reversed(variants))
+        for name in order:
+            runs[name].append(cli_run(variants[name], tmp / f"tiny-{name}-{index}", settings.timeout))
+    log("```\n" + "\n".join(runs[name][0].command for name in variants) + "\n```\n")
+    if not all(completed(run, log) for name in variants for run in runs[name]):
+        return {name: [vars(run) for run in done] for name, done in runs.items()}
+    medians = {name: statistics.median(run.trial["step_ms_p50"] for run in done) for name, done in runs.items()}
+    for name, done in runs.items():
+        each = ", ".join(f"{run.trial['step_ms_p50']:.2f}" for run in done)
+        log(f"- {name}: median step {against(medians[name], GOALS['tiny_step_ms'], 'ms')}; per process: {each} ms")
+    plain, fast = runs["plain"], runs["bf16+reduce-overhead"]
+    paired = [p.trial["step_ms_p50"] / f.trial["step_ms_p50"] for p, f in zip(plain, fast, strict=True)]
+    log(f"- plain/compiled step time, paired within each pair of processes: {', '.join(f'{r:.2f}x' for r in paired)} "
+        f"(median {statistics.median(paired):.2f}x; > 1: bf16 + reduce-overhead is faster)\n")  # fmt: skip
+    return {"median_step_ms": medians, "paired_plain_over_fast": paired,
+            **{name: [vars(run) for run in done] for name, done in runs.items()}}  # fmt: skip
+
+
+def cuda_device() -> dict[str, Any] | None:
+    """The GPU and software, asked of a separate process so this one never holds a CUDA context."""
+    probe = (
+        "import json, torch\n"
+        "ok = torch.cuda.is_available()\n"
+        "print(json.dumps({'gpu': torch.cuda.get_device_name(0) if ok else None, 'torch': torch.__version__,"
+        " 'cuda': torch.version.cuda, 'count': torch.cuda.device_count() if ok else 0}))"
+    )
+    returncode, output = bounded([sys.executable, "-c", probe], timeout=120)
+    if returncode != 0:
+        raise SystemExit(f"could not ask torch about CUDA (exit {returncode}):\n{output.strip()}")
+    found = json.loads(output.strip().splitlines()[-1])
+    return found if found["gpu"] else None
+
+
+def known_keys() -> set[str]:
+    from minigpt.config import Config
+
+    return set(Config.keys())
+
+
+def write_report(out: Path, settings: Settings, device: dict[str, Any], log: Log, results: dict[str, Any]) -> None:
+    from minigpt import atomic
+
+    head = [
+        "# GPU targets",
+        "",
+        *(
+            ["**--quick: a check that the script works end to end; short runs, not the targets' settings.**", ""]
+            if settings.quick
+            else []
+        ),
+        f"Date {device['date']}; GPU {device['gpu']} ({device['count']} visible), torch {device['torch']}, "
+        f"CUDA {device['cuda']}; commit {device['commit']}. "
+        f"Settings: {', '.join(f'{k}={v}' for k, v in vars(settings).items())}.",
+        "",
+        "The reference column is the reference implementation on an H100 in another run: context printed "
+        "beside, never the other side of a ratio. Commands run in the checkout; $TMP is a temporary folder.",
+        "",
+    ]
+    atomic.write_text(out / "report.md", "\n".join(head + log.lines) + "\n")
+    raw = json.dumps({"device": device, "settings": vars(settings), **results}, indent=2, allow_nan=False)
+    atomic.write_text(out / "results.json", anonymous(raw) + "\n")
+
+
+def anonymous(text: str) -> str:
+    """Raw results name this machine's folders (trial.json keeps its corpus path): a report is read
+    elsewhere, so the checkout reads as `.` and the temporary folder as $TMP."""
+    text = text.replace(str(REPO), ".")
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/minigpt-gpu-targets-[^/\"]+", "$TMP", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="report folder [default: reports/gpu-targets]")
+    parser.add_argument("--quick", action="store_true", help="short runs: checks the script, measures little")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: 1, 2, 3")
+    args = parser.parse_args()
+    device = cuda_device()
+    if device is None:
+        print("no CUDA GPU on this machine: the GPU targets need one; nothing measured")
+        return
+    settings = QUICK if args.quick else FULL
+    out = args.out or REPO / ("runs/gpu-targets-quick" if args.quick else "reports/gpu-targets")
+    skip = set(filter(None, args.skip.split(",")))
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    device |= {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "commit": commit.strip()[:12] or "unknown"}  # fmt: skip
+    print(f"{device['gpu']}, torch {device['torch']}, CUDA {device['cuda']}\n")
+    log, results, known = Log(), {}, known_keys()
+    with tempfile.TemporaryDirectory(prefix="minigpt-gpu-targets-") as folder:
+        tmp = Path(folder)
+        if "1" not in skip:
+            results["nanogpt_size"] = nanogpt_size(settings, known, tmp, log)
+        if "2" not in skip:
+            results["gpu_fast"] = gpu_fast(settings, tmp, log)
+        if "3" not in skip:
+            results["tiny_model"] = tiny_model(settings, known, tmp, log)
+    write_report(out, settings, device, log, results)
+    print(f"report: {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()
