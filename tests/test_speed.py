@@ -68,8 +68,8 @@ def test_an_identical_variant_reads_no_clear_difference(tmp_path: Path) -> None:
     result = cli(
         "run", "--devices", "cpu", "--data", str(SHAKESPEARE), "--out", str(tmp_path / "run"), "--quiet",
         "--no-report", "--variants", "baseline,same", "--max-steps", "2", "--plugins", str(tmp_path / "same.py"),
-        "--speed-rounds", "16", "--set", "n_layer=2", "--set", "n_embd=64", "--set", "batch_size=8",
-        "--set", "block_size=32",
+        "--speed-rounds", "20", "--set", "n_layer=2", "--set", "n_embd=128", "--set", "batch_size=16",
+        "--set", "block_size=64",
         timeout=240,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -79,7 +79,7 @@ def test_an_identical_variant_reads_no_clear_difference(tmp_path: Path) -> None:
     assert same["speed_verdict"] == "no clear difference"
     assert 0.95 <= same["speed_ratio"] <= 1.05
     assert speed["devices"]["cpu"]["variants"]["baseline"]["speed_ratio"] == 1.0
-    assert len(same["ratios"]) == 16
+    assert len(same["ratios"]) == 20
 
 
 def test_speed_of_a_folder_without_a_run_is_one_line(tmp_path: Path) -> None:
