@@ -63,7 +63,7 @@ def run(
         str | None,
         typer.Option(
             help="Corpus: a UTF-8 text file, or american-stories:YEARS (e.g. 1801-1810). "
-            "[default: tiny Shakespeare, installed with the package]"
+            r"\[default: tiny Shakespeare, installed with the package]"  # \[: not rich markup
         ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
