@@ -79,7 +79,10 @@ def suite_command(
 ) -> list[str]:
     """The pytest command line; `extra_args` come last so pytest-benchmark's own options
     (--benchmark-autosave, --benchmark-compare, --benchmark-histogram, ...) win."""
-    command = [sys.executable, "-m", "pytest", str(SUITE), "--variants", variants, "--devices", devices]
+    # The suite's folder is pytest's rootdir and nothing is cached: left to itself, pytest would
+    # root an installed suite at the common ancestor of site-packages and the current folder.
+    command = [sys.executable, "-m", "pytest", str(SUITE), f"--rootdir={SUITE.parent}", "-p", "no:cacheprovider"]
+    command += ["--variants", variants, "--devices", devices]
     for plugin in plugins:
         command += ["--plugins", str(plugin)]
     for assignment in overrides:
