@@ -89,7 +89,10 @@ def suite_command(
     (--benchmark-autosave, --benchmark-compare, --benchmark-histogram, ...) win. Each round
     times each call for about ROUND_SECONDS, so the rounds together cost what one long
     pytest-benchmark measurement would."""
-    command = [sys.executable, "-m", "pytest", str(SUITE), "--variants", variants, "--devices", devices]
+    # The suite's folder is pytest's rootdir and nothing is cached: left to itself, pytest would
+    # root an installed suite at the common ancestor of site-packages and the current folder.
+    command = [sys.executable, "-m", "pytest", str(SUITE), f"--rootdir={SUITE.parent}", "-p", "no:cacheprovider"]
+    command += ["--variants", variants, "--devices", devices]
     command += ["--rounds", str(rounds), f"--benchmark-max-time={ROUND_SECONDS}"]
     for plugin in plugins:
         command += ["--plugins", str(plugin)]

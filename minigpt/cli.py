@@ -39,7 +39,7 @@ def run(
         str | None,
         typer.Option(
             help="Corpus: a UTF-8 text file, or american-stories:YEARS (e.g. 1801-1810). "
-            "[default: tiny Shakespeare, installed with the package]"
+            r"\[default: tiny Shakespeare, installed with the package]"  # \[: not rich markup
         ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
@@ -243,11 +243,10 @@ def generate(
     from minigpt.checkpoint import load_checkpoint
     from minigpt.config import ConfigError
     from minigpt.generate import check_sampling, choose_checkpoint, describe_checkpoint, encode_prompt, write_samples
+    from minigpt.variants import recorded_plugins
 
     check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
     path, picked = choose_checkpoint(run_dir, checkpoint, variant)
-    from minigpt.variants import recorded_plugins
-
     # a plugin's components must be registered before the model is built
     discover_variants(plugins or (recorded_plugins(run_dir) if run_dir is not None else []))
     try:

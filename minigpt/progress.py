@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -103,10 +104,12 @@ def trial_line(record: dict[str, Any]) -> str:
 
 
 def summary_table(records: list[dict[str, Any]]) -> Table:
-    table = Table(title="sweep summary")
-    table.add_column("trial", no_wrap=True)
+    """One row per trial, narrow enough for an 80-column terminal: two-line headers, one space
+    between columns, and numbers and statuses never cut; only a very long trial id wraps."""
+    table = Table(title="sweep summary", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)
+    table.add_column("trial", overflow="fold")
     table.add_column("status", no_wrap=True)
-    for column in ("best val", "tok/s", "ms/step", "MFU", "target s"):
+    for column in ("best\nval", "tok/s", "step\nms", "MFU", "target\ns"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in records:
         style = STATUS_STYLE.get(r.get("status"), "")

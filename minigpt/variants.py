@@ -7,9 +7,9 @@
         return cfg.replace(position="learned")
 
 Discovery loads plugin modules in this order: the built-in variants (installed with the
-package, or the checkout's `variants/` folder), a `variants/` folder in the current directory, `--plugins PATH` (files or folders), then installed
-distributions' entry points in group `minigpt_bench.variants` (each names a module, as
-pytest's `pytest11` plugins do). Each variant function carries its metadata, so collecting
+package, or the checkout's `variants/` folder), a `variants/` folder in the current directory,
+`--plugins PATH` (files or folders), then installed distributions' entry points in group
+`minigpt_bench.variants` (each names a module, as pytest's `pytest11` plugins do). Each variant function carries its metadata, so collecting
 them is reading the loaded modules: loading twice registers nothing twice. A file that is
 byte for byte one already loaded (a checkout's `variants/` seen as local while the package is
 installed from a wheel) is skipped, so only a real redefinition is a clash.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt import bench
+from minigpt import bench, bundled
 from minigpt.bench import CASES, BenchError, run_bench, summarize
 from minigpt.variants import discover
 
@@ -172,3 +172,17 @@ def test_bench_rows_carry_the_verdict() -> None:
 
 def test_summary_of_a_report_without_timings_says_so() -> None:
     assert "no timings" in summarize({"benchmarks": []})
+
+
+def test_the_suite_is_the_bundled_one_rooted_at_its_own_folder(tmp_path: Path) -> None:
+    command = bench.suite_command("baseline", "cpu", [], [], tmp_path / "b.json")
+
+    assert bench.SUITE == bundled.BENCHMARKS / "test_variants.py" and bench.SUITE.is_file()
+    assert command[3:7] == [str(bench.SUITE), f"--rootdir={bench.SUITE.parent}", "-p", "no:cacheprovider"]
+
+
+def test_a_missing_suite_says_to_reinstall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "SUITE", tmp_path / "test_variants.py")
+
+    with pytest.raises(BenchError, match="benchmark suite .* is missing: reinstall minigpt-bench"):
+        run_bench("baseline", "cpu")

@@ -4,12 +4,13 @@ scaffold, and each error a plugin author can make."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from minigpt.config import Config
-from minigpt.variants import VariantError, discover
+from minigpt.variants import BUILTIN_DIR, VariantError, discover
 
 from .conftest import TINY_SET, cli
 
@@ -165,3 +166,68 @@ def test_two_plugins_registering_one_component_name_is_an_error(tmp_path: Path) 
     (tmp_path / "b.py").write_text(COMPONENT_PLUGIN.replace('"no-norm"', '"no-norm-2"'))
     with pytest.raises(VariantError, match="identity-norm' is registered twice"):
         discover([tmp_path])
+
+
+def test_a_checkout_variants_folder_beside_the_builtins_defines_nothing_twice(tmp_path: Path) -> None:
+    """The package installed from a wheel, run inside a checkout of the same version: its
+    variants/ folder holds the built-in files again, as local ones."""
+    shutil.copytree(BUILTIN_DIR, tmp_path / "variants")
+    registry = discover(cwd=tmp_path)
+    assert registry.names() == discover().names()
+    assert {v.source for v in registry} == {"built-in"}
+
+
+def test_a_local_file_redefining_a_builtin_name_names_both_files(tmp_path: Path) -> None:
+    (tmp_path / "variants").mkdir()
+    (tmp_path / "variants" / "mine.py").write_text(PLUGIN.replace('"wide"', '"baseline"'))
+    with pytest.raises(
+        VariantError, match=r"'baseline' is defined twice: in .*baseline\.py and in .*variants/mine\.py"
+    ):
+        discover(cwd=tmp_path)
+
+
+def test_scaffolding_a_registered_name_is_refused(tmp_path: Path) -> None:
+    done = cli("variants", "new", "baseline", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: variant 'baseline' already exists (built-in, ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "variants").exists()
+
+
+RECORDED_PLUGIN = """
+from minigpt import variant
+from minigpt.components import position
+from minigpt.components.positions import NoPosition
+
+
+@position.register("recorded-pos")
+class RecordedPosition(NoPosition):
+    pass
+
+
+@variant("recorded", "a position scheme only this plugin defines")
+def recorded(cfg):
+    return cfg.replace(position="recorded-pos")
+"""
+
+
+def test_generate_from_a_run_loads_the_plugins_the_run_recorded(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "recorded.py").write_text(RECORDED_PLUGIN)
+    run = cli("run", "--variants", "recorded", "--devices", "cpu", "--max-steps", "5", "--plugins", "mine",
+              "--out", "runs/r", "--quiet", "--no-report", *TINY_SET, cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    sample = ["generate", "--run", "runs/r", "--max-new-tokens", "5"]
+
+    done = cli(*sample, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "trial recorded--cpu--s0" in done.stderr
+
+    (tmp_path / "mine").rename(tmp_path / "moved")
+    missing = cli(*sample, cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: plugin mine, recorded in {Path('runs/r/sweep.json')}, does not exist here; "
+        "pass --plugins PATH to say where it is"
+    ]
+    assert cli(*sample, "--plugins", "moved", cwd=tmp_path).returncode == 0

@@ -1,0 +1,42 @@
+"""The summary a sweep ends with fits an 80-column terminal without cutting a value."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from minigpt.progress import summary_table
+
+WIDEST = {  # the widest values a sweep writes: long names, a cuda index, fast GPUs, slow CPUs
+    "trial_id": "attn-looped--cuda:1--s12",
+    "status": "interrupted",
+    "best_val_loss": 12.34567,
+    "tokens_per_sec": 12_345_678.9,
+    "step_ms_p50": 1234.56,
+    "mfu": 0.999,
+    "time_to_target_s": 1234.5,
+}
+TYPICAL = {
+    "trial_id": "sinusoidal-pos--cpu--s0",
+    "status": "completed",
+    "best_val_loss": 1.6203,
+    "tokens_per_sec": 41_234.0,
+    "step_ms_p50": 49.7,
+    "mfu": 0.0412,
+    "time_to_target_s": None,
+}
+CELLS = [
+    ["attn-looped--cuda:1--s12", "interrupted", "12.3457", "12,345,679", "1234.6", "99.9%", "1234.5"],
+    ["sinusoidal-pos--cpu--s0", "completed", "1.6203", "41,234", "49.7", "4.1%", "-"],
+]
+
+
+def test_the_summary_fits_80_columns_with_every_cell_whole() -> None:
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_table([WIDEST, TYPICAL]))
+    lines = console.export_text().splitlines()
+
+    assert max(len(line) for line in lines) <= 80
+    for row in CELLS:
+        line = next(line for line in lines if line.startswith(row[0]))
+        assert line.split() == row
+    assert "…" not in "\n".join(lines)
