@@ -31,7 +31,7 @@ app.add_typer(data_app, name="data")
 @app.command()
 def run(
     variants: Annotated[
-        str | None, typer.Option(help="Comma-separated variant names, or 'all'. [default: a contrast set]")
+        str | None, typer.Option(help="Comma-separated variant names, or 'all'. \\[default: a contrast set]")
     ] = None,
     devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
@@ -44,7 +44,7 @@ def run(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
     max_tokens: Annotated[
-        int | None, typer.Option(help="Stop each trial after N training tokens. [default: the preset's]")
+        int | None, typer.Option(help="Stop each trial after N training tokens. \\[default: the preset's]")
     ] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop each trial after S seconds of training.")] = None,
     set_: Annotated[
@@ -173,7 +173,7 @@ def speed(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run`.")] = Path("runs/default"),
-    out: Annotated[Path | None, typer.Option(help="Report directory. [default: reports/RUN_NAME]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report directory. \\[default: reports/RUN_NAME]")] = None,
 ) -> None:
     """Tables and seaborn figures comparing the variants of a run, as HTML and Markdown."""
     from minigpt.report import default_report_dir, write_report
@@ -268,7 +268,7 @@ def data_info(
         typer.Option(help="Keep the N-1 most frequent characters; map the others to one unknown character."),
     ] = None,
     block_size: Annotated[
-        int | None, typer.Option(min=1, help="Check both splits are longer than this. [default: the model's]")
+        int | None, typer.Option(min=1, help="Check both splits are longer than this. \\[default: the model's]")
     ] = None,
 ) -> None:
     """Characters, vocabulary, split sizes and cache file of a corpus (encoding and caching it)."""

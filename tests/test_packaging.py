@@ -68,3 +68,10 @@ def test_an_out_that_is_a_file_is_refused_in_one_line(
     assert (code, out) == (2, "")
     assert err == f"error: --out {taken} is a file, not a run directory; choose another path\n"
     assert taken.read_text() == "mine"
+
+
+def test_the_wheel_lists_every_subpackage_of_minigpt() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "minigpt").rglob("__init__.py")}
+    assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages in pyproject.toml"
