@@ -22,17 +22,15 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from minigpt import atomic, bundled
 from minigpt.config import Config
 from minigpt.errors import UserError
+from minigpt.stats import PairedRatio, paired_ratio
 from minigpt.variants import BASELINE, discover
 
 SUITE = bundled.BENCHMARKS / "test_variants.py"
-if TYPE_CHECKING:
-    from minigpt.speed import PairedRatio
-
 DEFAULT_ROUNDS = 5
 ROUND_SECONDS = 0.2
 COLUMN = 28  # characters per case column: "12.345 1.03x [0.98,1.08]"
@@ -168,8 +166,6 @@ def read_rounds(report: dict[str, Any]) -> dict[Key, dict[int, float]]:
 def speed_of(timings: dict[Key, dict[int, float]], key: Key, reference: Key) -> PairedRatio | None:
     """How much faster `key` runs than `reference` (their time ratio, > 1: faster), paired
     within the rounds both were timed in."""
-    from minigpt.speed import paired_ratio
-
     if key not in timings or reference not in timings:
         return None
     rounds = sorted(timings[key].keys() & timings[reference].keys())

@@ -88,10 +88,13 @@ def run(
     from minigpt.bundled import TINY_SHAKESPEARE
     from minigpt.config import choose_preset
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
+    from minigpt.speed import check_rounds
     from minigpt.store import RunStore
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
     from minigpt.train import Budget
 
+    if not no_speed:
+        check_rounds(speed_rounds, "--speed-rounds")
     device_list = parse_devices(devices)
     preset = choose_preset(preset, device_list)
     chosen = preset_config(preset)
@@ -136,7 +139,11 @@ def run(
         console.print(warning, style="yellow", markup=False)
     console.print(f"results: {out}")
     if not no_speed:
-        measure_speed(out, speed_rounds)
+        try:
+            measure_speed(out, speed_rounds)
+        except Exception as error:  # the trials are done and kept: the report must still be written
+            print(f"warning: the speed comparison failed ({type(error).__name__}: {error}); "
+                  f"retry with `minigpt-bench speed {out}`", file=sys.stderr)  # fmt: skip
     if not no_report:
         from minigpt.report import default_report_dir, write_report
 

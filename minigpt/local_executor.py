@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from minigpt.store import RunStore, append_point
-from minigpt.trial import TrialSettings, TrialSpec, begin_record, ended_record, train_trial
+from minigpt.trial import TrialSettings, TrialSpec, begin_record, ended_record, failure, train_trial
 
 INTERRUPT_GRACE_SECONDS = 30  # how long an interrupted trial may take to record itself
 
@@ -80,8 +80,16 @@ def run_in_process(
     finally:
         alive_out.close()
     if record is None:  # the process died without a word: killed, out of memory, a crash in native code
-        record = ended_record(spec, settings, "failed", f"the trial's process died (exit code {process.exitcode})")
-        store.write_trial(record)
+        record = lost_record(spec, settings, store, process.exitcode)
+    return record
+
+
+def lost_record(spec: TrialSpec, settings: TrialSettings, store: RunStore, exit_code: int | None) -> dict[str, Any]:
+    """What a trial whose process died holds: its own record if it finished writing one, else `failed`."""
+    if store.is_finished(spec.id):
+        return store.read_trial(spec.id)
+    record = ended_record(spec, settings, "failed", f"the trial's process died (exit code {exit_code})")
+    store.write_trial(record)
     return record
 
 
@@ -98,8 +106,8 @@ def relay(points: Connection, spec: TrialSpec, observer: Any) -> dict[str, Any] 
 
 
 def stop(process: multiprocessing.process.BaseProcess) -> None:
-    """Ctrl-C reached this process (and, from a terminal, the trial's too): let the trial
-    record itself as interrupted, then make sure it is gone."""
+    """Ctrl-C reached this process (the trial's has a process group of its own): let the
+    trial record itself as interrupted, then make sure it is gone."""
     if process.is_alive() and process.pid is not None:
         os.kill(process.pid, signal.SIGINT)
     process.join(INTERRUPT_GRACE_SECONDS)
@@ -118,16 +126,32 @@ def trial_process(
     alive: Connection,
 ) -> None:
     """The body of a trial's process: train, write the trial's files, send points and the record."""
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()  # Ctrl-C at a terminal reaches the sweep's process, which passes on exactly one
     threading.Thread(target=exit_with_parent, args=(alive,), daemon=True).start()
+    store = RunStore(run_root)
+    try:
+        record = begin_and_train(spec, settings, corpus, store, peaks, points)
+    except KeyboardInterrupt:
+        record = ended_record(spec, settings, "interrupted", "interrupted by the user")
+        store.write_trial(record)
+    except Exception as error:  # before or around training (a plugin gone since the sweep began): recorded
+        record = {**ended_record(spec, settings, "failed", ""), **failure(error)}
+        store.write_trial(record)
+    points.send(("record", record))
+
+
+def begin_and_train(
+    spec: TrialSpec, settings: TrialSettings, corpus: Any, store: RunStore, peaks: dict[str, float], points: Connection
+) -> dict[str, Any]:
     from minigpt.variants import discover
 
     discover(settings.plugins)  # a plugin's components must be registered before the model is built
-    store = RunStore(run_root)
     record = begin_record(spec, settings)
     store.write_trial(record)
-    if record["status"] != "skipped":
-        record = train_into_store(record, spec, settings, corpus, store, peaks, points)
-    points.send(("record", record))
+    if record["status"] == "skipped":
+        return record
+    return train_into_store(record, spec, settings, corpus, store, peaks, points)
 
 
 def train_into_store(

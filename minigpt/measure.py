@@ -130,6 +130,9 @@ def matmul_peak_flops(
         best = took
         while time.perf_counter() < deadline:
             best = min(best, _time_matmuls(a, b, repeats, device))
+    del a, b
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the probe's blocks would otherwise stay reserved through the trial
     return 2 * n**3 / best
 
 

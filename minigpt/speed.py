@@ -14,17 +14,15 @@ verdict: faster, slower, or no clear difference.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from minigpt import atomic
 from minigpt.errors import UserError
-from minigpt.stats import t_quantile_975
+from minigpt.stats import paired_ratio
 from minigpt.store import RunStore
 from minigpt.trial import DRIFT_LIMIT, now
 
@@ -32,37 +30,10 @@ SPEED_FILE = "speed.json"
 DEFAULT_ROUNDS = 10
 STEPS_PER_ROUND = 3
 WARMUP_ROUNDS = 2  # rounds that pay for allocation, thread pools, kernels and compilation: not counted
-TIE = 0.02  # ratios within 2% of 1.0 are no clear difference, whatever the interval says
 
 
 class SpeedError(UserError):
     """A run whose speed cannot be measured as asked."""
-
-
-@dataclass(frozen=True)
-class PairedRatio:
-    ratio: float
-    low: float
-    high: float
-    verdict: str
-
-
-def paired_ratio(ratios: Sequence[float]) -> PairedRatio:
-    """Geometric mean of per-round ratios (> 1: faster than the baseline) with a Student's t
-    95% interval on their logarithms, and the verdict it supports."""
-    logs = [math.log(r) for r in ratios]
-    centre = statistics.fmean(logs)
-    half = t_quantile_975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
-    ratio, low, high = math.exp(centre), math.exp(centre - half), math.exp(centre + half)
-    return PairedRatio(ratio, low, high, speed_verdict(ratio, low, high) if len(logs) > 1 else "no clear difference")
-
-
-def speed_verdict(ratio: float, low: float, high: float) -> str:
-    if low > 1 and ratio > 1 + TIE:
-        return "faster"
-    if high < 1 and ratio < 1 - TIE:
-        return "slower"
-    return "no clear difference"
 
 
 class Contender:
@@ -99,19 +70,25 @@ def time_rounds(
     steps: int = STEPS_PER_ROUND,
     warmup: int = WARMUP_ROUNDS,
     on_round: Callable[[], None] | None = None,
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Seconds per step of every contender in each counted round, the order reversed every
-    round so that no contender always runs first or right after another."""
+    round so that no contender always runs first or right after another; and the error of
+    each contender whose step raised (it is left out from then on)."""
     seconds: dict[str, list[float]] = {c.name: [] for c in contenders}
+    failed: dict[str, str] = {}
     for index in range(warmup + rounds):
         order = contenders if index % 2 == 0 else contenders[::-1]
-        for contender in order:
-            taken = contender.seconds_per_step(steps)
+        for contender in (c for c in order if c.name not in failed):
+            try:
+                taken = contender.seconds_per_step(steps)
+            except Exception as error:  # out of memory, a compile failure: that variant has no speed
+                failed[contender.name] = f"{type(error).__name__}: {error}"
+                continue
             if index >= warmup:
                 seconds[contender.name].append(taken)
         if on_round is not None:
             on_round()
-    return seconds
+    return {name: taken for name, taken in seconds.items() if name not in failed}, failed
 
 
 def compare(contenders: list[Contender], seconds: dict[str, list[float]], baseline: str) -> dict[str, Any]:
@@ -154,6 +131,8 @@ def measure_device(
     absent = device_absent_reason(device)
     if absent:
         return {"skipped": absent}
+    if any(config.compile != "false" for config in configs.values()):
+        allow_recompiles(2 * len(configs))
     contenders, errors = [], {}
     for name, config in configs.items():
         try:
@@ -163,15 +142,28 @@ def measure_device(
     if baseline not in {c.name for c in contenders}:
         return {"skipped": f"the baseline {baseline!r} could not be built: {errors.get(baseline, {}).get('error')}"}
     precision = resolve_precision(configs[baseline].precision, torch.device(device))
-    before = probe_speed(device, precision)
-    seconds = time_rounds(contenders, rounds, on_round=on_round)
-    drift = drift_fields(before, probe_speed(device, precision))
+    before, size = probe_speed(device, precision)
+    seconds, failed = time_rounds(contenders, rounds, on_round=on_round)
+    drift = drift_fields(before, probe_speed(device, precision, size)[0])
+    if baseline in failed:
+        return {"skipped": f"the baseline {baseline!r} failed to step: {failed[baseline]}"}
+    errors.update({name: {"error": error} for name, error in failed.items()})
     return {
         "device_name": device_name(torch.device(device)),
         "baseline": baseline,
         "drift": {**drift["drift"], "flagged": drift["drift_flagged"]},
-        "variants": {**compare(contenders, seconds, baseline), **errors},
+        "variants": {**compare([c for c in contenders if c.name in seconds], seconds, baseline), **errors},
     }
+
+
+def allow_recompiles(count: int) -> None:
+    """The contenders are compiled models of one class: each is a recompilation of the same
+    forward, and past torch's limit the rest would silently run uncompiled."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, limit, max(getattr(config, limit), count))
 
 
 def run_contenders(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str], str]:
@@ -189,6 +181,11 @@ def run_contenders(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str
     return configs, sweep.get("devices", ["cpu"]), baseline
 
 
+def check_rounds(rounds: int, option: str = "--rounds") -> None:
+    if rounds < 2:
+        raise SpeedError(f"{option} must be at least 2 (an interval needs two rounds), got {rounds}")
+
+
 def measure_run_speed(
     run_dir: str | Path,
     rounds: int = DEFAULT_ROUNDS,
@@ -196,15 +193,14 @@ def measure_run_speed(
 ) -> dict[str, Any]:
     """Time the variants of a finished run in interleaved rounds on each of its devices and
     write RUN_DIR/speed.json; returns what it wrote."""
-    if rounds < 2:
-        raise SpeedError(f"--speed-rounds must be at least 2 (an interval needs two rounds), got {rounds}")
+    check_rounds(rounds)
     from minigpt.data import load_corpus
-    from minigpt.variants import discover
+    from minigpt.variants import discover, recorded_plugins
 
     store = RunStore(run_dir)
     configs, devices, baseline = run_contenders(store)
     sweep = store.read_sweep()
-    discover(sweep.get("plugins", []))  # a plugin's components must be registered before its models are built
+    discover(recorded_plugins(store.root))  # a plugin's components must be registered before its models are built
     corpus = load_corpus(sweep["data"], sweep.get("max_vocab"))
     seed = sweep.get("seeds", [0])[0]
     speed = {
@@ -213,16 +209,9 @@ def measure_run_speed(
         "warmup_rounds": WARMUP_ROUNDS,
         "drift_limit": DRIFT_LIMIT,
         "measured_at": now(),
-        "concurrent": False,
         "devices": {
             device: measure_device(configs, baseline, corpus, device, seed, rounds, on_round) for device in devices
         },
     }
     atomic.write_json(store.root / SPEED_FILE, speed)
     return speed
-
-
-def read_speed(run_dir: str | Path) -> dict[str, Any] | None:
-    from minigpt.store import read_json
-
-    return read_json(Path(run_dir) / SPEED_FILE)

@@ -160,7 +160,7 @@ def difference_interval(variant: dict[int, float], baseline: dict[int, float]) -
     if spread == 0:
         return Interval(mean, mean, mean, n, _p_value(mean, 0.0, 1))
     # Welch's df rounded down, as for the interval, so the p-value and the interval agree.
-    df = math.floor(spread**2 / (var_ours**2 / (len(ours) - 1) + var_theirs**2 / (len(theirs) - 1)))
+    df = max(1, math.floor(spread**2 / (var_ours**2 / (len(ours) - 1) + var_theirs**2 / (len(theirs) - 1))))
     half = t_quantile_975(df) * math.sqrt(spread)
     return Interval(mean, mean - half, mean + half, n, _p_value(mean, math.sqrt(spread), df))
 
@@ -171,3 +171,32 @@ def verdict(difference: Interval, adjusted_p: float | None = None) -> str:
     if not difference.excludes_zero or (adjusted_p is not None and not adjusted_p < ALPHA):
         return NO_CLEAR_DIFFERENCE
     return "better" if difference.high < 0 else "worse"
+
+
+TIE = 0.02  # speed ratios within 2% of 1.0 are no clear difference, whatever the interval says
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    ratio: float
+    low: float
+    high: float
+    verdict: str
+
+
+def paired_ratio(ratios: Sequence[float]) -> PairedRatio:
+    """Geometric mean of per-round ratios (> 1: faster than the baseline) with a Student's t
+    95% interval on their logarithms, and the verdict it supports."""
+    logs = [math.log(r) for r in ratios]
+    centre = statistics.fmean(logs)
+    half = t_quantile_975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
+    ratio, low, high = math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+    return PairedRatio(ratio, low, high, speed_verdict(ratio, low, high) if len(logs) > 1 else "no clear difference")
+
+
+def speed_verdict(ratio: float, low: float, high: float) -> str:
+    if low > 1 and ratio > 1 + TIE:
+        return "faster"
+    if high < 1 and ratio < 1 - TIE:
+        return "slower"
+    return "no clear difference"

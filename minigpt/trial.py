@@ -21,6 +21,8 @@ from minigpt.train import Budget
 
 DRIFT_LIMIT = 0.10  # a trial during which the machine's matmul speed moved more than this is flagged
 DRIFT_PROBE_SECONDS = 0.2
+DRIFT_PROBE_SIZE_CPU = 512  # small enough for a few products in the time box even where bf16 is slow
+DRIFT_PROBE_SIZE_GPU = 4096
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,9 @@ def train_trial(
 
     device = device or spec.device
     precision = resolve_precision(spec.config.precision, _torch_device(device))
-    before = probe_speed(device, precision)
-    trainer = None
+    trainer, before = None, None
     try:
+        before = probe_speed(device, precision)
         trainer = build_trainer(spec, settings, corpus, checkpoint_dir, device)
         for point in trainer.run():
             on_point(point)
@@ -129,10 +131,24 @@ def train_trial(
     except Exception as error:  # one trial's failure, whatever it is, must not stop the sweep
         record.update(failure(error))
     finally:
-        record.update(summarize(trainer, peak_flops.get(precision)), precision=precision, finished_at=now())
-        if record["status"] != "interrupted":
-            record.update(drift_fields(before, probe_speed(device, precision)))
+        record.update(precision=precision, finished_at=now())
+        record.update(closing_fields(trainer, peak_flops.get(precision), before, device, precision, record["status"]))
     return record
+
+
+def closing_fields(
+    trainer: Any, peak: float | None, before: tuple[float, int] | None, device: str, precision: str, status: str
+) -> dict[str, Any]:
+    """The summary and the drift of a trial that ended; after a failure these may fail in turn
+    (a device in an error state), and must not hide the failure that ended the trial."""
+    fields: dict[str, Any] = {}
+    try:
+        fields.update(summarize(trainer, peak))
+        if before is not None and status != "interrupted":
+            fields.update(drift_fields(before[0], probe_speed(device, precision, before[1])[0]))
+    except Exception as error:  # noqa: BLE001 - recorded, and the trial's own status stands
+        fields["closing_error"] = f"{type(error).__name__}: {error}"
+    return fields
 
 
 def build_trainer(
@@ -194,12 +210,14 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
     }
 
 
-def probe_speed(device: str, precision: str) -> float:
-    """This machine's matmul speed right now, in the trial's precision: before and after a
-    trial, the two tell whether the machine itself changed speed meanwhile."""
+def probe_speed(device: str, precision: str, size: int | None = None) -> tuple[float, int]:
+    """This machine's matmul speed right now in the trial's precision, and the matrix size it
+    used: probed before and after a trial at one size, the two tell whether the machine itself
+    changed speed meanwhile."""
     from minigpt.measure import matmul_peak_flops
 
-    return matmul_peak_flops(_torch_device(device), precision, seconds=DRIFT_PROBE_SECONDS)
+    size = size or (DRIFT_PROBE_SIZE_CPU if device == "cpu" else DRIFT_PROBE_SIZE_GPU)
+    return matmul_peak_flops(_torch_device(device), precision, size, seconds=DRIFT_PROBE_SECONDS), size
 
 
 def drift_fields(before: float, after: float) -> dict[str, Any]:

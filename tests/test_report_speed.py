@@ -121,3 +121,15 @@ def test_precision_and_mfu_are_shown_and_old_trials_without_them_still_report(tm
     assert list(results.columns) == list(TRIAL_COLUMNS)
     old = results.set_index("trial_id").loc["tiny--cpu--s1"]
     assert pd.isna(old["precision"]) and pd.isna(old["drift_change"]) and not old["drift_flagged"]
+
+
+def test_a_variant_whose_speed_failed_is_named_and_the_others_still_compare(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    write_speed(run)
+    speed = json.loads((run / "speed.json").read_text())
+    speed["devices"]["cpu"]["variants"]["tiny"] = {"error": "RuntimeError: out of memory"}
+    (run / "speed.json").write_text(json.dumps(speed))
+    write_report(run, tmp_path / "out")
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "tiny's speed could not be measured (RuntimeError: out of memory)" in markdown
+    assert "wide 0.60x" in markdown

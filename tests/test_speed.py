@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minigpt.speed import paired_ratio, speed_verdict, time_rounds
+from minigpt.speed import time_rounds
+from minigpt.stats import paired_ratio, speed_verdict
 
 from .conftest import SHAKESPEARE, cli
 
@@ -47,9 +48,22 @@ class FakeContender:
 def test_rounds_alternate_their_order_and_skip_the_warmup() -> None:
     calls: list[str] = []
     contenders = [FakeContender(name, calls) for name in "abc"]
-    seconds = time_rounds(contenders, rounds=2, warmup=1)  # type: ignore[arg-type]
+    seconds, failed = time_rounds(contenders, rounds=2, warmup=1)  # type: ignore[arg-type]
     assert "".join(calls) == "abccbaabc"
-    assert seconds == {"a": [6.0, 7.0], "b": [5.0, 8.0], "c": [4.0, 9.0]}
+    assert seconds == {"a": [6.0, 7.0], "b": [5.0, 8.0], "c": [4.0, 9.0]} and failed == {}
+
+
+class FailingContender(FakeContender):
+    def seconds_per_step(self, steps: int) -> float:
+        raise RuntimeError("out of memory")
+
+
+def test_a_contender_that_fails_is_left_out_and_the_others_go_on() -> None:
+    calls: list[str] = []
+    contenders = [FakeContender("a", calls), FailingContender("b", calls), FakeContender("c", calls)]
+    seconds, failed = time_rounds(contenders, rounds=2, warmup=0)  # type: ignore[arg-type]
+    assert "".join(calls) == "acca"
+    assert set(seconds) == {"a", "c"} and failed == {"b": "RuntimeError: out of memory"}
 
 
 SAME_PLUGIN = """

@@ -303,7 +303,7 @@ def test_the_first_confirmed_crossing_sets_the_time_and_stops(
     points = list(trainer.run())
     assert trainer.result.steps == 10 and trainer.result.stop_reason == "target loss reached"
     assert [p["confirmed_val_loss"] for p in points] == [3.0, 1.5]
-    assert 0 < trainer.result.time_to_target_s <= points[-1]["seconds"]
+    assert 0 < trainer.result.time_to_target_s <= points[-1]["seconds"] + 1e-4  # points round to 0.1 ms
 
 
 def test_a_whole_split_estimate_needs_no_second_evaluation(

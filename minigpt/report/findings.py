@@ -62,12 +62,19 @@ def speed_finding(speed: SpeedPhase, order: list[str], device: str) -> str:
         return f"On {device}, speed was not measured: {speed.skipped[device]}."
     rows = speed.measured(device)
     rows = rows[rows["variant"] != BASELINE]
+    failed = "".join(
+        f" {variant}'s speed could not be measured ({error})." for (where, variant), error in speed.unmeasured.items()
+        if where == device
+    )  # fmt: skip
     if rows.empty:
-        return f"On {device}, speed was not measured (speed.json has no variant besides the baseline there)."
+        return f"On {device}, speed was not measured (speed.json has no variant besides the baseline there).{failed}"
     ranked = sorted(rows.itertuples(), key=lambda row: _rank(order, row.variant))
     rounds = f" over {speed.rounds} rounds" if speed.rounds else ""
     listed = "; ".join(f"{row.variant} {ratio_text(row)}, {row.speed_verdict}" for row in ranked)
-    return f"On {device}, speed against the baseline (tokens/s ratio measured interleaved{rounds}; > 1 is faster): {listed}."
+    return (
+        f"On {device}, speed against the baseline (tokens/s ratio measured interleaved{rounds}; > 1 is faster): "
+        f"{listed}.{failed}"
+    )
 
 
 def _rank(order: list[str], variant: str) -> int:

@@ -42,6 +42,7 @@ class SpeedPhase:
     concurrent: bool
     skipped: dict[str, str] = field(default_factory=dict)  # device -> reason
     drift: dict[str, Drift] = field(default_factory=dict)  # device -> its drift during the phase
+    unmeasured: dict[tuple[str, str], str] = field(default_factory=dict)  # (device, variant) -> error
 
     def measured(self, device: str) -> pd.DataFrame:
         return self.frame[self.frame["device"] == device]
@@ -72,7 +73,7 @@ def load_speed(run_dir: str | Path) -> tuple[SpeedPhase | None, str | None]:
 def parse_speed(raw: Any) -> SpeedPhase:
     top = _mapping(raw, "the file")
     entries = _mapping(top.get("devices"), "devices")
-    rows, skipped, drift = [], {}, {}
+    rows, skipped, drift, unmeasured = [], {}, {}, {}
     for device, entry in entries.items():
         entry = _mapping(entry, f"devices.{device}")
         if "skipped" in entry:
@@ -81,10 +82,15 @@ def parse_speed(raw: Any) -> SpeedPhase:
         if isinstance(entry.get("drift"), dict):
             drift[device] = _drift(entry["drift"])
         for variant, values in _mapping(entry.get("variants"), f"devices.{device}.variants").items():
-            rows.append(_speed_row(variant, device, _mapping(values, f"devices.{device}.variants.{variant}")))
+            values = _mapping(values, f"devices.{device}.variants.{variant}")
+            if "error" in values:  # a variant that could not be built or stepped: the others still compare
+                unmeasured[device, variant] = str(values["error"])
+                continue
+            rows.append(_speed_row(variant, device, values))
     frame = speed_frame(rows)
     rounds = top.get("rounds")
-    return SpeedPhase(frame, rounds if isinstance(rounds, int) else None, bool(top.get("concurrent")), skipped, drift)
+    rounds = rounds if isinstance(rounds, int) else None
+    return SpeedPhase(frame, rounds, bool(top.get("concurrent")), skipped, drift, unmeasured)
 
 
 def speed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
