@@ -22,27 +22,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import math
 import os
 import platform
 import re
 import shlex
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+import targets_common as common
+
 STEP_GOALS = {"reference": 1.12, "cpu-fast": 1.15}  # old ms/step over new ms/step, at least
 TIME_GOAL = 0.6  # new whole-process time to the target over old, at most
 DECODE_GOAL = 5.0  # cached over uncached decoding within one block, at least
@@ -68,17 +63,6 @@ FULL = Settings(steps=200, rounds=6, time_pairs=3, target=TARGET_LOSS, decode_ar
 QUICK = Settings(steps=20, rounds=1, time_pairs=1, target=3.0, decode_args=("--new-tokens", "40", "--repeats", "1"), timeout=600, threads=1, quick=True)  # fmt: skip
 
 
-class Log:
-    """Prints as it goes and keeps every line for the report."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, text: str = "") -> None:
-        print(text, flush=True)
-        self.lines.append(text)
-
-
 @dataclass
 class Checkout:
     """One version of the engine: a source tree and the `run` options its CLI knows."""
@@ -93,32 +77,20 @@ class Checkout:
         return {**os.environ, "PYTHONPATH": str(self.root), "COLUMNS": "200"}
 
     def python(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run this checkout's Python in its own process group, so that a timeout ends the trial
-        workers a `run` starts as well as the `run` itself."""
-        command = [sys.executable, *args]
-        with subprocess.Popen(
-            command, cwd=self.root, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
-        ) as process:  # fmt: skip
-            try:
-                stdout, stderr = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-                raise SystemExit(
-                    f"the {self.label} checkout's `python {shlex.join(args)}` ran past {timeout:.0f} s"
-                ) from None
-            except KeyboardInterrupt:  # its own session does not see the terminal's Ctrl-C: pass it on
-                os.killpg(process.pid, signal.SIGKILL)
-                raise
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        """Run this checkout's Python, bounded: a process past the timeout ends the whole script."""
+        try:
+            return common.bounded([sys.executable, *args], cwd=self.root, env=self.env(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(
+                f"the {self.label} checkout's `python {shlex.join(args)}` ran past {timeout:.0f} s"
+            ) from None
 
     def inspect(self) -> None:
         """Learn the run options and check that this checkout's engine is the one imported."""
         found = self.python("-c", "import minigpt; print(minigpt.__file__)", timeout=60).stdout.strip()
         if not Path(found).resolve().is_relative_to(self.root.resolve()):
             raise SystemExit(f"the {self.label} checkout imports minigpt from {found}, not from its own tree")
-        usage = self.python("-m", "minigpt.cli", "run", "--help", timeout=60).stdout
+        usage = self.python(*common.CLI_RUN, "--help", timeout=60).stdout
         self.options = frozenset(re.findall(r"--[a-z][a-z0-9-]*", usage))
 
 
@@ -149,22 +121,16 @@ def cli_run(checkout: Checkout, args: list[str], timeout: float) -> Run:
     """Run `minigpt.cli run ARGS` (ARGS from cli_args) in the checkout; time the whole process."""
     out = Path(args[args.index("--out") + 1])
     began = time.perf_counter()
-    done = checkout.python("-m", "minigpt.cli", "run", *args, timeout=timeout)
+    done = checkout.python(*common.CLI_RUN, *args, timeout=timeout)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise SystemExit(f"the {checkout.label} engine failed (exit {done.returncode}):\n{tail}")
-    (path,) = out.glob("trials/*/trial.json")
+    (path,) = common.trial_files(out)
     trial = json.loads(path.read_text())
     if trial["status"] != "completed":
         raise SystemExit(f"the {checkout.label} trial ended {trial['status']}: {trial.get('error')}")
     return Run(checkout.label, " ".join(args), wall, trial)
-
-
-def alternating(pairs: int) -> Iterator[tuple[int, tuple[str, str]]]:
-    """old, new, then new, old, ...: a drift of the machine's speed hits both sides alike."""
-    for index in range(pairs):
-        yield index, ("old", "new") if index % 2 == 0 else ("new", "old")
 
 
 def run_pairs(
@@ -173,7 +139,7 @@ def run_pairs(
     """Run old and new `pairs` times in alternating order, each into a fresh folder under tmp;
     one {label: Run} per pair. Prints a line per process so a long wait shows progress."""
     results = []
-    for index, order in alternating(pairs):
+    for index, order in common.alternating(pairs):
         pair = {}
         for label in order:
             options = cli_args(checkouts[label], args[label], tmp / f"{name}-{index}-{label}")
@@ -184,45 +150,16 @@ def run_pairs(
     return results
 
 
-def log_commands(checkouts: dict[str, Checkout], args: dict[str, list[str]], tmp: Path, name: str, log: Log) -> None:
+def log_commands(
+    checkouts: dict[str, Checkout], args: dict[str, list[str]], tmp: Path, name: str, log: common.Log
+) -> None:
     log("```")
     for label in ("old", "new"):
         log(shown(checkouts[label], cli_args(checkouts[label], args[label], tmp / f"{name}-N-{label}"), tmp))
     log("```\n")
 
 
-def median_interval(values: list[float]) -> tuple[float, float | None, float | None, float | None]:
-    """The median with a distribution-free interval: the order statistics x(k), x(n+1-k) with the
-    largest k whose coverage, 1 - 2 P(Binomial(n, 1/2) < k), is at least 95%. Returns the median,
-    the bounds and their coverage; no bounds when n < 6, as no pair of order statistics reaches 95%."""
-    ordered, n = sorted(values), len(values)
-    best = None
-    for k in range(1, n // 2 + 1):
-        coverage = 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
-        if coverage < 0.95:
-            break
-        best = (ordered[k - 1], ordered[n - k], coverage)
-    return (statistics.median(ordered), *best) if best else (statistics.median(ordered), None, None, None)
-
-
-def goal_verdict(value: float, low: float | None, high: float | None, goal: float, higher_is_better: bool) -> str:
-    met = value >= goal if higher_is_better else value <= goal
-    if low is None or high is None:
-        return f"{'met' if met else 'MISSED'} (too few pairs for an interval)"
-    if (low >= goal) if higher_is_better else (high <= goal):
-        return "met: the whole interval is on the goal's side"
-    if (high < goal) if higher_is_better else (low > goal):
-        return "MISSED: the whole interval is on the wrong side"
-    return f"{'met' if met else 'MISSED'} by the median; the interval straddles the goal"
-
-
-def interval_text(low: float | None, high: float | None, coverage: float | None) -> str:
-    if low is None or high is None or coverage is None:
-        return "no 95% interval from fewer than 6 pairs"
-    return f"interval [{low:.3f}, {high:.3f}] ({coverage:.1%} coverage)"
-
-
-def step_speed(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
+def step_speed(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, log: common.Log) -> dict[str, Any]:
     """(a) The median training step, old against new, at both presets."""
     log("## (a) Training step, old engine against new\n")
     results: dict[str, Any] = {}
@@ -236,17 +173,17 @@ def step_speed(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, lo
     return results
 
 
-def report_steps(goal: float, pairs: list[dict[str, Run]], log: Log) -> dict[str, Any]:
+def report_steps(goal: float, pairs: list[dict[str, Run]], log: common.Log) -> dict[str, Any]:
     ratios = [p["old"].trial["step_ms_p50"] / p["new"].trial["step_ms_p50"] for p in pairs]
-    median, low, high, coverage = median_interval(ratios)
+    median, low, high, coverage = common.median_interval(ratios)
     log("| pair | order | old ms/step (p50) | new ms/step (p50) | old/new | old best val | new best val |")
     log("| --- | --- | --- | --- | --- | --- | --- |")
-    for (index, order), pair, ratio in zip(alternating(len(pairs)), pairs, ratios, strict=True):
+    for (index, order), pair, ratio in zip(common.alternating(len(pairs)), pairs, ratios, strict=True):
         old, new = pair["old"].trial, pair["new"].trial
         log(f"| {index + 1} | {', '.join(order)} | {old['step_ms_p50']:.2f} | {new['step_ms_p50']:.2f} | "
             f"{ratio:.3f} | {old['best_val_loss']:.4f} | {new['best_val_loss']:.4f} |")  # fmt: skip
-    log(f"\nmedian of paired old/new {median:.3f}x (> 1: new is faster), {interval_text(low, high, coverage)}; "
-        f"goal >= {goal}x: {goal_verdict(median, low, high, goal, higher_is_better=True)}")  # fmt: skip
+    log(f"\nmedian of paired old/new {median:.3f}x (> 1: new is faster), {common.interval_text(low, high, coverage)}; "
+        f"goal >= {goal}x: {common.goal_verdict(median, low, high, goal, higher_is_better=True)}")  # fmt: skip
     old_loss = statistics.median(p["old"].trial["best_val_loss"] for p in pairs)
     new_loss = statistics.median(p["new"].trial["best_val_loss"] for p in pairs)
     steps = {p[label].trial["steps"] for p in pairs for label in p}
@@ -258,7 +195,7 @@ def report_steps(goal: float, pairs: list[dict[str, Run]], log: Log) -> dict[str
             "pairs": [{label: vars(run) for label, run in pair.items()} for pair in pairs]}  # fmt: skip
 
 
-def log_config_differences(pair: dict[str, Run], log: Log) -> None:
+def log_config_differences(pair: dict[str, Run], log: common.Log) -> None:
     """A per-step ratio compares engines only if both trained the same recipe: say where they did not."""
     old, new = (normalized(pair[label].trial["config"]) for label in ("old", "new"))
     changed = {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
@@ -276,16 +213,16 @@ def normalized(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "compile": modes.get(compile_mode, compile_mode)} if "compile" in config else dict(config)
 
 
-def time_to_target(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
+def time_to_target(checkouts: dict[str, Checkout], settings: Settings, tmp: Path, log: common.Log) -> dict[str, Any]:
     """(b) Whole processes to a val loss, the old engine as it had to be run, alternating."""
     log(f"## (b) Whole process to val loss <= {settings.target}: {settings.time_pairs} runs each\n")
-    common = ["--variants", "baseline", "--devices", "cpu", "--target-loss", str(settings.target), "--stop-at-target"]
-    args = {"new": common, "old": [*common, "--max-tokens", OLD_TIME_BUDGET, "--set", "eval_batches=0"]}
+    shared = ["--variants", "baseline", "--devices", "cpu", "--target-loss", str(settings.target), "--stop-at-target"]
+    args = {"new": shared, "old": [*shared, "--max-tokens", OLD_TIME_BUDGET, "--set", "eval_batches=0"]}
     log_commands(checkouts, args, tmp, "time", log)
     pairs = run_pairs(checkouts, args, settings.time_pairs, tmp, "time", settings.timeout)
     log("| pair | engine | whole process s | time_to_target_s | reached | stop reason | steps | best val |")
     log("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for index, order in alternating(len(pairs)):
+    for index, order in common.alternating(len(pairs)):
         for label in order:
             run = pairs[index][label]
             reached = run.trial["time_to_target_s"]
@@ -307,7 +244,7 @@ def time_to_target(checkouts: dict[str, Checkout], settings: Settings, tmp: Path
             "all_reached": all_reached, "pairs": [{label: vars(run) for label, run in p.items()} for p in pairs]}  # fmt: skip
 
 
-def decoding(new: Checkout, settings: Settings, log: Log) -> dict[str, Any]:
+def decoding(new: Checkout, settings: Settings, log: common.Log) -> dict[str, Any]:
     """(c) This checkout's generation benchmark, verbatim, and its within-block cached/uncached ratio."""
     log("## (c) Cached decoding\n")
     args = ["benchmarks/generation_speed.py", *settings.decode_args]
@@ -343,90 +280,49 @@ def within_block_ratio(output: str) -> float | None:
 def machine(checkouts: dict[str, Checkout]) -> dict[str, Any]:
     import torch  # only here: the orchestrating process trains nothing
 
-    cpu = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        cpu = names[0] if names else cpu
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
+        "date": common.utc_now(),
+        "cpu": common.cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": common.load_average(),
         "new_commit": checkouts["new"].commit,
-        "new_tree_dirty": bool(git(REPO, "status", "--porcelain", "--untracked-files=no")),
+        "new_tree_dirty": bool(common.git("status", "--porcelain", "--untracked-files=no")),
         "old_commit": checkouts["old"].commit,
     }
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"git {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-@contextmanager
-def old_worktree(commit: str) -> Iterator[Path]:
-    """A detached worktree of the old commit in a temporary folder, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="minigpt-old-"))
-    path = folder / "checkout"
-    git(REPO, "worktree", "add", "--detach", str(path), commit)
-    try:
-        yield path
-    finally:
-        git(REPO, "worktree", "remove", "--force", str(path))
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def write_report(out: Path, settings: Settings, info: dict[str, Any], log: Log, results: dict[str, Any]) -> None:
-    from minigpt import atomic
-
+def report(out: Path, settings: Settings, info: dict[str, Any], log: common.Log, results: dict[str, Any]) -> None:
     loads = {when: ", ".join(f"{x:.2f}" for x in info[f"load_average_at_{when}"] or ()) for when in ("start", "end")}
-    head = [
-        "# CPU targets: this engine against an older commit",
-        "",
-        *(
-            ["**--quick: a check that the script works end to end; these figures measure nothing.**", ""]
-            if settings.quick
-            else []
-        ),
+    about = [
         f"Date {info['date']}; CPU {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']} with "
         f"{info['torch_threads']} threads, Python {info['python']}; load average (1, 5, 15 min) at start "
         f"{loads['start']}, at end {loads['end']}.",
         f"New: {info['new_commit'][:12]}{' with uncommitted changes' if info['new_tree_dirty'] else ''}; "
-        f"old: {info['old_commit'][:12]}. Settings: {', '.join(f'{k}={v}' for k, v in vars(settings).items())}.",
-        "",
-        "Every ratio pairs processes run back to back in this one invocation, in alternating order "
-        "(old, new, then new, old, ...). Commands run in the named checkout; $TMP is a temporary folder.",
-        "",
+        f"old: {info['old_commit'][:12]}. Settings: {common.settings_text(settings)}.",
     ]
+    note = (
+        "Every ratio pairs processes run back to back in this one invocation, in alternating order "
+        "(old, new, then new, old, ...). Commands run in the named checkout; $TMP is a temporary folder."
+    )
+    quick_note = "--quick: a check that the script works end to end; these figures measure nothing."
+    title = "# CPU targets: this engine against an older commit"
+    head = common.report_head(title, quick_note if settings.quick else None, about, note)
     raw = {"machine": info, "settings": vars(settings), **results}
-    atomic.write_text(out / "report.md", "\n".join(head + log.lines) + "\n")
-    atomic.write_text(out / "results.json", anonymous(json.dumps(raw, indent=2, allow_nan=False)) + "\n")
-
-
-def anonymous(text: str) -> str:
-    """Raw results name this machine's folders (trial.json keeps its corpus path): a report is read
-    elsewhere, so the checkout reads as `.` and temporary folders as $TMP."""
-    text = text.replace(str(REPO), ".")
-    return re.sub(re.escape(tempfile.gettempdir()) + r"/minigpt-(old|targets)-[^/\"]+", "$TMP", text)
+    common.write_report(out, head, log, raw, temporary="minigpt-(old|targets)-")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old", default="1b9df86", help="the commit to compare against [default: 1b9df86]")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="report folder [default: reports/cpu-targets; with --quick runs/cpu-targets-quick]",
+    common.add_report_options(
+        parser,
+        out_help="report folder [default: reports/cpu-targets; with --quick runs/cpu-targets-quick]",
+        quick_help="tiny settings: checks the script, measures nothing",
+        parts="a, b, c",
     )
-    parser.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: a, b, c")
     parser.add_argument("--rounds", type=int, default=None, help="old/new pairs per preset in (a) [default: 6]")
     parser.add_argument("--steps", type=int, default=None, help="training steps per process in (a) [default: 200]")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process [default: torch's]")
@@ -436,14 +332,14 @@ def main() -> None:
     settings = dataclasses.replace(settings, **{key: value for key, value in chosen.items() if value is not None})
     if settings.threads:
         os.environ["OMP_NUM_THREADS"] = str(settings.threads)  # every process started from here inherits it
-    out = args.out or REPO / ("runs/cpu-targets-quick" if args.quick else "reports/cpu-targets")
-    skip = set(filter(None, args.skip.split(",")))
-    log, results = Log(), {}
-    old_commit = git(REPO, "rev-parse", "--verify", f"{args.old}^{{commit}}")
-    with old_worktree(old_commit) as old_root, tempfile.TemporaryDirectory(prefix="minigpt-targets-") as tmp:
+    out = common.report_folder(args.out, args.quick, "cpu-targets")
+    skip = common.parts_to_skip(args.skip)
+    log, results = common.Log(), {}
+    old_commit = common.git("rev-parse", "--verify", f"{args.old}^{{commit}}")
+    with common.old_worktree(old_commit) as old_root, tempfile.TemporaryDirectory(prefix="minigpt-targets-") as tmp:
         checkouts = {
             "old": Checkout("old", old_root, old_commit),
-            "new": Checkout("new", REPO, git(REPO, "rev-parse", "HEAD")),
+            "new": Checkout("new", common.REPO, common.git("rev-parse", "HEAD")),
         }
         for checkout in checkouts.values():
             checkout.inspect()
@@ -455,8 +351,8 @@ def main() -> None:
             results["time_to_target"] = time_to_target(checkouts, settings, Path(tmp), log)
         if "c" not in skip:
             results["decoding"] = decoding(checkouts["new"], settings, log)
-    info["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    write_report(out, settings, info, log, results)
+    info["load_average_at_end"] = common.load_average()
+    report(out, settings, info, log, results)
     print(f"report: {out / 'report.md'}")
 
 

@@ -19,12 +19,9 @@ GPU the script says so in one line and exits 0. Writes report.md and results.jso
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import re
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+import targets_common as common
+
 # The reference implementation on an H100, from another run: context, never a ratio's other side.
 REFERENCE = {"step_ms": 14.3, "tokens_per_sec": 1.14e6, "best_val_by_1750": 1.4650, "whole_process_s": 97.6}
 GOALS = {"step_ms": 5.7, "best_val_by_1750": 1.47, "gpu_fast_s": 25.0, "tiny_step_ms": 3.0}
@@ -65,17 +63,6 @@ QUICK = Settings(
 )
 
 
-class Log:
-    """Prints as it goes and keeps every line for the report."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, text: str = "") -> None:
-        print(text, flush=True)
-        self.lines.append(text)
-
-
 @dataclass
 class Run:
     """One whole `run` process: its wall time, exit status, output tail and the trial it wrote."""
@@ -89,45 +76,31 @@ class Run:
 
 
 def bounded(args: list[str], timeout: float) -> tuple[int, str]:
-    """Run a command in its own process group, killing the whole group (trial workers included)
-    past the timeout; returns the exit status (124 on timeout, as `timeout` gives) and the output."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    ) as process:
-        try:
-            output, _ = process.communicate(timeout=timeout)
-            return process.returncode, output
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-            return 124, output + f"\n(killed after {timeout:.0f} s)"
-        except KeyboardInterrupt:  # its own session does not see the terminal's Ctrl-C: pass it on
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+    """Run a command in the checkout, bounded; returns the exit status (124 on timeout, as `timeout`
+    gives) and stdout and stderr together, so that a failed part is logged and the rest still runs."""
+    env = {**os.environ, "PYTHONPATH": str(common.REPO)}
+    try:
+        done = common.bounded(args, cwd=common.REPO, env=env, timeout=timeout, merge_stderr=True)
+    except subprocess.TimeoutExpired as expired:
+        return 124, (expired.output or "") + f"\n(killed after {timeout:.0f} s)"
+    return done.returncode, done.stdout
 
 
 def cli_run(args: list[str], out: Path, timeout: float) -> Run:
     """Time one whole `minigpt.cli run ARGS --out OUT` process and read what it wrote."""
     full = [*args, "--out", str(out), "--quiet", "--no-speed", "--no-report"]
     began = time.perf_counter()
-    returncode, output = bounded([sys.executable, "-m", "minigpt.cli", "run", *full], timeout)
+    returncode, output = bounded([sys.executable, *common.CLI_RUN, *full], timeout)
     wall = time.perf_counter() - began
-    trials = sorted(out.glob("trials/*/trial.json"))  # none when the CLI refused the command
+    trials = common.trial_files(out)
     trial = json.loads(trials[0].read_text()) if trials else None
-    metrics = read_jsonl(trials[0].parent / "metrics.jsonl") if trials else []
+    metrics = common.read_jsonl(trials[0].parent / "metrics.jsonl") if trials else []
     tail = "\n".join(output.strip().splitlines()[-8:])
     command = "PYTHONPATH=. python -m minigpt.cli run " + shlex.join(full).replace(str(out.parent), "$TMP")
     return Run(command, wall, returncode, tail, trial, metrics)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def completed(run: Run, log: Log) -> bool:
+def completed(run: Run, log: common.Log) -> bool:
     """Whether the run trained to the end; if not, log why in a few lines."""
     if run.returncode == 0 and run.trial and run.trial.get("status") == "completed":
         return True
@@ -136,7 +109,7 @@ def completed(run: Run, log: Log) -> bool:
     return False
 
 
-def config_sets(values: dict[str, Any], known: set[str], log: Log) -> list[str]:
+def config_sets(values: dict[str, Any], known: set[str], log: common.Log) -> list[str]:
     """`--set key=value` options for the keys this engine knows; a missing key is logged, not guessed."""
     missing = [key for key in values if key not in known]
     if missing:
@@ -149,15 +122,7 @@ def best_val_by(metrics: list[dict[str, Any]], step: int) -> float | None:
     return min(losses) if losses else None
 
 
-def against(value: float | None, goal: float, unit: str, fmt: str = ".2f") -> str:
-    """`value unit (goal <= G: met)` for a figure where lower is better."""
-    if value is None:
-        return "not measured"
-    unit = f" {unit}" if unit else ""
-    return f"{value:{fmt}}{unit} (goal <= {goal:{fmt}}{unit}: {'met' if value <= goal else 'MISSED'})"
-
-
-def nanogpt_size(settings: Settings, known: set[str], tmp: Path, log: Log) -> dict[str, Any]:
+def nanogpt_size(settings: Settings, known: set[str], tmp: Path, log: common.Log) -> dict[str, Any]:
     """1. The reference recipe at nanoGPT's size: step time, tokens/s and loss by step 1750."""
     log("## 1. Reference recipe at nanoGPT size\n")
     values = {**NANOGPT_SIZE, "eval_interval": settings.eval_interval}
@@ -171,17 +136,17 @@ def nanogpt_size(settings: Settings, known: set[str], tmp: Path, log: Log) -> di
     best = best_val_by(run.metrics, loss_step)
     log("| figure | this machine | reference implementation, H100 (context) |")
     log("| --- | --- | --- |")
-    log(f"| median step | {against(trial['step_ms_p50'], GOALS['step_ms'], 'ms')} | {REFERENCE['step_ms']} ms |")
+    log(f"| median step | {common.against(trial['step_ms_p50'], GOALS['step_ms'], 'ms')} | {REFERENCE['step_ms']} ms |")
     per_second = trial["tokens"] / trial["steps"] / (trial["step_ms_p50"] / 1000)  # tokens a step over its median time
     log(f"| tokens/s from the median step | {per_second / 1e6:.2f}M | {REFERENCE['tokens_per_sec'] / 1e6:.2f}M |")
-    log(f"| best val loss by step {loss_step} | {against(best, GOALS['best_val_by_1750'], '', '.4f')} | "
+    log(f"| best val loss by step {loss_step} | {common.against(best, GOALS['best_val_by_1750'], '', '.4f')} | "
         f"{REFERENCE['best_val_by_1750']:.4f} at step {LOSS_STEP} |")  # fmt: skip
     log(f"| whole process | {run.wall_s:.1f} s ({trial['steps']} steps, precision {trial.get('precision', '-')}, "
         f"compiled {trial.get('compiled', '-')}, MFU {trial.get('mfu') or 0:.1%}) | - |\n")  # fmt: skip
     return {"run": vars(run), "tokens_per_sec": per_second, "best_val_by_step": best, "loss_step": loss_step}
 
 
-def gpu_fast(settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
+def gpu_fast(settings: Settings, tmp: Path, log: common.Log) -> dict[str, Any]:
     """2. The gpu-fast preset, whole process to a confirmed val loss."""
     target = settings.gpu_fast_target
     log(f"## 2. --preset gpu-fast, whole process to val loss <= {target}\n")
@@ -194,14 +159,14 @@ def gpu_fast(settings: Settings, tmp: Path, log: Log) -> dict[str, Any]:
     if not completed(run, log):
         return {"run": vars(run)}
     reached = (run.trial or {}).get("time_to_target_s")
-    log(f"whole process {against(run.wall_s, GOALS['gpu_fast_s'], 's', '.1f')}; reference implementation "
+    log(f"whole process {common.against(run.wall_s, GOALS['gpu_fast_s'], 's', '.1f')}; reference implementation "
         f"(context, H100): {REFERENCE['whole_process_s']} s to val <= 1.47")  # fmt: skip
     log(f"time_to_target_s {'not reached: the time is the budget spent' if reached is None else f'{reached:.1f}'}; "
         f"best val {run.trial['best_val_loss']:.4f} after {run.trial['steps']} steps\n")  # fmt: skip
     return {"run": vars(run), "reached": reached is not None}
 
 
-def tiny_model(settings: Settings, known: set[str], tmp: Path, log: Log) -> dict[str, Any]:
+def tiny_model(settings: Settings, known: set[str], tmp: Path, log: common.Log) -> dict[str, Any]:
     """3. The default tiny model and cpu-fast recipe on cuda, plain and bf16 + reduce-overhead,
     as alternating whole processes (plain, fast, then fast, plain, ...)."""
     log("## 3. Default tiny model, cpu-fast recipe, on cuda\n")
@@ -209,8 +174,7 @@ def tiny_model(settings: Settings, known: set[str], tmp: Path, log: Log) -> dict
     base = ["--variants", "baseline", "--devices", "cuda", "--preset", "cpu-fast", "--max-steps", str(settings.tiny_steps)]  # fmt: skip
     variants = {"plain": base, "bf16+reduce-overhead": [*base, *config_sets(FAST_GPU, known, log)]}
     runs: dict[str, list[Run]] = {name: [] for name in variants}
-    for index in range(settings.tiny_pairs):
-        order = list(variants) if index % 2 == 0 else list(reversed(variants))
+    for index, order in common.alternating(settings.tiny_pairs, ("plain", "bf16+reduce-overhead")):
         for name in order:
             runs[name].append(cli_run(variants[name], tmp / f"tiny-{name}-{index}", settings.timeout))
     log("```\n" + "\n".join(runs[name][0].command for name in variants) + "\n```\n")
@@ -219,7 +183,8 @@ def tiny_model(settings: Settings, known: set[str], tmp: Path, log: Log) -> dict
     medians = {name: statistics.median(run.trial["step_ms_p50"] for run in done) for name, done in runs.items()}
     for name, done in runs.items():
         each = ", ".join(f"{run.trial['step_ms_p50']:.2f}" for run in done)
-        log(f"- {name}: median step {against(medians[name], GOALS['tiny_step_ms'], 'ms')}; per process: {each} ms")
+        verdict = common.against(medians[name], GOALS["tiny_step_ms"], "ms")
+        log(f"- {name}: median step {verdict}; per process: {each} ms")
     plain, fast = runs["plain"], runs["bf16+reduce-overhead"]
     paired = [p.trial["step_ms_p50"] / f.trial["step_ms_p50"] for p, f in zip(plain, fast, strict=True)]
     log(f"- plain/compiled step time, paired within each pair of processes: {', '.join(f'{r:.2f}x' for r in paired)} "
@@ -249,55 +214,40 @@ def known_keys() -> set[str]:
     return set(Config.keys())
 
 
-def write_report(out: Path, settings: Settings, device: dict[str, Any], log: Log, results: dict[str, Any]) -> None:
-    from minigpt import atomic
-
-    head = [
-        "# GPU targets",
-        "",
-        *(
-            ["**--quick: a check that the script works end to end; short runs, not the targets' settings.**", ""]
-            if settings.quick
-            else []
-        ),
+def report(out: Path, settings: Settings, device: dict[str, Any], log: common.Log, results: dict[str, Any]) -> None:
+    about = [
         f"Date {device['date']}; GPU {device['gpu']} ({device['count']} visible), torch {device['torch']}, "
-        f"CUDA {device['cuda']}; commit {device['commit']}. "
-        f"Settings: {', '.join(f'{k}={v}' for k, v in vars(settings).items())}.",
-        "",
-        "The reference column is the reference implementation on an H100 in another run: context printed "
-        "beside, never the other side of a ratio. Commands run in the checkout; $TMP is a temporary folder.",
-        "",
+        f"CUDA {device['cuda']}; commit {device['commit']}. Settings: {common.settings_text(settings)}."
     ]
-    atomic.write_text(out / "report.md", "\n".join(head + log.lines) + "\n")
-    raw = json.dumps({"device": device, "settings": vars(settings), **results}, indent=2, allow_nan=False)
-    atomic.write_text(out / "results.json", anonymous(raw) + "\n")
-
-
-def anonymous(text: str) -> str:
-    """Raw results name this machine's folders (trial.json keeps its corpus path): a report is read
-    elsewhere, so the checkout reads as `.` and the temporary folder as $TMP."""
-    text = text.replace(str(REPO), ".")
-    return re.sub(re.escape(tempfile.gettempdir()) + r"/minigpt-gpu-targets-[^/\"]+", "$TMP", text)
+    note = (
+        "The reference column is the reference implementation on an H100 in another run: context printed "
+        "beside, never the other side of a ratio. Commands run in the checkout; $TMP is a temporary folder."
+    )
+    quick_note = "--quick: a check that the script works end to end; short runs, not the targets' settings."
+    head = common.report_head("# GPU targets", quick_note if settings.quick else None, about, note)
+    raw = {"device": device, "settings": vars(settings), **results}
+    common.write_report(out, head, log, raw, temporary="minigpt-gpu-targets-")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=None, help="report folder [default: reports/gpu-targets]")
-    parser.add_argument("--quick", action="store_true", help="short runs: checks the script, measures little")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: 1, 2, 3")
+    common.add_report_options(
+        parser,
+        out_help="report folder [default: reports/gpu-targets]",
+        quick_help="short runs: checks the script, measures little",
+        parts="1, 2, 3",
+    )
     args = parser.parse_args()
     device = cuda_device()
     if device is None:
         print("no CUDA GPU on this machine: the GPU targets need one; nothing measured")
         return
     settings = QUICK if args.quick else FULL
-    out = args.out or REPO / ("runs/gpu-targets-quick" if args.quick else "reports/gpu-targets")
-    skip = set(filter(None, args.skip.split(",")))
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    device |= {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "commit": commit.strip()[:12] or "unknown"}  # fmt: skip
+    out = common.report_folder(args.out, args.quick, "gpu-targets")
+    skip = common.parts_to_skip(args.skip)
+    device |= {"date": common.utc_now(), "commit": common.git("rev-parse", "HEAD", check=False)[:12] or "unknown"}
     print(f"{device['gpu']}, torch {device['torch']}, CUDA {device['cuda']}\n")
-    log, results, known = Log(), {}, known_keys()
+    log, results, known = common.Log(), {}, known_keys()
     with tempfile.TemporaryDirectory(prefix="minigpt-gpu-targets-") as folder:
         tmp = Path(folder)
         if "1" not in skip:
@@ -306,7 +256,7 @@ def main() -> None:
             results["gpu_fast"] = gpu_fast(settings, tmp, log)
         if "3" not in skip:
             results["tiny_model"] = tiny_model(settings, known, tmp, log)
-    write_report(out, settings, device, log, results)
+    report(out, settings, device, log, results)
     print(f"report: {out / 'report.md'}")
 
 
