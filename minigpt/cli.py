@@ -36,12 +36,12 @@ def run(
     devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     data: Annotated[
-        str | None,
+        str,
         typer.Option(
-            help="Corpus: a UTF-8 text file, or american-stories:YEARS (e.g. 1801-1810). "
-            r"\[default: tiny Shakespeare, installed with the package]"  # \[: not rich markup
+            help="Corpus: tiny-shakespeare (installed with the package), a UTF-8 text file, "
+            "or american-stories:YEARS (e.g. 1801-1810)."
         ),
-    ] = None,
+    ] = "tiny-shakespeare",
     max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="Stop each trial after N training tokens. \\[default: the preset's]")
@@ -85,7 +85,6 @@ def run(
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
-    from minigpt.bundled import TINY_SHAKESPEARE
     from minigpt.config import choose_preset
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.speed import check_rounds
@@ -109,7 +108,7 @@ def run(
         device_list,
         parse_seeds(seeds),
         base,
-        str(TINY_SHAKESPEARE) if data is None else data,
+        data,
         budget,
         target_loss,
         max_vocab,

@@ -25,7 +25,7 @@ import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ AMERICAN_STORIES_REPO = "dell-research-harvard/AmericanStories"
 AMERICAN_STORIES_REVISION = "bcce1d08e62606c13e01a7b6e801b8de2c1a8632"
 AMERICAN_STORIES_YEARS = frozenset([1774, *range(1798, 1964)])
 ARTICLE_SEPARATOR = "\n\n"
+TINY_SHAKESPEARE = "tiny-shakespeare"  # the corpus installed with the package, by name
 CACHE_FORMAT = 1  # bump when the cached encoding changes meaning
 # Failures of the HTTP stacks huggingface_hub has used; most of them are OSErrors anyway.
 NETWORK_ERROR_PACKAGES = ("huggingface_hub", "httpx", "httpx2", "requests", "urllib3")
@@ -53,6 +54,10 @@ class Source:
 
 
 def resolve(spec: str | Path) -> Source:
+    if spec == TINY_SHAKESPEARE:
+        from minigpt import bundled
+
+        return replace(file_source(bundled.TINY_SHAKESPEARE), name=TINY_SHAKESPEARE)
     if isinstance(spec, str) and spec.split(":", 1)[0] == SPEC_PREFIX[:-1]:
         return american_stories_source(parse_years(spec[len(SPEC_PREFIX) :]))
     return file_source(Path(spec))

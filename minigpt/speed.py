@@ -4,7 +4,7 @@ Trials train minutes apart, and a shared machine's speed drifts by tens of perce
 time, so tokens/s taken while trials trained cannot be compared across trials. Here every
 variant of a run gets a trainer at its trial's configuration (its own optimizer, precision
 and compile mode) and all of them take training steps in alternating rounds in one process
-(A B C, then C B A, ...). A variant's speed is its tokens/s over the baseline's in the same
+(A B C C B A ..., one step at a time). A variant's speed is its tokens/s over the baseline's in the same
 round; the geometric mean of those paired ratios, with a 95% interval across rounds, gives a
 verdict: faster, slower, or no clear difference.
 
@@ -28,7 +28,7 @@ from minigpt.trial import DRIFT_LIMIT, now
 
 SPEED_FILE = "speed.json"
 DEFAULT_ROUNDS = 10
-STEPS_PER_ROUND = 3
+STEPS_PER_ROUND = 4  # steps each contender takes per round, one at a time in turn
 WARMUP_ROUNDS = 2  # rounds that pay for allocation, thread pools, kernels and compilation: not counted
 
 
@@ -71,24 +71,29 @@ def time_rounds(
     warmup: int = WARMUP_ROUNDS,
     on_round: Callable[[], None] | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, str]]:
-    """Seconds per step of every contender in each counted round, the order reversed every
-    round so that no contender always runs first or right after another; and the error of
-    each contender whose step raised (it is left out from then on)."""
+    """Each contender's median step in every counted round, and the error of each contender
+    whose step raised (it is left out from then on). Within a round the contenders take one
+    step each in turn, the order reversed after every step (A B C C B A ...), so a machine that
+    speeds up or slows down during the round weighs on all of them alike; the median keeps a
+    stalled step from deciding the round."""
     seconds: dict[str, list[float]] = {c.name: [] for c in contenders}
     failed: dict[str, str] = {}
     for index in range(warmup + rounds):
-        order = contenders if index % 2 == 0 else contenders[::-1]
-        for contender in (c for c in order if c.name not in failed):
-            try:
-                taken = contender.seconds_per_step(steps)
-            except Exception as error:  # out of memory, a compile failure: that variant has no speed
-                failed[contender.name] = f"{type(error).__name__}: {error}"
-                continue
-            if index >= warmup:
-                seconds[contender.name].append(taken)
+        taken: dict[str, list[float]] = {c.name: [] for c in contenders}
+        for step in range(steps):
+            order = contenders if (index + step) % 2 == 0 else contenders[::-1]
+            for contender in (c for c in order if c.name not in failed):
+                try:
+                    taken[contender.name].append(contender.seconds_per_step(1))
+                except Exception as error:  # out of memory, a compile failure: that variant has no speed
+                    failed[contender.name] = f"{type(error).__name__}: {error}"
+        if index >= warmup:
+            for name, values in taken.items():
+                if name not in failed:
+                    seconds[name].append(statistics.median(values))
         if on_round is not None:
             on_round()
-    return {name: taken for name, taken in seconds.items() if name not in failed}, failed
+    return {name: values for name, values in seconds.items() if name not in failed}, failed
 
 
 def compare(contenders: list[Contender], seconds: dict[str, list[float]], baseline: str) -> dict[str, Any]:

@@ -45,12 +45,13 @@ class FakeContender:
         return float(len(self.calls))
 
 
-def test_rounds_alternate_their_order_and_skip_the_warmup() -> None:
+def test_steps_alternate_their_order_and_rounds_keep_medians_after_the_warmup() -> None:
     calls: list[str] = []
     contenders = [FakeContender(name, calls) for name in "abc"]
-    seconds, failed = time_rounds(contenders, rounds=2, warmup=1)  # type: ignore[arg-type]
-    assert "".join(calls) == "abccbaabc"
-    assert seconds == {"a": [6.0, 7.0], "b": [5.0, 8.0], "c": [4.0, 9.0]} and failed == {}
+    seconds, failed = time_rounds(contenders, rounds=2, steps=2, warmup=1)  # type: ignore[arg-type]
+    assert "".join(calls) == "abccba" + "cbaabc" + "abccba"
+    # round 2 took calls 7..12 (c=7, b=8, a=9, a=10, b=11, c=12): a's steps 9 and 10, median 9.5
+    assert seconds == {"a": [9.5, 15.5], "b": [9.5, 15.5], "c": [9.5, 15.5]} and failed == {}
 
 
 class FailingContender(FakeContender):
@@ -61,7 +62,7 @@ class FailingContender(FakeContender):
 def test_a_contender_that_fails_is_left_out_and_the_others_go_on() -> None:
     calls: list[str] = []
     contenders = [FakeContender("a", calls), FailingContender("b", calls), FakeContender("c", calls)]
-    seconds, failed = time_rounds(contenders, rounds=2, warmup=0)  # type: ignore[arg-type]
+    seconds, failed = time_rounds(contenders, rounds=2, steps=1, warmup=0)  # type: ignore[arg-type]
     assert "".join(calls) == "acca"
     assert set(seconds) == {"a", "c"} and failed == {"b": "RuntimeError: out of memory"}
 
