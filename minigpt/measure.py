@@ -9,11 +9,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from minigpt.precision import dtype_of, float32_matmuls
+
+DRIFT_LIMIT = 0.10  # a trial during which the machine's matmul speed moved more than this is flagged
+DRIFT_PROBE_SECONDS = 0.25  # per window; a probe takes two
+DRIFT_PROBE_SIZE_CPU = 512  # small enough for a few products in the time box even where bf16 is slow
+DRIFT_PROBE_SIZE_GPU = 4096
 
 
 def synchronize(device: torch.device) -> None:
@@ -148,6 +154,25 @@ def _time_matmuls(a: torch.Tensor, b: torch.Tensor, repeats: int, device: torch.
         a @ b
     synchronize(device)
     return (time.perf_counter() - began) / repeats
+
+
+def probe_speed(device: str, precision: str, size: int | None = None) -> tuple[float, int]:
+    """This machine's matmul speed right now in the trial's precision, and the matrix size it
+    used: probed before and after a trial at one size, the two tell whether the machine itself
+    changed speed meanwhile."""
+    size = size or (DRIFT_PROBE_SIZE_CPU if device == "cpu" else DRIFT_PROBE_SIZE_GPU)
+    # The best of two windows: a fresh process's first products run slower (threads, caches,
+    # clocks still starting), which would read as the machine speeding up during the trial.
+    windows = (matmul_peak_flops(torch.device(device), precision, size, DRIFT_PROBE_SECONDS) for _ in range(2))
+    return max(windows), size
+
+
+def drift_fields(before: float, after: float) -> dict[str, Any]:
+    change = after / before - 1
+    return {
+        "drift": {"before": before, "after": after, "change": change},
+        "drift_flagged": abs(change) > DRIFT_LIMIT,
+    }
 
 
 def available_devices() -> list[str]:

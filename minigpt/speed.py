@@ -22,9 +22,10 @@ from typing import Any
 
 from minigpt import atomic
 from minigpt.errors import UserError
+from minigpt.measure import DRIFT_LIMIT, drift_fields, probe_speed
 from minigpt.stats import paired_ratio
 from minigpt.store import RunStore
-from minigpt.trial import DRIFT_LIMIT, now
+from minigpt.trial import now
 
 SPEED_FILE = "speed.json"
 DEFAULT_ROUNDS = 10
@@ -131,7 +132,6 @@ def measure_device(
 
     from minigpt.measure import device_absent_reason, device_name
     from minigpt.precision import resolve_precision
-    from minigpt.trial import drift_fields, probe_speed
 
     absent = device_absent_reason(device)
     if absent:

@@ -19,11 +19,6 @@ from minigpt.config import Config
 from minigpt.store import trial_id
 from minigpt.train import Budget
 
-DRIFT_LIMIT = 0.10  # a trial during which the machine's matmul speed moved more than this is flagged
-DRIFT_PROBE_SECONDS = 0.25  # per window; a probe takes two
-DRIFT_PROBE_SIZE_CPU = 512  # small enough for a few products in the time box even where bf16 is slow
-DRIFT_PROBE_SIZE_GPU = 4096
-
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -114,10 +109,13 @@ def train_trial(
     """Train the trial begun as `record`, calling on_point with every metric point; returns
     the finished record. Any exception becomes a `failed` (or `diverged`) record; Ctrl-C
     marks it `interrupted` and propagates. `peak_flops` maps precision -> this device's peak."""
+    import torch
+
+    from minigpt.measure import probe_speed
     from minigpt.precision import resolve_precision
 
     device = device or spec.device
-    precision = resolve_precision(spec.config.precision, _torch_device(device))
+    precision = resolve_precision(spec.config.precision, torch.device(device))
     trainer, before = None, None
     try:
         before = probe_speed(device, precision)
@@ -141,6 +139,8 @@ def closing_fields(
 ) -> dict[str, Any]:
     """The summary and the drift of a trial that ended; after a failure these may fail in turn
     (a device in an error state), and must not hide the failure that ended the trial."""
+    from minigpt.measure import drift_fields, probe_speed
+
     fields: dict[str, Any] = {}
     try:
         fields.update(summarize(trainer, peak))
@@ -208,30 +208,3 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
         "stop_reason": result.stop_reason,
         "compiled": trainer.cfg.compile != "false",
     }
-
-
-def probe_speed(device: str, precision: str, size: int | None = None) -> tuple[float, int]:
-    """This machine's matmul speed right now in the trial's precision, and the matrix size it
-    used: probed before and after a trial at one size, the two tell whether the machine itself
-    changed speed meanwhile."""
-    from minigpt.measure import matmul_peak_flops
-
-    size = size or (DRIFT_PROBE_SIZE_CPU if device == "cpu" else DRIFT_PROBE_SIZE_GPU)
-    # The best of two windows: a fresh process's first products run slower (threads, caches,
-    # clocks still starting), which would read as the machine speeding up during the trial.
-    windows = (matmul_peak_flops(_torch_device(device), precision, size, DRIFT_PROBE_SECONDS) for _ in range(2))
-    return max(windows), size
-
-
-def drift_fields(before: float, after: float) -> dict[str, Any]:
-    change = after / before - 1
-    return {
-        "drift": {"before": before, "after": after, "change": change},
-        "drift_flagged": abs(change) > DRIFT_LIMIT,
-    }
-
-
-def _torch_device(device: str) -> Any:
-    import torch
-
-    return torch.device(device)

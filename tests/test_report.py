@@ -98,7 +98,7 @@ def write_speed(root: Path, flagged: bool = False) -> None:
     }
     drift = {"before": 2.0e11, "after": 2.24e11, "change": 0.12, "flagged": flagged}
     speed = {
-        "rounds": 12, "steps_per_round": 3, "warmup_rounds": 2, "measured_at": "2025-01-01T00:00:00", "concurrent": False,
+        "rounds": 12, "steps_per_round": 3, "warmup_rounds": 2, "measured_at": "2025-01-01T00:00:00",
         "devices": {
             "cpu": {"device_name": "test cpu", "baseline": "baseline", "drift": drift, "variants": variants},
             "cuda": {"skipped": "no CUDA device on this machine"},

@@ -97,14 +97,6 @@ def test_drifted_trials_and_speed_phases_are_listed_with_their_change(tmp_path: 
     assert bool(results.at["wide--cpu--s1", "drift_flagged"]) and results.at["wide--cpu--s1", "drift_change"] == -0.14
 
 
-def test_a_concurrent_speed_phase_is_a_warning(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", failed=False)
-    write_speed(run)
-    speed = json.loads((run / "speed.json").read_text())
-    (run / "speed.json").write_text(json.dumps({**speed, "concurrent": True}))
-    assert "The speed phase ran while other work shared this machine" in report(run, tmp_path / "out")
-
-
 def test_precision_and_mfu_are_shown_and_old_trials_without_them_still_report(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     update_trial(run, "tiny--cpu--s0", precision="bf16")

@@ -108,8 +108,6 @@ def measurement_warnings(report: RunReport) -> tuple[list[list[str]], list[str]]
             f"{shared} trial(s) ran beside other trials on one machine: their speed figures (tokens/s, "
             "step ms, MFU) are not comparable with the others'."
         )
-    if report.speed is not None and report.speed.concurrent:
-        sentences.append("The speed phase ran while other work shared this machine: its ratios are noisier.")
     return rows, sentences
 
 

@@ -39,7 +39,6 @@ class SpeedPhase:
 
     frame: pd.DataFrame  # one row per variant and measured device, SPEED_COLUMNS
     rounds: int | None
-    concurrent: bool
     skipped: dict[str, str] = field(default_factory=dict)  # device -> reason
     drift: dict[str, Drift] = field(default_factory=dict)  # device -> its drift during the phase
     unmeasured: dict[tuple[str, str], str] = field(default_factory=dict)  # (device, variant) -> error
@@ -90,7 +89,7 @@ def parse_speed(raw: Any) -> SpeedPhase:
     frame = speed_frame(rows)
     rounds = top.get("rounds")
     rounds = rounds if isinstance(rounds, int) else None
-    return SpeedPhase(frame, rounds, bool(top.get("concurrent")), skipped, drift, unmeasured)
+    return SpeedPhase(frame, rounds, skipped, drift, unmeasured)
 
 
 def speed_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
