@@ -107,6 +107,7 @@ def test_a_group_added_to_the_group_itself_is_refused() -> None:
         optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
 
 
+BF16_TOLERANCE = {"rtol": 1.6e-2, "atol": 1e-5}  # torch.testing's defaults for bfloat16
 MUON_SETTINGS = {"lr": 0.02, "weight_decay": 0.1, "momentum": 0.95, "adjust_lr_fn": "match_rms_adamw"}
 # two shapes batched, one tall (iterated transposed), one alone
 SHAPES = [(24, 8), (24, 8), (24, 8), (16, 16), (16, 16), (8, 24)]
@@ -131,8 +132,9 @@ def muon_deltas(
 def test_batched_muon_in_bfloat16_equals_torch_muon() -> None:
     reference = muon_deltas(lambda params: torch.optim.Muon(params, **MUON_SETTINGS))
     batched = muon_deltas(lambda params: BatchedMuon(params, ns_dtype=torch.bfloat16, **MUON_SETTINGS))
+    # batched and single bf16 matmuls may round differently (CPUs with native bf16 kernels do)
     for ref, new in zip(reference, batched, strict=True):
-        torch.testing.assert_close(new, ref)
+        torch.testing.assert_close(new, ref, **BF16_TOLERANCE)
 
 
 def test_batched_muon_in_float32_matches_torch_muon_to_bfloat16_rounding() -> None:
