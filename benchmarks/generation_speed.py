@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from minigpt.config import Config
-from minigpt.generate import stream
+from minigpt.generate import matvec_linears, stream
 from minigpt.model import GPT
 
 
@@ -52,10 +52,11 @@ def rate(times: list[float], first: int, end: int) -> float:
 
 def weight_reads_ms(model: GPT, tokens: int) -> float:
     """Milliseconds per token of the model's matrix-vector products alone (every Linear applied
-    to one row, as one cached decoding step does): the floor the weights' memory traffic sets."""
+    to one row the way one cached decoding step applies it): the floor the weights' memory
+    traffic sets."""
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     rows = {m.in_features: torch.randn(1, m.in_features) for m in layers}
-    with torch.inference_mode():
+    with torch.inference_mode(), matvec_linears(model):
         began = time.perf_counter()
         for _ in range(tokens):
             for m in layers:

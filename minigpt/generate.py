@@ -24,11 +24,13 @@ shortened.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from minigpt.data import CharTokenizer
@@ -128,6 +130,49 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator)
 
 
+MATVEC_ROWS = 16  # inputs of at most this many rows read each weight more than they compute with it
+
+
+class MatvecLinear:
+    """An nn.Linear's forward for inputs of a few rows (a cached decoding step's one token per
+    sample): the weight transposed and cut into one slice of output columns per thread, applied
+    in one batched matmul. F.linear hands a single row to a matrix-vector kernel that runs on one
+    core and reads the (out, in) weight across its rows; the (in, out) slices are read in order,
+    one per core, which takes this step from one core's memory bandwidth to all of them. Every
+    output is the same full dot product over the input row. Larger inputs take the usual path."""
+
+    def __init__(self, linear: nn.Linear, slices: int) -> None:
+        self.plain = linear.forward
+        self.out_features = linear.out_features
+        slices = slices if linear.out_features % slices == 0 else 1
+        weight = linear.weight.detach()
+        self.weight = torch.stack(weight.t().chunk(slices, dim=1)).contiguous()  # (slices, in, out / slices)
+        bias = linear.bias
+        self.bias = None if bias is None else bias.detach().view(slices, 1, -1).clone()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.size(-1)
+        if rows > MATVEC_ROWS:
+            return self.plain(x)
+        flat = x.reshape(1, rows, x.size(-1)).expand(self.weight.size(0), -1, -1)  # (slices, rows, in)
+        out = torch.bmm(flat, self.weight) if self.bias is None else torch.baddbmm(self.bias, flat, self.weight)
+        return out.transpose(0, 1).reshape(*x.shape[:-1], self.out_features)
+
+
+@contextlib.contextmanager
+def matvec_linears(model: nn.Module) -> Iterator[None]:
+    """Every nn.Linear of `model` takes the MatvecLinear path for as long as the block runs."""
+    slices = torch.get_num_threads()
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    for linear in linears:
+        linear.forward = MatvecLinear(linear, slices)  # an instance attribute shadows the class's forward
+    try:
+        yield
+    finally:
+        for linear in linears:
+            del linear.forward
+
+
 class Context:
     """The tokens the model conditions on (at most block_size of them) and, while they fit in
     one block, the KV cache that lets each new token cost one position instead of all of them."""
@@ -177,12 +222,13 @@ def stream(
     was_training = model.training
     model.eval()  # dropout off
     try:
-        context = Context(model, prompt.expand(num_samples, -1), use_cache)
-        token = None
-        for _ in range(max_new_tokens):
-            logits = context.first_logits() if token is None else context.append(token)
-            token = sample_next(logits, temperature, top_k, top_p, generator)
-            yield token[:, 0]
+        with matvec_linears(model):
+            context = Context(model, prompt.expand(num_samples, -1), use_cache)
+            token = None
+            for _ in range(max_new_tokens):
+                logits = context.first_logits() if token is None else context.append(token)
+                token = sample_next(logits, temperature, top_k, top_p, generator)
+                yield token[:, 0]
     finally:
         model.train(was_training)
 

@@ -19,6 +19,7 @@ from minigpt import components
 from minigpt.config import Config
 from minigpt.data import BatchSampler, Corpus, eval_batches
 from minigpt.errors import UserError
+from minigpt.host import keep_freed_memory
 from minigpt.measure import StepTimer, percentile, reset_peak_memory, synchronize
 from minigpt.model import GPT
 from minigpt.precision import Precision, float32_matmuls
@@ -118,6 +119,8 @@ class Trainer:
         self.on_best = on_best
         self.tokens_per_step = cfg.batch_size * cfg.block_size
         self.result = TrialResult()
+        if self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(seed)
         self.model = GPT(self.cfg).to(self.device)
         self.optimizer = components.optimizer.build(self.cfg.optimizer, self.model, self.cfg, self.device)

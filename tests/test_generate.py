@@ -16,10 +16,13 @@ from minigpt.cli import main
 from minigpt.config import Config
 from minigpt.data import CharTokenizer
 from minigpt.generate import (
+    MATVEC_ROWS,
     Context,
     GenerationError,
+    MatvecLinear,
     filter_logits,
     generate,
+    matvec_linears,
     sample_text,
     stream,
     top_k_mask,
@@ -152,6 +155,32 @@ def test_stream_yields_one_token_per_sample_per_step_and_restores_training_mode(
     steps = list(stream(model, [1], 5, num_samples=3))
     assert [tuple(s.shape) for s in steps] == [(3,)] * 5
     assert model.training
+    assert not any("forward" in vars(m) for m in model.modules())  # the decoding linears are gone again
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("slices", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 1, 24), (4, 1, 24), (2, 3, 24), (1, MATVEC_ROWS + 1, 24)])
+def test_matvec_linear_computes_what_the_linear_does(bias: bool, slices: int, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 36, bias=bias)
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        torch.testing.assert_close(MatvecLinear(linear, slices)(x), linear(x))
+
+
+def test_matvec_linears_apply_inside_the_block_only() -> None:
+    model = tiny_model()
+    x = torch.randn(1, 1, model.cfg.n_embd)
+    calls = []
+    with torch.inference_mode(), matvec_linears(model):
+        linear = model.blocks[0].mlp.c_fc
+        plain = linear.forward.plain
+        linear.forward.plain = lambda rows: calls.append(rows) or plain(rows)
+        linear(x)  # one row: the sliced path, not the plain one
+        linear(torch.randn(1, MATVEC_ROWS + 1, model.cfg.n_embd))
+    assert len(calls) == 1 and calls[0].size(1) == MATVEC_ROWS + 1
+    assert "forward" not in vars(linear)
 
 
 @pytest.mark.parametrize(

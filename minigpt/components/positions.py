@@ -73,14 +73,15 @@ class RotaryPosition(PositionEncoding):
         half = cfg.head_size // 2
         inv_freq = base ** (-torch.arange(half, dtype=torch.float32) / half)
         angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)  # (T, D/2)
+        self.half = half
         self.register_buffer("cos", angles.cos().repeat(1, 2), persistent=False)  # (T, D)
-        self.register_buffer("sin", angles.sin().repeat(1, 2), persistent=False)
+        # the sign of rotate-half folded into sin: (-x2, x1) * sin == roll(x) * (-sin, sin)
+        self.register_buffer("signed_sin", torch.cat((-angles.sin(), angles.sin()), dim=1), persistent=False)
 
     def rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
         cos = self.cos[start : start + t.size(-2)]
-        sin = self.sin[start : start + t.size(-2)]
-        first, second = t.chunk(2, dim=-1)
-        return t * cos + torch.cat((-second, first), dim=-1) * sin
+        signed_sin = self.signed_sin[start : start + t.size(-2)]
+        return t * cos + t.roll(self.half, dims=-1) * signed_sin
 
 
 @position.register("rope+learned")
