@@ -11,7 +11,10 @@
 (b) Time to quality: whole `run` processes that stop at the first evaluation reaching val loss
     1.886 (the old one as it had to be run: the whole validation split per evaluation), in the
     same alternating order; the ratio of median wall times new/old.
-(c) Cached decoding: benchmarks/generation_speed.py of this checkout, its output verbatim.
+(c) Cached decoding: benchmarks/generation_speed.py of this checkout, its output verbatim (cached
+    against uncached within one block); then each checkout's whole decoding path, as that script's
+    processes alternating old, new, new, old, ...: the median of the paired ratios new/old of
+    cached tokens/s within one block.
 
 Each ratio pairs runs taken back to back in one invocation of this script; figures from another
 run or machine are context, never the other side of a ratio. Writes report.md and results.json
@@ -41,6 +44,7 @@ import targets_common as common
 STEP_GOALS = {"reference": 1.12, "cpu-fast": 1.15}  # old ms/step over new ms/step, at least
 TIME_GOAL = 0.6  # new whole-process time to the target over old, at most
 DECODE_GOAL = 5.0  # cached over uncached decoding within one block, at least
+DECODE_SPEEDUP_GOAL = 2.0  # new cached decoding over old, within one block, at least
 TARGET_LOSS = 1.886
 OLD_TIME_BUDGET = "1536000"  # tokens: the budget the old recipe reached 1.886 within
 
@@ -52,15 +56,16 @@ class Settings:
     time_pairs: int  # old/new pairs in (b)
     target: float  # validation loss for (b)
     decode_args: tuple[str, ...]  # options for generation_speed.py
+    decode_pairs: int  # old/new pairs of whole generation_speed.py processes in (c)
     timeout: float  # seconds any one process may take
     threads: int | None  # torch threads of every process (OMP_NUM_THREADS); None: torch's choice
     quick: bool = False  # a check of the script, not a measurement
 
 
-FULL = Settings(steps=200, rounds=6, time_pairs=3, target=TARGET_LOSS, decode_args=(), timeout=900, threads=None)
+FULL = Settings(steps=200, rounds=6, time_pairs=3, target=TARGET_LOSS, decode_args=(), decode_pairs=6, timeout=900, threads=None)  # fmt: skip
 # --quick checks the plumbing end to end: one pair each, a loss any run reaches in a few dozen steps,
 # one thread per process so that it stays quick on a CPU other work oversubscribes.
-QUICK = Settings(steps=20, rounds=1, time_pairs=1, target=3.0, decode_args=("--new-tokens", "40", "--repeats", "1"), timeout=600, threads=1, quick=True)  # fmt: skip
+QUICK = Settings(steps=20, rounds=1, time_pairs=1, target=3.0, decode_args=("--new-tokens", "40", "--repeats", "1"), decode_pairs=1, timeout=600, threads=1, quick=True)  # fmt: skip
 
 
 @dataclass
@@ -244,8 +249,10 @@ def time_to_target(checkouts: dict[str, Checkout], settings: Settings, tmp: Path
             "all_reached": all_reached, "pairs": [{label: vars(run) for label, run in p.items()} for p in pairs]}  # fmt: skip
 
 
-def decoding(new: Checkout, settings: Settings, log: common.Log) -> dict[str, Any]:
-    """(c) This checkout's generation benchmark, verbatim, and its within-block cached/uncached ratio."""
+def decoding(checkouts: dict[str, Checkout], settings: Settings, log: common.Log) -> dict[str, Any]:
+    """(c) This checkout's generation benchmark, verbatim, and its within-block cached/uncached ratio;
+    then the old checkout's whole decoding path against the new one."""
+    new = checkouts["new"]
     log("## (c) Cached decoding\n")
     args = ["benchmarks/generation_speed.py", *settings.decode_args]
     done = new.python(*args, timeout=settings.timeout)
@@ -262,7 +269,50 @@ def decoding(new: Checkout, settings: Settings, log: common.Log) -> dict[str, An
         log(f"cached/uncached within one block: {ratio:.2f}x; goal >= {DECODE_GOAL}x: "
             f"{'met' if ratio >= DECODE_GOAL else 'MISSED'}")  # fmt: skip
     log()
-    return {"goal": DECODE_GOAL, "ratio": ratio, "output": done.stdout}
+    against_old = decoding_against_old(checkouts, settings, log)
+    return {"goal": DECODE_GOAL, "ratio": ratio, "output": done.stdout, "against_old": against_old}
+
+
+def decoding_against_old(checkouts: dict[str, Checkout], settings: Settings, log: common.Log) -> dict[str, Any]:
+    """Each checkout's whole decoding path (its generate.py and its model code) on the same
+    random model, as whole generation_speed.py processes alternating old, new, new, old, ...:
+    the median of the paired ratios of cached tokens/s within one block."""
+    tokens = "40" if settings.quick else "255"
+    args = {
+        "old": ["benchmarks/generation_speed.py", "--new-tokens", tokens, "--repeats", "1"],
+        "new": ["benchmarks/generation_speed.py", "--new-tokens", tokens, "--repeats", "1", "--baseline", ""],
+    }
+    log(f"### Cached decoding, old checkout against new: {settings.decode_pairs} pairs of whole processes\n")
+    log("```")
+    for label in ("old", "new"):
+        log(f"[{label} checkout] PYTHONPATH=. python {shlex.join(args[label])}")
+    log("```\n")
+    log("| pair | order | old cached tok/s | new cached tok/s | new/old |")
+    log("| --- | --- | --- | --- | --- |")
+    paired = []
+    for index, order in common.alternating(settings.decode_pairs):
+        rates = {}
+        for label in order:
+            done = checkouts[label].python(*args[label], timeout=settings.timeout)
+            rates[label] = cached_rate(done.stdout)
+            if done.returncode != 0 or rates[label] is None:
+                raise SystemExit(f"the {label} checkout's generation_speed.py failed:\n{done.stdout}{done.stderr}")
+        paired.append(rates["new"] / rates["old"])
+        log(f"| {index + 1} | {', '.join(order)} | {rates['old']:.1f} | {rates['new']:.1f} | {paired[-1]:.3f} |")
+    median, low, high, coverage = common.median_interval(paired)
+    log(f"\nmedian of paired new/old {median:.3f}x (> 1: new is faster), {common.interval_text(low, high, coverage)}; "
+        f"goal >= {DECODE_SPEEDUP_GOAL}x: {common.goal_verdict(median, low, high, DECODE_SPEEDUP_GOAL, True)}\n")  # fmt: skip
+    return {"goal": DECODE_SPEEDUP_GOAL, "ratio": median, "low": low, "high": high, "paired": paired}
+
+
+def cached_rate(output: str) -> float | None:
+    """Cached tokens/s within one block, from the median line of generation_speed.py's output."""
+    for line in output.splitlines():
+        if line.startswith("median") and "one block" in line:
+            found = re.findall(r"with cache ([0-9.]+) tok/s", line)
+            if found:
+                return float(found[0])
+    return None
 
 
 def within_block_ratio(output: str) -> float | None:
@@ -350,7 +400,7 @@ def main() -> None:
         if "b" not in skip:
             results["time_to_target"] = time_to_target(checkouts, settings, Path(tmp), log)
         if "c" not in skip:
-            results["decoding"] = decoding(checkouts["new"], settings, log)
+            results["decoding"] = decoding(checkouts, settings, log)
     info["load_average_at_end"] = common.load_average()
     report(out, settings, info, log, results)
     print(f"report: {out / 'report.md'}")

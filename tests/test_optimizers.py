@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from minigpt import components
-from minigpt.components.muon import BatchedMuon, newton_schulz
+from minigpt.components.muon import BatchedMuon, default_ns_dtype, newton_schulz
 from minigpt.components.optimizers import OptimizerGroup
 from minigpt.config import Config
 from minigpt.model import GPT
@@ -139,7 +139,7 @@ def test_batched_muon_in_bfloat16_equals_torch_muon() -> None:
 
 def test_batched_muon_in_float32_matches_torch_muon_to_bfloat16_rounding() -> None:
     reference = muon_deltas(lambda params: torch.optim.Muon(params, **MUON_SETTINGS))
-    batched = muon_deltas(lambda params: BatchedMuon(params, **MUON_SETTINGS))  # fp32 on a CPU
+    batched = muon_deltas(lambda params: BatchedMuon(params, ns_dtype=torch.float32, **MUON_SETTINGS))
     for ref, new in zip(reference, batched, strict=True):
         assert (new - ref).norm() < 0.03 * ref.norm()
 
@@ -154,3 +154,14 @@ def test_batched_newton_schulz_treats_each_matrix_on_its_own() -> None:
     # orthogonalized: singular values near 1 (the quintic's fixed band), not the input's spread
     singular = torch.linalg.svdvals(together)
     assert singular.min() > 0.5 and singular.max() < 1.5
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_newton_schulz_runs_in_bfloat16_where_the_cpu_has_native_bf16(
+    monkeypatch: pytest.MonkeyPatch, native_bf16: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    expected = torch.bfloat16 if native_bf16 else torch.float32
+    assert default_ns_dtype(torch.device("cpu")) == expected
+    assert default_ns_dtype(torch.device("cuda")) == torch.bfloat16

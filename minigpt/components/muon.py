@@ -48,10 +48,16 @@ def adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float
 
 
 def default_ns_dtype(device: torch.device) -> torch.dtype:
-    # torch.optim.Muon iterates in bfloat16 everywhere. CPUs without native bf16 matmul (no
-    # AVX512-BF16/AMX) run it 20-50x slower than fp32 at these sizes, so CPUs use fp32;
-    # accelerators keep torch's bf16.
-    return torch.float32 if device.type == "cpu" else torch.bfloat16
+    """torch.optim.Muon iterates in bfloat16 everywhere. CPUs without native bf16 dot products
+    (AVX512-BF16 or AMX) run that 20-50x slower than fp32 at these sizes, so they iterate in fp32."""
+    if device.type != "cpu" or cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def cpu_has_native_bf16() -> bool:
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # x86 only; elsewhere absent
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 class BatchedMuon(torch.optim.Muon):
