@@ -17,7 +17,7 @@ from torch import nn
 from minigpt.precision import dtype_of, float32_matmuls
 
 DRIFT_LIMIT = 0.10  # a trial during which the machine's matmul speed moved more than this is flagged
-DRIFT_PROBE_SECONDS = 0.25  # per window; a probe takes two
+DRIFT_PROBE_SECONDS = 0.1  # per window; a probe takes two (the best of either is stable to about 1%)
 DRIFT_PROBE_SIZE_CPU = 512  # small enough for a few products in the time box even where bf16 is slow
 DRIFT_PROBE_SIZE_GPU = 4096
 
