@@ -85,6 +85,10 @@ def run(
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
+    if executor == "local":
+        from minigpt.trial_server import start_trial_server
+
+        start_trial_server()  # it imports torch while this process does the same and plans the sweep
     from minigpt.config import choose_preset
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.speed import check_rounds

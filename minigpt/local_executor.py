@@ -21,6 +21,7 @@ from typing import Any
 
 from minigpt.store import RunStore, append_point
 from minigpt.trial import TrialSettings, TrialSpec, begin_record, ended_record, failure, train_trial
+from minigpt.trial_server import trial_context
 
 INTERRUPT_GRACE_SECONDS = 30  # how long an interrupted trial may take to record itself
 
@@ -39,14 +40,6 @@ def run_locally(
         observer.trial_started(spec)
         record = run_in_process(context, spec, settings, corpus, store, peak_flops.get(spec.device, {}), observer)
         observer.trial_finished(spec, record, resumed=False)
-
-
-def trial_context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["minigpt.train", "minigpt.trial"])
-        return context
-    return multiprocessing.get_context("spawn")
 
 
 def run_in_process(

@@ -226,7 +226,9 @@ def run_sweep(
         raise PlanError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
     if executor == "local":
         from minigpt.local_executor import run_locally
+        from minigpt.trial_server import wait_for_trial_server
 
+        wait_for_trial_server()  # its imports must be over before the sweep probes the devices
         return _run(plan, store, observer or QuietObserver(), fresh, run_locally)
     from minigpt.ray_executor import RayExecutor
 

@@ -1,0 +1,34 @@
+"""The server that trial processes are forked from: a process that has imported torch and the
+trainer once, so that each trial starts in a fraction of a second. It imports nothing heavy
+itself, so the sweep can start the server first and let its imports overlap the sweep's own."""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.context import BaseContext
+
+PRELOAD = ["minigpt.train", "minigpt.trial"]
+
+
+def trial_context() -> BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def start_trial_server() -> None:
+    """Start the server now, without waiting for its imports."""
+    if trial_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def wait_for_trial_server() -> None:
+    """Return once the server has finished its imports (starting it if need be), so that they
+    do not compete with a measurement the sweep takes next."""
+    process = trial_context().Process(target=int)
+    process.start()
+    process.join()
