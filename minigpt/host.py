@@ -21,8 +21,7 @@ def keep_freed_memory() -> bool:
     gradients anew and takes a page fault for every 4 KiB it touches: thousands of faults per step
     at the default model size, 5-15% of a step on a small CPU. Raising the mmap threshold to its
     maximum and the trim threshold far above a step's memory lets one step reuse what the
-    previous one freed. The process's peak memory stays
-    what the step needs. glibc only (a no-op elsewhere); returns whether it applied."""
+    previous one freed. The process's peak memory stays what the step needs. glibc only (a no-op elsewhere); returns whether it applied."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from minigpt import components
-from minigpt.components.muon import BatchedMuon, default_ns_dtype, newton_schulz
+from minigpt.components.muon import BatchedMuon, cpu_has_native_bf16, default_ns_dtype, newton_schulz
 from minigpt.components.optimizers import OptimizerGroup
 from minigpt.config import Config
 from minigpt.model import GPT
@@ -162,6 +162,8 @@ def test_newton_schulz_runs_in_bfloat16_where_the_cpu_has_native_bf16(
 ) -> None:
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    cpu_has_native_bf16.cache_clear()  # the answer is cached: ask the patched CPU
     expected = torch.bfloat16 if native_bf16 else torch.float32
     assert default_ns_dtype(torch.device("cpu")) == expected
     assert default_ns_dtype(torch.device("cuda")) == torch.bfloat16
+    cpu_has_native_bf16.cache_clear()  # and the real one again once the patches are undone

@@ -11,6 +11,7 @@ rate adjustment, so one is a drop-in replacement for the other (state dicts incl
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -55,6 +56,7 @@ def default_ns_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+@functools.cache  # asked on every optimizer step; the CPU does not change
 def cpu_has_native_bf16() -> bool:
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # x86 only; elsewhere absent
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
