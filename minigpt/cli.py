@@ -14,6 +14,7 @@ import typer
 from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants, preset_config
 from minigpt.cli_variants import variants_app
 from minigpt.errors import UserError
+from minigpt.executors import executor_names, executor_options
 
 app = typer.Typer(
     name="minigpt-bench",
@@ -79,7 +80,7 @@ def run(
         int | None, typer.Option(help="Keep the N-1 most frequent characters, map the rest to one unknown.")
     ] = None,
     plugins: PluginsOption = None,
-    executor: Annotated[str, typer.Option(help="Where trials run: local or ray.")] = "local",
+    executor: Annotated[str, typer.Option(help=f"Where trials run: {' or '.join(executor_names())}.")] = "local",
     # An executor's options are named after it and a field of its options (--ray-address: RayOptions.address).
     ray_address: Annotated[
         str | None,
@@ -104,8 +105,6 @@ def run(
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
-    from minigpt.executors import executor_options
-
     chosen_executor = executor_options(executor, {"ray_address": ray_address, "ray_cpus_per_trial": ray_cpus_per_trial})
     chosen_executor.prepare()  # what it starts now overlaps this process's imports and the planning
     from minigpt.config import choose_preset
