@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra (pip install 'minigpt-bench[ray]')")
+pytestmark = pytest.mark.slow  # every test here starts Ray
 
 from typer.testing import CliRunner  # noqa: E402
 
@@ -324,7 +325,6 @@ def two_node_cluster() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.slow
 def test_a_sweep_runs_on_a_two_node_cluster_with_token_auth(
     two_node_cluster: Cluster, workspace: Path, tmp_path: Path
 ) -> None:

@@ -130,6 +130,7 @@ def run_args(out: Path, *args: str) -> list[str]:
             "--max-steps", "2", *TINY_SET, *args]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_run_times_its_variants_in_interleaved_rounds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -145,6 +146,7 @@ def test_run_times_its_variants_in_interleaved_rounds(
     assert speed["devices"]["cpu"]["variants"]["baseline"]["speed_ratio"] == 1.0
 
 
+@pytest.mark.slow
 def test_run_with_one_variant_skips_the_speed_phase_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

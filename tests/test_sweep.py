@@ -104,6 +104,7 @@ def test_two_variants_two_seeds_write_four_trials_with_every_summary_field(sweep
     assert "results:" in out
 
 
+@pytest.mark.slow
 def test_a_raising_variant_fails_and_the_others_complete(sweep: Sweep, tmp_path: Path) -> None:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "exploding.py").write_text(RAISING_PLUGIN)
@@ -117,6 +118,7 @@ def test_a_raising_variant_fails_and_the_others_complete(sweep: Sweep, tmp_path:
     assert found["baseline--cpu--s0"]["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_an_absurd_learning_rate_diverges(sweep: Sweep, tmp_path: Path) -> None:
     code, _, err = sweep(tmp_path, "--variants", "baseline", "--max-steps", "60", "--set", "lr=1e12",
                          "--set", "min_lr=1e12", "--set", "grad_clip=0")  # fmt: skip
@@ -207,6 +209,7 @@ def test_ctrl_c_marks_the_running_trial_interrupted_and_exits_130(sweep: Sweep, 
     assert "interrupted" in out
 
 
+@pytest.mark.slow
 def test_max_vocab_reaches_the_corpus_and_the_checkpoint(sweep: Sweep, tmp_path: Path) -> None:
     code, _, err = sweep(tmp_path, "--variants", "baseline", "--max-steps", "3", "--max-vocab", "20")
     assert code == 0, err
@@ -216,12 +219,14 @@ def test_max_vocab_reaches_the_corpus_and_the_checkpoint(sweep: Sweep, tmp_path:
     assert len(model_json["vocab"]["chars"]) == 20
 
 
+@pytest.mark.slow
 def test_fresh_starts_the_directory_over(sweep: Sweep, tmp_path: Path) -> None:
     assert sweep(tmp_path, "--variants", "nope", "--max-steps", "3")[0] == 0
     assert sweep(tmp_path, "--variants", "baseline", "--max-steps", "3", "--fresh")[0] == 0
     assert set(trials(tmp_path)) == {"baseline--cpu--s0"}
 
 
+@pytest.mark.slow
 def test_a_rerun_with_another_configuration_is_refused_in_one_line_and_touches_nothing(
     sweep: Sweep, tmp_path: Path
 ) -> None:
@@ -283,6 +288,7 @@ def test_sweep_json_keeps_the_union_of_every_runs_variants_seeds_and_trials() ->
     assert merged["identity"]["variants"] == {"baseline": Config().to_dict(), "nope": nope}
 
 
+@pytest.mark.slow
 def test_more_variants_and_seeds_grow_the_same_sweep(sweep: Sweep, tmp_path: Path) -> None:
     assert sweep(tmp_path, "--variants", "baseline", "--max-steps", "3")[0] == 0
     first = trials(tmp_path)["baseline--cpu--s0"]
@@ -300,6 +306,7 @@ def test_variant_order_rotates_across_seeds() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_peak_memory_is_each_trials_own(sweep: Sweep, tmp_path: Path) -> None:
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "wide.py").write_text(
