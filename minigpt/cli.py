@@ -14,6 +14,7 @@ import typer
 from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants, preset_config
 from minigpt.cli_variants import variants_app
 from minigpt.errors import UserError
+from minigpt.executors import executor_names, executor_options
 
 app = typer.Typer(
     name="minigpt-bench",
@@ -26,6 +27,24 @@ app = typer.Typer(
 app.add_typer(variants_app, name="variants")
 data_app = typer.Typer(help="Inspect corpora: text files and American Stories subsets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+def print_version(asked: bool) -> None:
+    if asked:
+        from minigpt import __version__
+
+        print(f"minigpt-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Does this transformer change help, and what does it cost?"""
 
 
 @app.command()
@@ -61,7 +80,8 @@ def run(
         int | None, typer.Option(help="Keep the N-1 most frequent characters, map the rest to one unknown.")
     ] = None,
     plugins: PluginsOption = None,
-    executor: Annotated[str, typer.Option(help="Where trials run: local or ray.")] = "local",
+    executor: Annotated[str, typer.Option(help=f"Where trials run: {' or '.join(executor_names())}.")] = "local",
+    # An executor's options are named after it and a field of its options (--ray-address: RayOptions.address).
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -85,10 +105,8 @@ def run(
     """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
-    if executor == "local":
-        from minigpt.trial_server import start_trial_server
-
-        start_trial_server()  # it imports torch while this process does the same and plans the sweep
+    chosen_executor = executor_options(executor, {"ray_address": ray_address, "ray_cpus_per_trial": ray_cpus_per_trial})
+    chosen_executor.prepare()  # what it starts now overlaps this process's imports and the planning
     from minigpt.config import choose_preset
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.speed import check_rounds
@@ -121,15 +139,7 @@ def run(
     store = RunStore(out)
     observer = LogObserver(console) if quiet else RichObserver(console)
     try:
-        records = run_sweep(
-            plan,
-            store,
-            observer,
-            fresh,
-            executor=executor,
-            ray_address=ray_address,
-            ray_cpus_per_trial=ray_cpus_per_trial,
-        )
+        records = run_sweep(plan, store, observer, fresh, chosen_executor)
     except KeyboardInterrupt:
         observer.close()
         console.print(summary_table(store.trials()))
@@ -154,16 +164,24 @@ def run(
 
 
 def measure_speed(run_dir: Path, rounds: int) -> None:
-    """The interleaved speed phase with a progress bar, then its table."""
+    """The interleaved speed phase with a progress bar, then its table (one line when no device
+    has two variants to compare)."""
     from rich.progress import Progress
 
     from minigpt.progress import speed_table
-    from minigpt.speed import WARMUP_ROUNDS, measure_run_speed, run_contenders
+    from minigpt.speed import WARMUP_ROUNDS, measure_run_speed, run_contenders, untimed_devices
     from minigpt.store import RunStore
 
-    _, devices, _ = run_contenders(RunStore(run_dir))
+    store = RunStore(run_dir)
+    _, devices, _ = run_contenders(store)
+    untimed = untimed_devices(store, devices)
+    if len(untimed) == len(devices):
+        measure_run_speed(run_dir, rounds)  # speed.json says why, for the report
+        reasons = "; ".join(untimed.values())
+        console.print(f"interleaved speed: not measured ({reasons})", markup=False, highlight=False, soft_wrap=True)
+        return
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * len(devices))
+        task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * (len(devices) - len(untimed)))
         speed = measure_run_speed(run_dir, rounds, on_round=lambda: progress.advance(task))
     console.print(speed_table(speed))
 

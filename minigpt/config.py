@@ -14,10 +14,6 @@ from minigpt.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("false", "default", "reduce-overhead", "max-autotune")
-# The spellings of a bool `--set compile=...` accepted before compile had modes, and trial.json
-# files that stored it as a bool: true meant torch.compile's default mode.
-_COMPILE_ALIASES = {"true": "default", "1": "default", "yes": "default", "on": "default",
-                    "0": "false", "no": "false", "off": "false"}  # fmt: skip
 
 
 class ConfigError(UserError):
@@ -56,7 +52,6 @@ class Config:
     precision: str = "auto"  # one of PRECISIONS
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "compile", _compile_mode(self.compile))
         self.validate()
 
     def validate(self) -> None:
@@ -146,14 +141,6 @@ def _parse_value(key: str, type_name: str, raw: str) -> Any:
         return raw
     except ValueError:
         raise ConfigError(f"--set {key} expects {type_name}, got {raw!r}") from None
-
-
-def _compile_mode(value: object) -> object:
-    if isinstance(value, bool):
-        return "default" if value else "false"
-    if isinstance(value, str):
-        return _COMPILE_ALIASES.get(value.lower(), value.lower())
-    return value
 
 
 def _divisors(n: int) -> list[int]:

@@ -16,14 +16,34 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from minigpt.executors import Executor, executor
 from minigpt.store import RunStore, append_point
-from minigpt.trial import TrialSettings, TrialSpec, begin_record, ended_record, failure, train_trial
-from minigpt.trial_server import trial_context
+from minigpt.trial_server import start_trial_server, trial_context, wait_for_trial_server
+
+if TYPE_CHECKING:
+    from minigpt.trial import TrialSettings, TrialSpec
 
 INTERRUPT_GRACE_SECONDS = 30  # how long an interrupted trial may take to record itself
+
+
+@executor.register("local")
+@dataclass(frozen=True)
+class LocalOptions:
+    """The local executor has no options."""
+
+    def prepare(self) -> None:
+        start_trial_server()  # it imports torch while the sweep's own process does the same
+
+    @contextmanager
+    def open(self) -> Iterator[Executor]:
+        wait_for_trial_server()  # its imports must be over before the sweep probes the devices
+        yield run_locally
 
 
 def run_locally(
@@ -51,6 +71,8 @@ def run_in_process(
     peaks: dict[str, float],
     observer: Any,
 ) -> dict[str, Any]:
+    from minigpt.trial import ended_record
+
     points_in, points_out = context.Pipe(duplex=False)
     alive_in, alive_out = context.Pipe(duplex=False)  # closes when this process dies
     process = context.Process(
@@ -79,6 +101,8 @@ def run_in_process(
 
 def lost_record(spec: TrialSpec, settings: TrialSettings, store: RunStore, exit_code: int | None) -> dict[str, Any]:
     """What a trial whose process died holds: its own record if it finished writing one, else `failed`."""
+    from minigpt.trial import ended_record
+
     if store.is_finished(spec.id):
         return store.read_trial(spec.id)
     record = ended_record(spec, settings, "failed", f"the trial's process died (exit code {exit_code})")
@@ -119,6 +143,8 @@ def trial_process(
     alive: Connection,
 ) -> None:
     """The body of a trial's process: train, write the trial's files, send points and the record."""
+    from minigpt.trial import ended_record, failure
+
     if hasattr(os, "setpgrp"):
         os.setpgrp()  # Ctrl-C at a terminal reaches the sweep's process, which passes on exactly one
     threading.Thread(target=exit_with_parent, args=(alive,), daemon=True).start()
@@ -137,6 +163,7 @@ def trial_process(
 def begin_and_train(
     spec: TrialSpec, settings: TrialSettings, corpus: Any, store: RunStore, peaks: dict[str, float], points: Connection
 ) -> dict[str, Any]:
+    from minigpt.trial import begin_record
     from minigpt.variants import discover
 
     discover(settings.plugins)  # a plugin's components must be registered before the model is built
@@ -156,6 +183,8 @@ def train_into_store(
     peaks: dict[str, float],
     points: Connection,
 ) -> dict[str, Any]:
+    from minigpt.trial import train_trial
+
     with store.metrics_log(spec.id) as log:
 
         def on_point(point: dict[str, Any]) -> None:

@@ -23,18 +23,41 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minigpt import atomic
 from minigpt.errors import UserError
+from minigpt.executors import executor
 from minigpt.store import RunStore, append_point
-from minigpt.trial import TrialSettings, TrialSpec, begin_record, ended_record, train_trial
+
+if TYPE_CHECKING:
+    from minigpt.trial import TrialSettings, TrialSpec
 
 MAX_RETRIES = 1  # a worker that dies (killed, out of memory, node lost) is retried once, then `failed`
 
 
 class RayUnavailable(UserError):
     """Ray is not installed, or the cluster cannot be reached or cannot run the sweep."""
+
+
+@executor.register("ray")
+@dataclass(frozen=True)
+class RayOptions:
+    """address: auto, HOST:PORT or ray://HOST:10001 (None: a local Ray instance, started if none
+    runs); cpus_per_trial: CPUs per cpu trial (None: all of the smallest node's)."""
+
+    address: str | None = None
+    cpus_per_trial: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_trial is not None and self.cpus_per_trial < 1:
+            raise RayUnavailable(f"--ray-cpus-per-trial must be at least 1, got {self.cpus_per_trial}")
+
+    def prepare(self) -> None:
+        pass  # Ray is reached once the sweep is planned, so that a plan that cannot run starts nothing
+
+    def open(self) -> RayExecutor:
+        return RayExecutor(self.address, self.cpus_per_trial)
 
 
 @dataclass
@@ -54,8 +77,6 @@ class RayExecutor:
     runs), runs trials as tasks when called, and disconnects on exit if it connected."""
 
     def __init__(self, address: str | None = None, cpus_per_trial: int | None = None) -> None:
-        if cpus_per_trial is not None and cpus_per_trial < 1:
-            raise RayUnavailable(f"--ray-cpus-per-trial must be at least 1, got {cpus_per_trial}")
         self.address = address
         self.requested_cpus = cpus_per_trial
         self.connected_here = False
@@ -147,6 +168,8 @@ class RayExecutor:
 
     def _skip_without_gpu(self, spec: TrialSpec, settings: TrialSettings, store: RunStore, observer: Any) -> bool:
         """A cuda trial on a cluster without GPUs would wait forever: it is skipped instead."""
+        from minigpt.trial import ended_record
+
         if not spec.device.startswith("cuda") or self.cluster_gpus:
             return False
         record = ended_record(spec, settings, "skipped", "the Ray cluster has no GPU")
@@ -159,6 +182,8 @@ class RayExecutor:
         """The task's result written into the store; a task that failed outside the trial
         (its worker died twice, a plugin missing there) becomes a `failed` record."""
         import ray
+
+        from minigpt.trial import ended_record
 
         try:
             outcome: TrialOutcome = ray.get(ref)
@@ -208,6 +233,8 @@ def write_outcome(store: RunStore, outcome: TrialOutcome) -> None:
 
 def mark_interrupted(specs: list[TrialSpec], settings: TrialSettings, store: RunStore) -> None:
     """Trials still queued or running at Ctrl-C: recorded as interrupted, so a re-run runs them."""
+    from minigpt.trial import ended_record
+
     for spec in specs:
         store.write_trial(ended_record(spec, settings, "interrupted", "interrupted by the user"))
 
@@ -239,6 +266,7 @@ def train_on_worker(spec: TrialSpec, settings: TrialSettings, corpus: Any) -> Tr
     import torch
 
     from minigpt.precision import resolve_precision
+    from minigpt.trial import begin_record, train_trial
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))

@@ -22,7 +22,7 @@ from typing import Any
 
 from minigpt import atomic
 from minigpt.errors import UserError
-from minigpt.measure import DRIFT_LIMIT, drift_fields, probe_speed
+from minigpt.measure import DRIFT_LIMIT, device_absent_reason, drift_fields, probe_speed
 from minigpt.stats import paired_ratio
 from minigpt.store import RunStore
 from minigpt.trial import now
@@ -31,6 +31,7 @@ SPEED_FILE = "speed.json"
 DEFAULT_ROUNDS = 10
 STEPS_PER_ROUND = 4  # steps each contender takes per round, one at a time in turn
 WARMUP_ROUNDS = 2  # rounds that pay for allocation, thread pools, kernels and compilation: not counted
+TRAINED = ("completed", "diverged")  # statuses of trials that trained: their variants have a speed to compare
 
 
 class SpeedError(UserError):
@@ -186,6 +187,22 @@ def run_contenders(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str
     return configs, sweep.get("devices", ["cpu"]), baseline
 
 
+def untimed_devices(store: RunStore, devices: list[str]) -> dict[str, str]:
+    """Why each device that has nothing to compare is not timed: fewer than two variants trained
+    there (timing one variant against itself says nothing), or the device is absent."""
+    records = store.trials()
+    reasons = {}
+    for device in devices:
+        trained = sorted({r["variant"] for r in records if r["device"] == device and r["status"] in TRAINED})
+        absent = device_absent_reason(device)
+        if absent:
+            reasons[device] = absent
+        elif len(trained) < 2:
+            who = f"only {trained[0]}" if trained else "no variant"
+            reasons[device] = f"{who} trained on {device}, so there is nothing to compare"
+    return reasons
+
+
 def check_rounds(rounds: int, option: str = "--rounds") -> None:
     if rounds < 2:
         raise SpeedError(f"{option} must be at least 2 (an interval needs two rounds), got {rounds}")
@@ -203,20 +220,25 @@ def measure_run_speed(
     from minigpt.variants import discover, recorded_plugins
 
     store = RunStore(run_dir)
+    started = now()
     configs, devices, baseline = run_contenders(store)
-    sweep = store.read_sweep()
-    discover(recorded_plugins(store.root))  # a plugin's components must be registered before its models are built
-    corpus = load_corpus(sweep["data"], sweep.get("max_vocab"))
-    seed = sweep.get("seeds", [0])[0]
+    untimed = untimed_devices(store, devices)
+    measured = {device: {"skipped": reason} for device, reason in untimed.items()}
+    timed = [device for device in devices if device not in untimed]
+    if timed:
+        sweep = store.read_sweep()
+        discover(recorded_plugins(store.root))  # a plugin's components must be registered before its models are built
+        corpus = load_corpus(sweep["data"], sweep.get("max_vocab"))
+        seed = sweep.get("seeds", [0])[0]
+        for device in timed:
+            measured[device] = measure_device(configs, baseline, corpus, device, seed, rounds, on_round)
     speed = {
         "rounds": rounds,
         "steps_per_round": STEPS_PER_ROUND,
         "warmup_rounds": WARMUP_ROUNDS,
         "drift_limit": DRIFT_LIMIT,
-        "measured_at": now(),
-        "devices": {
-            device: measure_device(configs, baseline, corpus, device, seed, rounds, on_round) for device in devices
-        },
+        "measured_at": started,
+        "devices": {device: measured[device] for device in devices},
     }
     atomic.write_json(store.root / SPEED_FILE, speed)
     return speed

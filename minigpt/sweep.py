@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from minigpt import __version__
 from minigpt.config import Config
 from minigpt.errors import UserError
+from minigpt.executors import Executor, ExecutorOptions
 from minigpt.store import RunStore
 from minigpt.train import Budget
 from minigpt.trial import TrialSettings, TrialSpec, now
@@ -192,48 +193,23 @@ def environment() -> dict[str, Any]:
     }
 
 
-EXECUTORS = ("local", "ray")
-
-
-class Executor(Protocol):
-    """Runs trials (in the order given) into the store and tells the observer about each."""
-
-    def __call__(
-        self,
-        specs: list[TrialSpec],
-        settings: TrialSettings,
-        corpus: Any,
-        store: RunStore,
-        peak_flops: dict[str, dict[str, float]],
-        observer: SweepObserver,
-    ) -> None: ...
-
-
 def run_sweep(
     plan: SweepPlan,
     store: RunStore,
     observer: SweepObserver | None = None,
     fresh: bool = False,
-    executor: str = "local",
-    ray_address: str | None = None,
-    ray_cpus_per_trial: int | None = None,
+    executor: ExecutorOptions | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every unfinished trial of the plan into the store; returns the plan's records.
-    executor "ray" runs the trials as tasks on a Ray cluster (connected to before anything is
-    written). Raises KeyboardInterrupt after recording the running trials as interrupted, and
-    PlanError, touching nothing, when the store holds another plan's results."""
-    if executor not in EXECUTORS:
-        raise PlanError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
-    if executor == "local":
-        from minigpt.local_executor import run_locally
-        from minigpt.trial_server import wait_for_trial_server
+    """Run every unfinished trial of the plan into the store with the executor those options
+    open (the local one when None); returns the plan's records. Raises KeyboardInterrupt after
+    recording the running trials as interrupted, and PlanError, touching nothing, when the
+    store holds another plan's results."""
+    if executor is None:
+        from minigpt.local_executor import LocalOptions
 
-        wait_for_trial_server()  # its imports must be over before the sweep probes the devices
-        return _run(plan, store, observer or QuietObserver(), fresh, run_locally)
-    from minigpt.ray_executor import RayExecutor
-
-    with RayExecutor(ray_address, ray_cpus_per_trial) as on_ray:
-        return _run(plan, store, observer or QuietObserver(), fresh, on_ray)
+        executor = LocalOptions()
+    with executor.open() as execute:
+        return _run(plan, store, observer or QuietObserver(), fresh, execute)
 
 
 def _run(
@@ -250,7 +226,7 @@ def _run(
             store.reset()
         else:
             check_same_plan(store, identity)
-        sweep = grown(store.read_sweep(), plan.describe(), identity)
+        sweep = merged_sweep_json(store.read_sweep(), plan.describe(), identity)
         sweep.update(environment=environment(), updated_at=now())
         sweep.setdefault("created_at", sweep["updated_at"])
         sweep["peak_flops"] = probe_devices(plan.trials, sweep.get("peak_flops", {}))
@@ -264,9 +240,9 @@ def _run(
         return [store.read_trial(spec.id) for spec in plan.trials]
 
 
-def grown(previous: dict[str, Any], asked: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
-    """sweep.json after this run: the same plan, its variants, devices, seeds and trials the
-    union of every run's into this directory."""
+def merged_sweep_json(previous: dict[str, Any], asked: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    """sweep.json after this run: the previous content updated with this run's plan, its variants,
+    devices, seeds and trials the union of every run's into this directory."""
     sweep = {**previous, **asked}
     for key in ("variants", "devices", "seeds", "trials"):
         sweep[key] = list(dict.fromkeys([*previous.get(key, []), *asked[key]]))
@@ -287,12 +263,7 @@ def check_same_plan(store: RunStore, identity: dict[str, Any]) -> None:
     """A re-run continues a run only when it asks for the same thing; more variants, seeds or
     devices are the same plan grown, anything else would mix two sweeps' results."""
     previous = store.read_sweep().get("identity")
-    if previous is None:
-        if store.trials():
-            raise PlanError(
-                f"{store.root} holds trials of an older sweep that recorded no plan to compare with; "
-                "use --fresh to start over, or another --out"
-            )
+    if previous is None:  # nothing ran here yet
         return
     difference = first_difference(previous, identity)
     if difference:
@@ -325,7 +296,7 @@ def probe_devices(specs: list[TrialSpec], known: dict[str, dict[str, float]]) ->
     from minigpt.measure import device_absent_reason, matmul_peak_flops
     from minigpt.precision import resolve_precision
 
-    peaks = {device: dict(by_precision) for device, by_precision in known.items() if isinstance(by_precision, dict)}
+    peaks = {device: dict(by_precision) for device, by_precision in known.items()}
     for spec in specs:
         if device_absent_reason(spec.device) is not None:
             continue

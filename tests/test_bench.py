@@ -52,6 +52,7 @@ def test_suite_times_every_registered_variant_in_every_case(tmp_path: Path) -> N
     assert names[half:] == names[:half][::-1]  # the second round runs the variants in reverse order
 
 
+@pytest.mark.slow
 def test_cli_passes_pytest_options_through_and_stores_the_json_in_the_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "demo"
     run_dir.mkdir(parents=True)
@@ -70,6 +71,7 @@ def test_cli_passes_pytest_options_through_and_stores_the_json_in_the_run(tmp_pa
     assert "batched vs looped heads (baseline vs attn-looped, cpu): forward" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_failing_plugin_variant_fails_the_run_with_pytests_exit_code(tmp_path: Path) -> None:
     plugin = tmp_path / "broken.py"
     plugin.write_text(
@@ -101,6 +103,7 @@ def test_a_failing_plugin_variant_fails_the_run_with_pytests_exit_code(tmp_path:
     assert cases_in(result.report) == {("baseline", "cpu", "forward")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

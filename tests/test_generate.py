@@ -331,6 +331,7 @@ def test_sample_text_matches_generate(tmp_path: Path) -> None:
     assert text == CharTokenizer(VOCAB).decode(ids[0])
 
 
+@pytest.mark.slow
 def test_cli_entry_point_loads_plugin_components(tmp_path: Path) -> None:
     """A checkpoint whose position scheme a plugin defines: refused without --plugins, sampled
     with it; stdout carries only the text."""

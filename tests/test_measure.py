@@ -1,11 +1,10 @@
 """Measurements that a factor of two would silently spoil: FLOPs per token against a hand
 count, the step timer on a fake clock, percentiles on known numbers, and the matmul probe's
-arithmetic, dtype and time box."""
+arithmetic, dtype and time box (on a fake clock)."""
 
 from __future__ import annotations
 
 import resource
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -102,11 +101,27 @@ def test_the_probe_computes_in_the_precisions_dtype(monkeypatch: pytest.MonkeyPa
         assert set(dtypes) == {dtype}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_the_probe_ends_in_about_its_seconds_even_in_a_slow_dtype(precision: str) -> None:
-    began = time.perf_counter()
-    assert matmul_peak_flops(torch.device("cpu"), precision, seconds=0.15) > 0
-    assert time.perf_counter() - began < 0.6
+@pytest.mark.parametrize("multiply_adds_per_second", [1e11, 1e9])  # fp32, and bf16 on a CPU without bf16 kernels
+def test_the_probe_ends_in_about_its_seconds_even_in_a_slow_dtype(
+    monkeypatch: pytest.MonkeyPatch, multiply_adds_per_second: float
+) -> None:
+    """On a fake clock that each product advances by n^3 / speed: a slow dtype is measured on a
+    smaller matrix instead of overrunning the probe's time box."""
+    clock = SimpleNamespace(now=0.0)
+    sizes: list[int] = []
+
+    def timed(a: torch.Tensor, b: torch.Tensor, repeats: int, device: torch.device) -> float:
+        sizes.append(a.size(0))
+        took = a.size(0) ** 3 / multiply_adds_per_second
+        clock.now += took * repeats
+        return took
+
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(measure, "_time_matmuls", timed)
+    monkeypatch.setattr(measure, "_square_pair", lambda n, device, dtype: (torch.empty(n, 1), torch.empty(n, 1)))
+    assert matmul_peak_flops(torch.device("cpu"), seconds=0.15) == pytest.approx(2 * multiply_adds_per_second)
+    assert clock.now < 0.15 * 1.2  # the warm-up and one last product at most beyond the time box
+    assert max(sizes) == (1024 if multiply_adds_per_second == 1e11 else 256)
 
 
 @pytest.mark.skipif(not host.keep_freed_memory(), reason="glibc's malloc settings only exist on Linux with glibc")

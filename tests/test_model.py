@@ -175,13 +175,8 @@ def test_precision_and_compile_take_only_their_choices() -> None:
     with pytest.raises(ConfigError, match=r"compile must be one of false\|default\|reduce-overhead\|max-autotune"):
         Config().with_overrides(["compile=fast"])
     assert Config().with_overrides(["compile=max-autotune", "precision=bf16"]).compile == "max-autotune"
-    assert Config().with_overrides(["compile=true"]).compile == "default"
-    assert Config().with_overrides(["compile=off"]).compile == "false"
-
-
-def test_a_trial_json_that_stored_compile_as_a_bool_still_loads() -> None:
-    assert Config.from_dict({**Config().to_dict(), "compile": True}).compile == "default"
-    assert Config.from_dict({**Config().to_dict(), "compile": False}).compile == "false"
+    with pytest.raises(ConfigError, match="compile must be one of"):
+        Config().with_overrides(["compile=true"])  # compile names a mode, not a switch
     assert Config.from_dict(Config(compile="reduce-overhead").to_dict()).compile == "reduce-overhead"
 
 

@@ -48,6 +48,7 @@ def test_help_imports_no_torch_pandas_or_seaborn() -> None:
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_run_without_data_trains_on_tiny_shakespeare_from_any_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs the [ray] extra (pip install 'minigpt-bench[ray]')")
+pytestmark = pytest.mark.slow  # every test here starts Ray
 
 from typer.testing import CliRunner  # noqa: E402
 
 from minigpt.config import Config  # noqa: E402
 from minigpt.progress import concurrency_warning  # noqa: E402
-from minigpt.ray_executor import RayUnavailable  # noqa: E402
+from minigpt.ray_executor import RayOptions, RayUnavailable  # noqa: E402
 from minigpt.store import RunStore  # noqa: E402
 from minigpt.sweep import QuietObserver, plan_sweep, run_sweep  # noqa: E402
 from minigpt.train import Budget  # noqa: E402
@@ -151,7 +152,7 @@ class InterruptAfterFirst(QuietObserver):
 def test_ray_sweep_writes_the_local_layout(ray_instance, registry, workspace: Path, tmp_path: Path) -> None:
     sweep = plan(registry, workspace, "baseline,relu")
     local = run_sweep(sweep, RunStore(tmp_path / "local"))
-    on_ray = run_sweep(sweep, RunStore(tmp_path / "ray"), executor="ray")
+    on_ray = run_sweep(sweep, RunStore(tmp_path / "ray"), executor=RayOptions())
 
     assert layout(tmp_path / "ray") == layout(tmp_path / "local")
     assert "trials/relu--cpu--s0/model.safetensors" in layout(tmp_path / "ray")
@@ -175,7 +176,7 @@ def test_a_failing_trial_is_failed_and_the_sweep_goes_on(
     ray_instance, registry, workspace: Path, tmp_path: Path
 ) -> None:
     sweep = plan(registry, workspace, "ray-test-boom,baseline")
-    boom, baseline = run_sweep(sweep, RunStore(tmp_path / "ray"), executor="ray", ray_cpus_per_trial=1)
+    boom, baseline = run_sweep(sweep, RunStore(tmp_path / "ray"), executor=RayOptions(cpus_per_trial=1))
     run_sweep(sweep, RunStore(tmp_path / "local"))
 
     assert boom["status"] == "failed"
@@ -190,7 +191,7 @@ def test_a_failing_trial_is_failed_and_the_sweep_goes_on(
 def test_a_worker_that_dies_is_retried_once_then_failed(
     ray_instance, registry, workspace: Path, tmp_path: Path
 ) -> None:
-    (crash,) = run_sweep(plan(registry, workspace, "ray-test-crash"), RunStore(tmp_path / "ray"), executor="ray")
+    (crash,) = run_sweep(plan(registry, workspace, "ray-test-crash"), RunStore(tmp_path / "ray"), executor=RayOptions())
 
     assert crash["status"] == "failed"
     assert crash["error"].startswith("WorkerCrashedError")
@@ -201,14 +202,14 @@ def test_an_interrupted_ray_sweep_resumes(ray_instance, registry, workspace: Pat
     sweep = plan(registry, workspace, "baseline,relu")
     store = RunStore(tmp_path / "ray")
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(sweep, store, InterruptAfterFirst(), executor="ray")
+        run_sweep(sweep, store, InterruptAfterFirst(), executor=RayOptions())
     statuses = {r["trial_id"]: r["status"] for r in store.trials()}
     assert sorted(statuses.values()) == ["completed", "interrupted"]
     finished = next(t for t, s in statuses.items() if s == "completed")
     kept = store.read_trial(finished)
 
     observer = StartsRecorder()
-    records = run_sweep(sweep, store, observer, executor="ray")
+    records = run_sweep(sweep, store, observer, executor=RayOptions())
 
     assert observer.started == [t for t, s in statuses.items() if s == "interrupted"]
     assert [r["status"] for r in records] == ["completed", "completed"]
@@ -324,7 +325,6 @@ def two_node_cluster() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.slow
 def test_a_sweep_runs_on_a_two_node_cluster_with_token_auth(
     two_node_cluster: Cluster, workspace: Path, tmp_path: Path
 ) -> None:

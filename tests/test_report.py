@@ -1,4 +1,4 @@
-"""The report: frames, interval arithmetic, verdicts, every output file, a self-contained HTML
+"""The report: frames, every output file, a self-contained HTML
 page (checked in headless Chromium where it is installed) and the `report` command's errors."""
 
 from __future__ import annotations
@@ -19,14 +19,9 @@ from minigpt.report import (
     NO_CLEAR_DIFFERENCE,
     SUMMARY_COLUMNS,
     TRIAL_COLUMNS,
-    Interval,
     ReportError,
-    difference_interval,
     load_frames,
-    mean_interval,
-    t_quantile_975,
     variant_palette,
-    verdict,
     write_report,
 )
 
@@ -130,49 +125,6 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reports") / "demo"
     assert write_report(run, out) == out / "report.html"
     return out
-
-
-# --- interval arithmetic and the verdict rule ------------------------------------------------
-
-
-def test_t_quantiles_match_tables() -> None:
-    assert t_quantile_975(1) == pytest.approx(12.7062, abs=1e-4)
-    assert t_quantile_975(2) == pytest.approx(4.3027, abs=1e-4)
-    assert t_quantile_975(3.9) == t_quantile_975(3)  # Welch's fractional df rounds down
-    assert t_quantile_975(60) == pytest.approx(2.0003, abs=1e-4)
-    assert t_quantile_975(10**6) == pytest.approx(1.96, abs=1e-3)
-
-
-def test_mean_interval_on_known_numbers() -> None:
-    interval = mean_interval([1.0, 2.0, 3.0])  # sd 1, se 1/sqrt(3), t(2) = 4.3027
-    assert (interval.mean, interval.n) == (2.0, 3)
-    assert interval.low == pytest.approx(2 - 4.3027 / math.sqrt(3), abs=1e-4)
-    assert interval.high == pytest.approx(2 + 4.3027 / math.sqrt(3), abs=1e-4)
-    one = mean_interval([2.5, None, float("nan")])
-    assert one.mean == 2.5 and one.n == 1 and math.isnan(one.low) and math.isnan(one.high)
-    assert mean_interval([]).n == 0
-
-
-def test_difference_pairs_by_seed_when_the_seeds_match() -> None:
-    paired = difference_interval({0: 2.0, 1: 2.2, 2: 2.1}, {0: 1.9, 1: 2.05, 2: 2.0})
-    # differences 0.10, 0.15, 0.10: mean 0.11667, sd 0.028868, t(2) = 4.3027
-    assert paired.mean == pytest.approx(0.116667, abs=1e-5)
-    assert paired.high - paired.mean == pytest.approx(4.3027 * 0.028868 / math.sqrt(3), abs=1e-4)
-
-
-def test_difference_uses_welch_when_the_seeds_differ() -> None:
-    welch = difference_interval({0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}, {5: 2.0, 6: 4.0, 7: 6.0})
-    # se^2 = 1.6667/4 + 4/3 = 1.75; Welch df = 3.23 -> 3, t(3) = 3.1824
-    assert welch.mean == pytest.approx(-1.5)
-    assert welch.high == pytest.approx(-1.5 + 3.1824 * math.sqrt(1.75), abs=1e-3)
-    assert math.isnan(difference_interval({0: 2.0}, {0: 1.0, 1: 1.2}).low)  # one seed: no interval
-
-
-def test_a_difference_counts_only_when_its_interval_excludes_zero() -> None:
-    assert verdict(Interval(-0.05, -0.09, -0.01, 3)) == "better"
-    assert verdict(Interval(0.05, 0.01, 0.09, 3)) == "worse"
-    assert verdict(Interval(-0.05, -0.12, 0.02, 3)) == NO_CLEAR_DIFFERENCE
-    assert verdict(Interval(-0.5, math.nan, math.nan, 1)) == NO_CLEAR_DIFFERENCE  # one seed claims nothing
 
 
 def test_every_variant_keeps_one_colour_and_the_baseline_is_dark() -> None:

@@ -84,6 +84,7 @@ def test_a_broken_speed_json_is_never_fatal(tmp_path: Path) -> None:
     assert "speed.json could not be read (devices is not a JSON object)" in report(run, tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_drifted_trials_and_speed_phases_are_listed_with_their_change(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     write_speed(run, flagged=True)

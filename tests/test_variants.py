@@ -89,6 +89,7 @@ def test_an_unknown_variant_suggests_the_closest_names() -> None:
         discover().get("swiglo")
 
 
+@pytest.mark.slow
 def test_a_variant_yielding_an_invalid_config_fails_before_training(tmp_path: Path) -> None:
     (tmp_path / "odd.py").write_text(PLUGIN.replace("n_embd=cfg.n_embd * 2", "n_head=3"))
     result = cli(
@@ -100,6 +101,7 @@ def test_a_variant_yielding_an_invalid_config_fails_before_training(tmp_path: Pa
     assert not (tmp_path / "run" / "trials").exists()
 
 
+@pytest.mark.slow
 def test_variants_list_json_and_show(tmp_path: Path) -> None:
     (tmp_path / "wide.py").write_text(PLUGIN)
     listed = cli("variants", "list", "--json", "--plugins", str(tmp_path))
@@ -111,6 +113,7 @@ def test_variants_list_json_and_show(tmp_path: Path) -> None:
     assert "n_embd: 128 -> 256" in shown.stdout
 
 
+@pytest.mark.slow
 def test_scaffolded_variant_trains(tmp_path: Path) -> None:
     created = cli("variants", "new", "deep-narrow", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
@@ -211,6 +214,7 @@ def recorded(cfg):
 """
 
 
+@pytest.mark.slow
 def test_generate_from_a_run_loads_the_plugins_the_run_recorded(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "recorded.py").write_text(RECORDED_PLUGIN)
