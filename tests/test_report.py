@@ -17,14 +17,14 @@ import pytest
 from minigpt.report import (
     BASELINE_COLOUR,
     NO_CLEAR_DIFFERENCE,
-    SUMMARY_COLUMNS,
-    TRIAL_COLUMNS,
     Interval,
     ReportError,
     difference_interval,
     load_frames,
     mean_interval,
+    summary_columns,
     t_quantile_975,
+    trial_columns,
     variant_palette,
     verdict,
     write_report,
@@ -195,7 +195,7 @@ def test_frames_hold_one_row_per_trial_and_per_metric_point(tmp_path: Path) -> N
 
 def test_results_csv_has_one_row_per_trial_with_the_contract_columns(report_dir: Path) -> None:
     results = pd.read_csv(report_dir / "results.csv")
-    assert list(results.columns) == list(TRIAL_COLUMNS)
+    assert list(results.columns) == trial_columns()
     assert len(results) == 7
     assert {"variant", "device", "seed", "status", "best_val_loss", "tokens_per_sec", "error"} <= set(results.columns)
     failed = results[results["status"] == "failed"].iloc[0]
@@ -204,7 +204,7 @@ def test_results_csv_has_one_row_per_trial_with_the_contract_columns(report_dir:
 
 def test_summary_calls_only_clear_differences(report_dir: Path) -> None:
     summary = pd.read_csv(report_dir / "summary.csv").set_index("variant")
-    assert list(summary.reset_index().columns) == list(SUMMARY_COLUMNS)
+    assert list(summary.reset_index().columns) == summary_columns()
     assert summary.at["baseline", "verdict"] == "reference"
     assert summary.at["wide", "verdict"] == "worse"
     assert summary.at["tiny", "verdict"] == NO_CLEAR_DIFFERENCE
