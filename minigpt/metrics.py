@@ -83,6 +83,23 @@ class Metric:
         return fmt(value) if callable(fmt) else format(value, fmt)
 
 
+def si(value: float) -> str:
+    """A count in three significant figures with a k/M/G suffix, for narrow columns: 41.2k, 12.3M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale * 0.9995:  # from where it rounds to 1.00 of this unit
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def bits(nats: float) -> float:
+    """A cross-entropy in nats as bits: divided by ln 2."""
+    return nats / math.log(2)
+
+
+def nats(bits: float) -> float:
+    return bits * math.log(2)
+
+
 POINT_METRICS: tuple[Metric, ...] = (
     Metric("step", "point", "progress", "steps", ".0f", "step", "optimizer steps taken so far"),
     Metric("tokens", "point", "progress", "tokens", ",.0f", "tokens", "training tokens seen so far"),
@@ -112,10 +129,20 @@ TRIAL_METRICS: tuple[Metric, ...] = (
         "lowest validation cross-entropy of the trial (its checkpoint's)", aggregate="interval",
         lower_is_better=True, in_report=True, terminal=("best\nval", ".4f"),
     ),
+    Metric(
+        "best_val_bpc", "trial", "quality", "bits/char", ".4f", "best val bpc",
+        "the best validation loss in bits per character (loss / ln 2)", aggregate="interval", lower_is_better=True,
+        derivation=Derivation(("best_val_loss",), bits), in_report=True, terminal=("bpc", ".3f"),
+    ),
     Metric("best_step", "trial", "progress", "steps", ".0f", "best step", "the step of the best validation loss"),
     Metric(
         "final_val_loss", "trial", "quality", "nats/char", ".4f", "final val loss",
         "validation cross-entropy at the last evaluation", lower_is_better=True,
+    ),
+    Metric(
+        "final_val_bpc", "trial", "quality", "bits/char", ".4f", "final val bpc",
+        "the final validation loss in bits per character (loss / ln 2)", lower_is_better=True,
+        derivation=Derivation(("final_val_loss",), bits),
     ),
     Metric("steps", "trial", "progress", "steps", ",.0f", "steps", "optimizer steps taken"),
     Metric("tokens", "trial", "progress", "tokens", ",.0f", "tokens", "training tokens seen"),
@@ -126,7 +153,7 @@ TRIAL_METRICS: tuple[Metric, ...] = (
         "tokens_per_sec", "trial", "cost", "tokens/s", ",.0f", "tokens/s during training",
         "tokens per median training step, measured while the trial trained (not comparable across trials)",
         aggregate="interval", lower_is_better=False, summary_name="tokens_per_sec_during_training",
-        terminal=("tok/s", ",.0f"),
+        terminal=("tok/s", si),
     ),
     Metric(
         "step_ms_p50", "trial", "cost", "ms", ".1f", "step ms p50", "median training step time",

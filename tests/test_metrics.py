@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -136,3 +137,39 @@ def test_a_metric_declared_the_same_as_another_is_shown_only_where_they_differ(
     assert "same loss \\[95%\\]" not in markdown
     assert "Same loss is left out of the table: it equals best val loss for every variant here" in markdown
     assert "same_loss_low" in pd.read_csv(tmp_path / "out" / "summary.csv").columns  # the CSV keeps every column
+
+
+# --- bits per character -----------------------------------------------------------------------
+
+
+def test_bits_per_character_is_the_loss_over_ln2_in_trial_json(tmp_path: Path) -> None:
+    from minigpt.config import Config
+    from minigpt.data import Corpus
+    from minigpt.train import Budget
+    from minigpt.trial import TrialSettings, TrialSpec, begin_record, train_trial
+    from tests.conftest import SHAKESPEARE, TINY
+
+    config = Config(**TINY, warmup_steps=2, eval_interval=5, eval_batches=2)
+    spec = TrialSpec("baseline", "the reference", "cpu", 0, config, {})
+    settings = TrialSettings("tiny-shakespeare", Budget(max_steps=8), None)
+    corpus = Corpus.from_text(SHAKESPEARE.read_text()[:20_000], "head")
+    record = train_trial(begin_record(spec, settings), spec, settings, corpus, tmp_path, {"fp32": 1e11}, lambda p: None)
+    assert record["status"] == "completed"
+    assert record["best_val_bpc"] == pytest.approx(record["best_val_loss"] / math.log(2), rel=1e-12)
+    assert record["final_val_bpc"] == pytest.approx(record["final_val_loss"] / math.log(2), rel=1e-12)
+    json.dumps(record)  # trial.json holds it as it is
+
+
+def test_bits_per_character_is_the_loss_over_ln2_in_both_csv_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_report(make_run(tmp_path / "run"), out)
+    results = pd.read_csv(out / "results.csv")
+    assert results["best_val_bpc"].to_numpy() == pytest.approx(results["best_val_loss"] / math.log(2), nan_ok=True)
+    assert results["final_val_bpc"].to_numpy() == pytest.approx(results["final_val_loss"] / math.log(2), nan_ok=True)
+    summary = pd.read_csv(out / "summary.csv")
+    for suffix in ("", "_low", "_high"):
+        bpc, loss = summary[f"best_val_bpc{suffix}"], summary[f"best_val_loss{suffix}"]
+        assert bpc.to_numpy() == pytest.approx(loss / math.log(2), nan_ok=True)
+    markdown = (out / "report.md").read_text()
+    assert "| 2.0100 \\[1.8829, 2.1371\\] | 2.8998 \\[2.7165, 3.0831\\] |" in markdown  # bpc beside the loss
+    assert "Lowest best validation loss: baseline (2.0100 nats/char, 2.8998 bits/char)" in markdown
