@@ -125,6 +125,10 @@ TRIAL_METRICS: tuple[Metric, ...] = (
         aggregate="max", in_report=True,
     ),
     Metric(
+        "val_bytes_per_char", "trial", "corpus", "bytes/char", ".4f", "bytes per char",
+        "UTF-8 bytes per character of the validation split (empty where characters were cut by max_vocab)",
+    ),
+    Metric(
         "best_val_loss", "trial", "quality", "nats/char", ".4f", "best val loss",
         "lowest validation cross-entropy of the trial (its checkpoint's)", aggregate="interval",
         lower_is_better=True, in_report=True, terminal=("best\nval", ".4f"),
@@ -133,6 +137,12 @@ TRIAL_METRICS: tuple[Metric, ...] = (
         "best_val_bpc", "trial", "quality", "bits/char", ".4f", "best val bpc",
         "the best validation loss in bits per character (loss / ln 2)", aggregate="interval", lower_is_better=True,
         derivation=Derivation(("best_val_loss",), bits), in_report=True, terminal=("bpc", ".3f"),
+    ),
+    Metric(
+        "best_val_bpb", "trial", "quality", "bits/byte", ".4f", "best val bpb",
+        "the best validation loss in bits per UTF-8 byte: bits per character over bytes per character, the same "
+        "on ASCII text", aggregate="interval", lower_is_better=True, in_report=True, same_as="best_val_bpc",
+        derivation=Derivation(("best_val_bpc", "val_bytes_per_char"), lambda bpc, ratio: bpc / ratio),
     ),
     Metric("best_step", "trial", "progress", "steps", ".0f", "best step", "the step of the best validation loss"),
     Metric(
@@ -143,6 +153,11 @@ TRIAL_METRICS: tuple[Metric, ...] = (
         "final_val_bpc", "trial", "quality", "bits/char", ".4f", "final val bpc",
         "the final validation loss in bits per character (loss / ln 2)", lower_is_better=True,
         derivation=Derivation(("final_val_loss",), bits),
+    ),
+    Metric(
+        "final_val_bpb", "trial", "quality", "bits/byte", ".4f", "final val bpb",
+        "the final validation loss in bits per UTF-8 byte", lower_is_better=True,
+        derivation=Derivation(("final_val_bpc", "val_bytes_per_char"), lambda bpc, ratio: bpc / ratio),
     ),
     Metric("steps", "trial", "progress", "steps", ",.0f", "steps", "optimizer steps taken"),
     Metric("tokens", "trial", "progress", "tokens", ",.0f", "tokens", "training tokens seen"),

@@ -209,5 +209,6 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
         "time_to_target_s": result.time_to_target_s,
         "stop_reason": result.stop_reason,
         "compiled": trainer.cfg.compile != "false",
+        "val_bytes_per_char": trainer.corpus.val_bytes_per_char,
     }
     return metrics.with_derived(measured)

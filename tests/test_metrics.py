@@ -157,6 +157,7 @@ def test_bits_per_character_is_the_loss_over_ln2_in_trial_json(tmp_path: Path) -
     assert record["status"] == "completed"
     assert record["best_val_bpc"] == pytest.approx(record["best_val_loss"] / math.log(2), rel=1e-12)
     assert record["final_val_bpc"] == pytest.approx(record["final_val_loss"] / math.log(2), rel=1e-12)
+    assert record["val_bytes_per_char"] == 1.0 and record["best_val_bpb"] == record["best_val_bpc"]  # ASCII
     json.dumps(record)  # trial.json holds it as it is
 
 
@@ -173,3 +174,36 @@ def test_bits_per_character_is_the_loss_over_ln2_in_both_csv_files(tmp_path: Pat
     markdown = (out / "report.md").read_text()
     assert "| 2.0100 \\[1.8829, 2.1371\\] | 2.8998 \\[2.7165, 3.0831\\] |" in markdown  # bpc beside the loss
     assert "Lowest best validation loss: baseline (2.0100 nats/char, 2.8998 bits/char)" in markdown
+
+
+# --- bits per byte ----------------------------------------------------------------------------
+
+
+def test_bytes_per_character_of_the_validation_split() -> None:
+    from minigpt.data import Corpus
+
+    assert Corpus.from_text("abcd" * 100, "ascii").val_bytes_per_char == 1.0
+    # é is two bytes and € three: the last tenth (40 characters) holds 10 of each and 20 ASCII
+    assert Corpus.from_text("ab" * 180 + "é€ab" * 10, "utf8").val_bytes_per_char == (10 * 2 + 10 * 3 + 20) / 40
+    cut = Corpus.from_text("a" * 300 + "b" * 60 + "xyz" * 20, "cut", max_vocab=3)  # x, y, z become U+FFFD
+    assert cut.val_bytes_per_char is None  # their bytes are gone
+    assert Corpus.from_text("a" * 300 + "xyz" * 20 + "b" * 60, "cut early", max_vocab=3).val_bytes_per_char == 1.0
+
+
+def test_bits_per_byte_are_shown_only_where_the_text_is_not_ascii(tmp_path: Path) -> None:
+    ascii_run = make_run(tmp_path / "ascii")
+    markdown = write_report(ascii_run, tmp_path / "ascii_out").with_name("report.md").read_text()
+    assert "best val bpb" not in markdown.split("## Summary")[1].split("\n\n")[1]  # not a column of the table
+    assert "Best val bpb is left out of the table: it equals best val bpc for every variant here" in markdown
+    results = pd.read_csv(tmp_path / "ascii_out" / "results.csv")
+    assert (results["best_val_bpb"].dropna() == results["best_val_bpc"].dropna()).all()
+
+    utf8_run = make_run(tmp_path / "utf8", failed=False)
+    for path in utf8_run.glob("trials/*/trial.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "val_bytes_per_char": 1.25}))
+    markdown = write_report(utf8_run, tmp_path / "utf8_out").with_name("report.md").read_text()
+    assert "| best val bpc \\[95%\\] | best val bpb \\[95%\\] |" in markdown
+    assert "left out of the table" not in markdown
+    summary = pd.read_csv(tmp_path / "utf8_out" / "summary.csv")
+    assert summary["best_val_bpb"].to_numpy() == pytest.approx(summary["best_val_bpc"] / 1.25)
+    assert summary["best_val_bpb_high"].to_numpy() == pytest.approx(summary["best_val_bpc_high"] / 1.25)

@@ -68,7 +68,7 @@ def completed_fields(best: float, speed: float) -> dict[str, object]:
     return {
         "best_val_loss": best, "final_val_loss": best, "tokens_per_sec": speed, "step_ms_p50": 64_000 / speed,
         "steps": 30, "tokens": 1920, "wall_seconds": 1.5, "time_to_target_s": 1.2 if best <= 2.1 else None,
-        "precision": "fp32", "mfu": speed / 80_000, "compile_seconds": None,
+        "precision": "fp32", "mfu": speed / 80_000, "compile_seconds": None, "val_bytes_per_char": 1.0,
         "drift": {"before": 2.0e11, "after": 2.02e11, "change": 0.01}, "drift_flagged": False,
     }  # fmt: skip
 

@@ -157,12 +157,23 @@ READING = (
 
 
 def hidden_sentences(report: RunReport) -> list[str]:
-    return [
-        f"{m.label.capitalize()} is left out of the table: it equals {metrics.find(m.same_as).label} for every "
-        f"variant here ({m.description})."
-        for m in report.hidden_metrics()
-        if m.same_as
-    ]
+    """Why each metric declared the same as another is not in the table."""
+    sentences = []
+    for metric in report.hidden_metrics():
+        if metric.same_as is None:
+            continue
+        other = metrics.find(metric.same_as)
+        known = report.summary[other.column].notna()
+        values = report.summary.loc[known, metric.column]
+        if not known.any():
+            continue
+        if values.isna().all():
+            reason = "it is not known for any variant here"
+        else:
+            where = "where it is known" if values.isna().any() else "here"
+            reason = f"it equals {other.label} for every variant {where}"
+        sentences.append(f"{metric.label.capitalize()} is left out of the table: {reason} ({metric.description}).")
+    return sentences
 
 
 def warnings_blocks(report: RunReport) -> list[Block]:
