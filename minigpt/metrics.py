@@ -87,7 +87,9 @@ def si(value: float) -> str:
     """A count in three significant figures with a k/M/G suffix, for narrow columns: 41.2k, 12.3M."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= scale * 0.9995:  # from where it rounds to 1.00 of this unit
-            return f"{value / scale:.3g}{suffix}"
+            scaled = value / scale
+            decimals = 2 if abs(scaled) < 9.995 else 1 if abs(scaled) < 99.95 else 0
+            return f"{scaled:.{decimals}f}{suffix}"
     return f"{value:.0f}"
 
 

@@ -44,6 +44,5 @@ def test_the_summary_fits_80_columns_with_every_cell_whole() -> None:
 
 
 def test_counts_read_in_three_figures_with_a_unit_suffix() -> None:
-    assert [si(v) for v in (987.0, 999.6, 41_234.0, 999_999.0, 12_345_678.9, 2.5e9)] == [
-        "987", "1k", "41.2k", "1M", "12.3M", "2.5G"
-    ]  # fmt: skip
+    values = (987.0, 999.6, 3_902.0, 41_234.0, 999_400.0, 999_999.0, 12_345_678.9, 2.5e9)
+    assert [si(v) for v in values] == ["987", "1.00k", "3.90k", "41.2k", "999k", "1.00M", "12.3M", "2.50G"]
