@@ -84,6 +84,18 @@ class Corpus:
     def n_chars(self) -> int:
         return len(self.train) + len(self.val)
 
+    @property
+    def val_bytes_per_char(self) -> float | None:
+        """UTF-8 bytes per character of the validation split (1.0 for ASCII text): bits per byte are
+        bits per character over it. None where it is not known: the split holds characters that
+        max_vocab mapped to the unknown one, whose original bytes are gone."""
+        counts = np.bincount(self.val.numpy(), minlength=self.tokenizer.vocab_size)
+        if self.tokenizer.unknown is not None and counts[self.tokenizer.index[self.tokenizer.unknown]]:
+            return None
+        # surrogatepass: a lone surrogate (from JSON text) is one character of three bytes, as it was counted
+        sizes = np.array([len(ch.encode("utf-8", "surrogatepass")) for ch in self.tokenizer.chars])
+        return float(counts @ sizes / len(self.val))
+
     def check_block_size(self, block_size: int) -> None:
         shortest = min(len(self.train), len(self.val))
         if shortest <= block_size:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from minigpt import metrics
 from minigpt.sweep import SweepPlan, TrialSpec
 
 STATUS_STYLE = {
@@ -109,19 +110,13 @@ def summary_table(records: list[dict[str, Any]]) -> Table:
     table = Table(title="sweep summary", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)
     table.add_column("trial", overflow="fold")
     table.add_column("status", no_wrap=True)
-    for column in ("best\nval", "tok/s", "step\nms", "MFU", "target\ns"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for r in records:
-        style = STATUS_STYLE.get(r.get("status"), "")
-        table.add_row(
-            r["trial_id"],
-            f"[{style}]{r.get('status')}[/]",
-            _fmt(r.get("best_val_loss"), ".4f"),
-            _fmt(r.get("tokens_per_sec"), ",.0f"),
-            _fmt(r.get("step_ms_p50"), ".1f"),
-            _fmt(r.get("mfu"), ".1%"),
-            _fmt(r.get("time_to_target_s"), ".1f"),
-        )
+    shown = [metric for metric in metrics.TRIAL_METRICS if metric.terminal]
+    for metric in shown:
+        table.add_column(metric.terminal[0], justify="right", no_wrap=True)
+    for record in map(metrics.with_derived, records):
+        style = STATUS_STYLE.get(record.get("status"), "")
+        cells = [metric.format(record.get(metric.name), metric.terminal[1], missing="-") for metric in shown]
+        table.add_row(record["trial_id"], f"[{style}]{record.get('status')}[/]", *cells)
     return table
 
 

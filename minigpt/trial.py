@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from minigpt import metrics
 from minigpt.config import Config
 from minigpt.store import trial_id
 from minigpt.train import Budget
@@ -177,8 +178,9 @@ def build_trainer(
 
 
 def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
-    """The summary fields of trial.json; nulls where the trial never got that far. MFU divides
-    the model FLOP/s by `peak`, this device's measured peak in the trial's precision."""
+    """The summary fields of trial.json, derived metrics included (minigpt.metrics declares them
+    all); nulls where the trial never got that far. MFU divides the model FLOP/s by `peak`, this
+    device's measured peak in the trial's precision."""
     if trainer is None:
         return {}
     from minigpt.measure import flops_per_token, peak_memory_mb
@@ -187,7 +189,7 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
     speed = result.speed(trainer.tokens_per_step)
     flops = flops_per_token(trainer.model)
     tokens_per_sec = speed["tokens_per_sec"]
-    return {
+    measured = {
         "params": trainer.model.num_params(),
         "flops_per_token": flops,
         "best_val_loss": result.best_val_loss,
@@ -207,4 +209,6 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
         "time_to_target_s": result.time_to_target_s,
         "stop_reason": result.stop_reason,
         "compiled": trainer.cfg.compile != "false",
+        "val_bytes_per_char": trainer.corpus.val_bytes_per_char,
     }
+    return metrics.with_derived(measured)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from minigpt.metrics import si
 from minigpt.progress import summary_table
 
 WIDEST = {  # the widest values a sweep writes: long names, a cuda index, fast GPUs, slow CPUs
@@ -24,9 +25,9 @@ TYPICAL = {
     "mfu": 0.0412,
     "time_to_target_s": None,
 }
-CELLS = [
-    ["attn-looped--cuda:1--s12", "interrupted", "12.3457", "12,345,679", "1234.6", "99.9%", "1234.5"],
-    ["sinusoidal-pos--cpu--s0", "completed", "1.6203", "41,234", "49.7", "4.1%", "-"],
+CELLS = [  # bits per character beside the loss (derived from it), tokens/s in three figures
+    ["attn-looped--cuda:1--s12", "interrupted", "12.3457", "17.811", "12.3M", "1234.6", "99.9%", "1234.5"],
+    ["sinusoidal-pos--cpu--s0", "completed", "1.6203", "2.338", "41.2k", "49.7", "4.1%", "-"],
 ]
 
 
@@ -40,3 +41,8 @@ def test_the_summary_fits_80_columns_with_every_cell_whole() -> None:
         line = next(line for line in lines if line.startswith(row[0]))
         assert line.split() == row
     assert "…" not in "\n".join(lines)
+
+
+def test_counts_read_in_three_figures_with_a_unit_suffix() -> None:
+    values = (987.0, 999.6, 3_902.0, 41_234.0, 999_400.0, 999_999.0, 12_345_678.9, 2.5e9)
+    assert [si(v) for v in values] == ["987", "1.00k", "3.90k", "41.2k", "999k", "1.00M", "12.3M", "2.50G"]

@@ -17,10 +17,10 @@ import pytest
 from minigpt.report import (
     BASELINE_COLOUR,
     NO_CLEAR_DIFFERENCE,
-    SUMMARY_COLUMNS,
-    TRIAL_COLUMNS,
     ReportError,
     load_frames,
+    summary_columns,
+    trial_columns,
     variant_palette,
     write_report,
 )
@@ -63,7 +63,7 @@ def completed_fields(best: float, speed: float) -> dict[str, object]:
     return {
         "best_val_loss": best, "final_val_loss": best, "tokens_per_sec": speed, "step_ms_p50": 64_000 / speed,
         "steps": 30, "tokens": 1920, "wall_seconds": 1.5, "time_to_target_s": 1.2 if best <= 2.1 else None,
-        "precision": "fp32", "mfu": speed / 80_000, "compile_seconds": None,
+        "precision": "fp32", "mfu": speed / 80_000, "compile_seconds": None, "val_bytes_per_char": 1.0,
         "drift": {"before": 2.0e11, "after": 2.02e11, "change": 0.01}, "drift_flagged": False,
     }  # fmt: skip
 
@@ -147,7 +147,7 @@ def test_frames_hold_one_row_per_trial_and_per_metric_point(tmp_path: Path) -> N
 
 def test_results_csv_has_one_row_per_trial_with_the_contract_columns(report_dir: Path) -> None:
     results = pd.read_csv(report_dir / "results.csv")
-    assert list(results.columns) == list(TRIAL_COLUMNS)
+    assert list(results.columns) == trial_columns()
     assert len(results) == 7
     assert {"variant", "device", "seed", "status", "best_val_loss", "tokens_per_sec", "error"} <= set(results.columns)
     failed = results[results["status"] == "failed"].iloc[0]
@@ -156,7 +156,7 @@ def test_results_csv_has_one_row_per_trial_with_the_contract_columns(report_dir:
 
 def test_summary_calls_only_clear_differences(report_dir: Path) -> None:
     summary = pd.read_csv(report_dir / "summary.csv").set_index("variant")
-    assert list(summary.reset_index().columns) == list(SUMMARY_COLUMNS)
+    assert list(summary.reset_index().columns) == summary_columns()
     assert summary.at["baseline", "verdict"] == "reference"
     assert summary.at["wide", "verdict"] == "worse"
     assert summary.at["tiny", "verdict"] == NO_CLEAR_DIFFERENCE

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from minigpt.report import TRIAL_COLUMNS, load_speed, write_report
+from minigpt.report import load_speed, trial_columns, write_report
 from tests.test_report import make_run, write_speed
 
 
@@ -98,22 +98,22 @@ def test_drifted_trials_and_speed_phases_are_listed_with_their_change(tmp_path: 
     assert bool(results.at["wide--cpu--s1", "drift_flagged"]) and results.at["wide--cpu--s1", "drift_change"] == -0.14
 
 
-def test_precision_and_mfu_are_shown_and_old_trials_without_them_still_report(tmp_path: Path) -> None:
+def test_precision_and_mfu_are_shown_and_a_trial_without_drift_still_reports(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     update_trial(run, "tiny--cpu--s0", precision="bf16")
-    for key in ("precision", "compile_seconds", "drift", "drift_flagged"):  # a trial.json from before these keys
-        path = run / "trials" / "tiny--cpu--s1" / "trial.json"
-        record = json.loads(path.read_text())
+    path = run / "trials" / "tiny--cpu--s1" / "trial.json"
+    record = json.loads(path.read_text())
+    for key in ("drift", "drift_flagged"):  # the probe after training failed: recorded, the trial stands
         record.pop(key)
-        path.write_text(json.dumps(record))
+    path.write_text(json.dumps({**record, "closing_error": "RuntimeError: probe failed"}))
     markdown = report(run, tmp_path / "out")
     # baseline: mfu = tokens/s / 80000, mean over seeds 1000 and 1100 -> 1.31%
     assert "| baseline (reference) | cpu | – | fp32 | 1,234 | 2/2 |" in markdown and "| 1.31% |" in markdown
-    assert "| tiny | cpu | n\\_embd=48 | bf16 | 1,234 |" in markdown
+    assert "| tiny | cpu | n\\_embd=48 | bf16, fp32 | 1,234 |" in markdown
     results = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert list(results.columns) == list(TRIAL_COLUMNS)
-    old = results.set_index("trial_id").loc["tiny--cpu--s1"]
-    assert pd.isna(old["precision"]) and pd.isna(old["drift_change"]) and not old["drift_flagged"]
+    assert list(results.columns) == trial_columns()
+    probed_once = results.set_index("trial_id").loc["tiny--cpu--s1"]
+    assert pd.isna(probed_once["drift_change"]) and not probed_once["drift_flagged"]
 
 
 def test_a_variant_whose_speed_failed_is_named_and_the_others_still_compare(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ same device) excludes zero; otherwise it reads "no clear difference".
 Loss verdicts control the family-wise error per device with Holm's step-down method. Speed is
 compared only through the interleaved speed phase (speed.json): ratios paired within rounds.
 
+Which columns the CSV files and tables hold comes from the metric schema (minigpt.metrics).
+
 Modules, each depending only on those above it (and on minigpt.stats: intervals, p-values, Holm),
 speed (speed.json), frames (run directory -> pandas), figures (seaborn), findings (sentences,
 measurement warnings), document (blocks: tables), render (Markdown, HTML, CSV, write_report).
@@ -22,16 +24,16 @@ from minigpt.report.figures import BASELINE_COLOUR, PLOTS, variant_palette, writ
 from minigpt.report.findings import findings, measurement_warnings
 from minigpt.report.frames import (
     BENCH_COLUMNS,
-    METRIC_COLUMNS,
     STATUSES,
-    SUMMARY_COLUMNS,
-    TRIAL_COLUMNS,
     ReportError,
     RunReport,
     describe_changes,
     load_bench,
     load_frames,
+    point_columns,
     summarize,
+    summary_columns,
+    trial_columns,
     variant_order,
 )
 from minigpt.report.render import build, default_report_dir, render_html, render_markdown, write_report
@@ -49,10 +51,10 @@ from minigpt.stats import (
 )
 
 __all__ = [
-    "BASELINE_COLOUR", "BENCH_COLUMNS", "METRIC_COLUMNS", "NO_CLEAR_DIFFERENCE", "PLOTS", "SPEED_COLUMNS",
-    "STATUSES", "SUMMARY_COLUMNS", "TRIAL_COLUMNS", "Block", "Interval", "ReportError", "RunReport", "SpeedPhase",
-    "Table", "build", "default_report_dir", "describe_changes", "difference_interval", "document", "findings",
-    "holm", "load_bench", "load_frames", "load_speed", "mean_interval", "measurement_warnings", "overview",
-    "render_html", "render_markdown", "summarize", "summary_table", "t_cdf", "t_quantile_975", "two_sided_p",
+    "BASELINE_COLOUR", "BENCH_COLUMNS", "NO_CLEAR_DIFFERENCE", "PLOTS", "SPEED_COLUMNS", "STATUSES", "Block",
+    "Interval", "ReportError", "RunReport", "SpeedPhase", "Table", "build", "default_report_dir", "describe_changes",
+    "difference_interval", "document", "findings", "holm", "load_bench", "load_frames", "load_speed",
+    "mean_interval", "measurement_warnings", "overview", "point_columns", "render_html", "render_markdown",
+    "summarize", "summary_columns", "summary_table", "t_cdf", "t_quantile_975", "trial_columns", "two_sided_p",
     "variant_order", "variant_palette", "verdict", "write_figures", "write_report",
 ]  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from minigpt import metrics
 from minigpt.report.findings import DRIFT_EXPLAINED, findings, measurement_warnings, ratio_text
 from minigpt.report.frames import RunReport
 
@@ -30,37 +31,69 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) and value else "–"
 
 
-def _with_interval(mean: float, low: float, high: float, spec: str) -> str:
+def _with_interval(mean: float, low: float, high: float, spec: str | metrics.Metric) -> str:
+    def text(value: float) -> str:
+        return spec.format(value) if isinstance(spec, metrics.Metric) else _number(value, spec)
+
     if not math.isfinite(low):
-        return _number(mean, spec)
-    return f"{_number(mean, spec)} [{_number(low, spec)}, {_number(high, spec)}]"
+        return text(mean)
+    return f"{text(mean)} [{text(low)}, {text(high)}]"
 
 
 def summary_table(report: RunReport) -> Table:
+    """One row per variant and device; the metric columns are the schema's `in_report` metrics,
+    placed by kind around the loss comparison and the interleaved speed."""
+    shown = {kind: report.shown_metrics(kind) for kind in ("size", "quality", "cost")}
     columns = [
-        "variant", "device", "changes", "precision", "params", "completed", "best val loss [95%]",
-        "Δ vs baseline [95%]", "Δ %", "Holm p", "verdict", "speed vs baseline [95%], interleaved", "MFU",
-        "time to target s (seeds)",
+        "variant", "device", "changes", "precision", *map(_header, shown["size"]), "completed",
+        *map(_header, shown["quality"]), "Δ vs baseline [95%]", "Δ %", "Holm p", "verdict",
+        "speed vs baseline [95%], interleaved", *map(_header, shown["cost"]),
     ]  # fmt: skip
     rows = [
         [
-            report.label(row.variant), row.device, row.changed or "–", _text(row.precision),
-            _number(row.params, ",.0f"), f"{row.completed}/{row.trials}",
-            _with_interval(row.best_val_loss, row.best_val_loss_low, row.best_val_loss_high, ".4f"),
-            _with_interval(row.diff_vs_baseline, row.diff_low, row.diff_high, "+.4f"), _number(row.diff_pct, "+.2f"),
-            _number(row.p_holm, ".3g"), row.verdict, _speed_cell(row), _number(row.mfu, ".2%"),
-            f"{_number(row.time_to_target_s, '.1f')} ({row.reached_target})",
+            report.label(row["variant"]), row["device"], _text(row["changed"]), _text(row["precision"]),
+            *_cells(shown["size"], row), f"{row['completed']}/{row['trials']}", *_cells(shown["quality"], row),
+            _with_interval(row["diff_vs_baseline"], row["diff_low"], row["diff_high"], "+.4f"),
+            _number(row["diff_pct"], "+.2f"), _number(row["p_holm"], ".3g"), row["verdict"], _speed_cell(row),
+            *_cells(shown["cost"], row),
         ]
-        for row in report.summary.itertuples()
+        for row in report.summary.to_dict("records")
     ]  # fmt: skip
     return Table(columns, rows)
 
 
-def _speed_cell(row: Any) -> str:
-    if row.speed_verdict == "baseline":
+def _header(metric: metrics.Metric) -> str:
+    interval = " [95%]" if metric.aggregate == "interval" else ""
+    return f"{metric.label}{interval}{' (seeds)' if metric.count_column else ''}"
+
+
+def _cells(shown: list[metrics.Metric], row: dict[str, Any]) -> list[str]:
+    cells = []
+    for metric in shown:
+        column = metric.column
+        if metric.aggregate == "interval":
+            cell = _with_interval(row[column], row[f"{column}_low"], row[f"{column}_high"], metric)
+        else:
+            cell = metric.format(row[column])
+        cells.append(f"{cell} ({row[metric.count_column]})" if metric.count_column else cell)
+    return cells
+
+
+def metrics_table(report: RunReport) -> Table:
+    """What each metric column of the summary means, its unit and which way is better."""
+    shown = [m for kind in ("size", "quality", "cost") for m in report.shown_metrics(kind)]
+    rows = [[_header(m), m.unit, BETTER[m.lower_is_better], m.description] for m in shown]
+    return Table(["column", "unit", "better", "meaning"], rows)
+
+
+BETTER = {True: "lower", False: "higher", None: "–"}
+
+
+def _speed_cell(row: dict[str, Any]) -> str:
+    if row["speed_verdict"] == "baseline":
         return "1x (reference)"
-    ratio = ratio_text(row)
-    return ratio if ratio == "–" else f"{ratio} {row.speed_verdict}"
+    ratio = ratio_text(row["speed_ratio"], row["speed_ratio_low"], row["speed_ratio_high"])
+    return ratio if ratio == "–" else f"{ratio} {row['speed_verdict']}"
 
 
 def bench_table(bench: pd.DataFrame) -> Table:
@@ -123,6 +156,26 @@ READING = (
 )
 
 
+def hidden_sentences(report: RunReport) -> list[str]:
+    """Why each metric declared the same as another is not in the table."""
+    sentences = []
+    for metric in report.hidden_metrics():
+        if metric.same_as is None:
+            continue
+        other = metrics.find(metric.same_as)
+        known = report.summary[other.column].notna()
+        values = report.summary.loc[known, metric.column]
+        if not known.any():
+            continue
+        if values.isna().all():
+            reason = "it is not known for any variant here"
+        else:
+            where = "where it is known" if values.isna().any() else "here"
+            reason = f"it equals {other.label} for every variant {where}"
+        sentences.append(f"{metric.label.capitalize()} is left out of the table: {reason} ({metric.description}).")
+    return sentences
+
+
 def warnings_blocks(report: RunReport) -> list[Block]:
     """A "Measurement warnings" part when a measurement drifted or shared its machine; nothing otherwise."""
     drifted, sentences = measurement_warnings(report)
@@ -140,6 +193,7 @@ def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     blocks += [("h2", "Findings"), *[("p", sentence) for sentence in findings(report)]]
     blocks += warnings_blocks(report)
     blocks += [("h2", "Summary per variant and device"), ("table", summary_table(report)), ("p", READING)]
+    blocks += [("table", metrics_table(report)), *[("p", sentence) for sentence in hidden_sentences(report)]]
     if figures:
         blocks += [("h2", "Figures"), *[("figure", figure) for figure in figures]]
     if report.bench is not None:

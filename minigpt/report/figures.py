@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from minigpt import atomic
+from minigpt import atomic, metrics
 from minigpt.report.frames import RunReport
 from minigpt.stats import mean_interval
 from minigpt.variants import BASELINE
@@ -53,6 +53,14 @@ def _errors(frame: pd.DataFrame, column: str) -> list[list[float]]:
     return [list(mean - frame[f"{column}_low"]), list(frame[f"{column}_high"] - mean)]
 
 
+def _bits_axis(ax: Any, which: str) -> None:
+    """A second scale beside an axis of validation loss (nats per character): bits per character."""
+    if which == "y":
+        ax.secondary_yaxis("right", functions=(metrics.bits, metrics.nats)).set_ylabel("bits per character")
+    else:
+        ax.secondary_xaxis("top", functions=(metrics.bits, metrics.nats)).set_xlabel("bits per character")
+
+
 def _band(values: Sequence[float]) -> tuple[float, float]:
     interval = mean_interval(values)
     return interval.low, interval.high
@@ -80,6 +88,7 @@ def plot_loss_curves(report: RunReport, path: Path) -> Path | None:
     by_time.set(title="Validation loss vs wall-clock time", xlabel="seconds since training started (mean over seeds)")
     for ax in (by_step, by_time):
         ax.set_ylabel("validation loss (nats per character)")
+        _bits_axis(ax, "y")
     by_time.legend(*by_step.get_legend_handles_labels(), fontsize="small")
     figure.suptitle(f"Validation loss: mean over seeds ({_seeds_text(report)}), band = 95% interval")
     return _save(figure, path)
@@ -181,7 +190,8 @@ def plot_best_loss(report: RunReport, path: Path) -> Path | None:
             if row["variant"] == BASELINE:
                 ax.axvline(row["best_val_loss"], color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
         _variant_axis(ax, frame, report)
-        ax.set(title=f"on {device}", xlabel="best validation loss (lower is better)")
+        ax.set(title=f"on {device}", xlabel="best validation loss, nats per character (lower is better)")
+        _bits_axis(ax, "x")
     figure.suptitle("Best validation loss: seeds as dots, mean and 95% interval as diamond and whiskers")
     return _save(figure, path)
 
@@ -206,8 +216,9 @@ def plot_speed_quality(report: RunReport, path: Path) -> Path | None:
     ax.set(
         title="Speed vs quality: one point per variant and device (better: right and lower)",
         xlabel="tokens/s relative to the baseline, measured interleaved (> 1 is faster)",
-        ylabel="best validation loss (mean over seeds)",
+        ylabel="best validation loss, nats per character (mean over seeds)",
     )
+    _bits_axis(ax, "y")
     ax.axvline(1.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
     ax.margins(0.12)
     return _save(figure, path)
@@ -262,7 +273,7 @@ def _hatch_baseline(ax: Any) -> None:
 PLOTS = {
     "loss_curves.png": (
         plot_loss_curves,
-        "Validation loss against optimizer steps and wall-clock seconds: the mean over seeds as a line, its 95% interval as a band.",
+        "Validation loss against optimizer steps and wall-clock seconds: the mean over seeds as a line, its 95% interval as a band (nats per character on the left axis, bits per character on the right).",
     ),
     "throughput.png": (
         plot_throughput,
@@ -270,11 +281,11 @@ PLOTS = {
     ),
     "best_val_loss.png": (
         plot_best_loss,
-        "Best validation loss per variant: each seed as a dot, the mean and its 95% interval, and the verdict against the baseline (dashed line).",
+        "Best validation loss per variant: each seed as a dot, the mean and its 95% interval, and the verdict against the baseline (dashed line); nats per character below, bits per character above.",
     ),
     "speed_vs_quality.png": (
         plot_speed_quality,
-        "Speed against quality: the interleaved speed ratio to the baseline and the best validation loss, one point per variant and device; right and lower is better.",
+        "Speed against quality: the interleaved speed ratio to the baseline and the best validation loss (bits per character on the right axis), one point per variant and device; right and lower is better.",
     ),
     "time_to_target.png": (
         plot_time_to_target,

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from minigpt import metrics
 from minigpt.report.frames import RunReport
 from minigpt.report.speed import SpeedPhase
 from minigpt.stats import NO_CLEAR_DIFFERENCE
@@ -23,7 +24,8 @@ def findings(report: RunReport) -> list[str]:
     """Per device: which variants have a lower or higher loss than the baseline, which are faster or slower."""
     sentences = []
     for device in report.devices:
-        sentences.append(loss_finding(report.summary[report.summary["device"] == device], device))
+        rows = report.summary[report.summary["device"] == device]
+        sentences.append(loss_finding(rows, device, report.shown_metrics("quality")))
     if report.speed is None:
         sentences.append(report.speed_note or "")
     else:
@@ -37,7 +39,8 @@ def findings(report: RunReport) -> list[str]:
     return sentences
 
 
-def loss_finding(rows: pd.DataFrame, device: str) -> str:
+def loss_finding(rows: pd.DataFrame, device: str, quality: list[metrics.Metric]) -> str:
+    """The verdicts against the baseline, and the lowest loss in every `quality` metric shown."""
     scored = rows[rows["best_val_loss"].notna()]
     if scored.empty:
         return f"On {device}: no trial completed, so there is nothing to compare."
@@ -50,9 +53,10 @@ def loss_finding(rows: pd.DataFrame, device: str) -> str:
     holm = f" ({tested} variant{'s' if tested != 1 else ''} tested, Holm-adjusted)" if tested else ""
     best = scored.loc[scored["best_val_loss"].idxmin()]
     compared = "; ".join(parts) if parts else "no variant to compare with a completed baseline"
+    values = ", ".join(f"{m.format(best[m.column])} {m.unit}" for m in quality)
     return (
         f"On {device}, loss against the baseline{holm}: {compared}. Lowest best validation loss: "
-        f"{best['variant']} ({best['best_val_loss']:.4f})."
+        f"{best['variant']} ({values})."
     )
 
 
@@ -70,7 +74,10 @@ def speed_finding(speed: SpeedPhase, order: list[str], device: str) -> str:
         return f"On {device}, speed was not measured (speed.json has no variant besides the baseline there).{failed}"
     ranked = sorted(rows.itertuples(), key=lambda row: _rank(order, row.variant))
     rounds = f" over {speed.rounds} rounds" if speed.rounds else ""
-    listed = "; ".join(f"{row.variant} {ratio_text(row)}, {row.speed_verdict}" for row in ranked)
+    listed = "; ".join(
+        f"{row.variant} {ratio_text(row.speed_ratio, row.speed_ratio_low, row.speed_ratio_high)}, {row.speed_verdict}"
+        for row in ranked
+    )
     return (
         f"On {device}, speed against the baseline (tokens/s ratio measured interleaved{rounds}; > 1 is faster): "
         f"{listed}.{failed}"
@@ -81,9 +88,8 @@ def _rank(order: list[str], variant: str) -> int:
     return order.index(variant) if variant in order else len(order)
 
 
-def ratio_text(row: object) -> str:
+def ratio_text(ratio: float, low: float, high: float) -> str:
     """A speed ratio and its interval, e.g. "0.93x [0.91, 0.95]"."""
-    ratio, low, high = (getattr(row, key) for key in ("speed_ratio", "speed_ratio_low", "speed_ratio_high"))
     if not math.isfinite(ratio):
         return "–"
     if not (math.isfinite(low) and math.isfinite(high)):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from minigpt import metrics
 from minigpt.errors import UserError
 from minigpt.report.speed import SPEED_VALUES, SpeedPhase, speed_frame
 from minigpt.stats import NO_VALUES, Interval, difference_interval, holm, mean_interval, verdict
@@ -18,30 +19,44 @@ from minigpt.store import RunStore
 from minigpt.variants import BASELINE
 
 STATUSES = ("completed", "failed", "diverged", "skipped", "interrupted", "running")
-TRIAL_NUMBERS = (
-    "seed", "params", "best_val_loss", "best_step", "final_val_loss", "steps", "tokens", "wall_seconds",
-    "train_seconds", "eval_seconds", "tokens_per_sec", "step_ms_p50", "step_ms_p90", "peak_memory_mb",
-    "flops_per_token", "mfu", "time_to_target_s", "target_loss", "compile_seconds", "drift_before", "drift_after",
-    "drift_change",
-)  # fmt: skip
-# tokens_per_sec and step_ms_* are measured while each trial trained: minutes apart on a machine whose
-# speed drifts, so they describe one trial and are never compared across trials (speed.json is).
-TRIAL_COLUMNS = (
-    "trial_id", "variant", "device", "device_name", "status", "precision", *TRIAL_NUMBERS, "drift_flagged",
-    "stop_reason", "concurrent", "changed", "description", "error",
-)  # fmt: skip
-METRIC_NUMBERS = ("seed", "step", "tokens", "seconds", "train_loss", "val_loss", "lr", "tokens_per_sec")
-METRIC_COLUMNS = ("trial_id", "variant", "device", *METRIC_NUMBERS)
-SUMMARY_COLUMNS = (
-    "variant", "device", "trials", *STATUSES, "params", "precision",
-    "best_val_loss", "best_val_loss_low", "best_val_loss_high",
-    "diff_vs_baseline", "diff_low", "diff_high", "diff_pct", "p_value", "p_holm", "verdict",
-    *SPEED_VALUES,
-    "tokens_per_sec_during_training", "tokens_per_sec_during_training_low", "tokens_per_sec_during_training_high",
-    "step_ms_p50_during_training", "mfu", "peak_memory_mb",
-    "time_to_target_s", "time_to_target_s_low", "time_to_target_s_high", "reached_target",
-    "changed", "description",
-)  # fmt: skip
+DRIFT_NUMBERS = ("drift_before", "drift_after", "drift_change")
+# The loss comparison with the baseline on the same device, the verdict column last.
+COMPARISON_COLUMNS = ("diff_vs_baseline", "diff_low", "diff_high", "diff_pct", "p_value", "p_holm", "verdict")
+
+
+def trial_numbers() -> list[str]:
+    return ["seed", *metrics.names("trial"), "target_loss", *DRIFT_NUMBERS]
+
+
+def trial_columns() -> list[str]:
+    """results.csv: one row per trial. Its tokens/s and step times were measured while each trial
+    trained, minutes apart on a machine whose speed drifts: never compared across trials (speed.json is)."""
+    return [
+        "trial_id", "variant", "device", "device_name", "status", "precision", *trial_numbers(), "drift_flagged",
+        "stop_reason", "concurrent", "changed", "description", "error",
+    ]  # fmt: skip
+
+
+def point_numbers() -> list[str]:
+    return ["seed", *metrics.names("point")]
+
+
+def point_columns() -> list[str]:
+    return ["trial_id", "variant", "device", *point_numbers()]
+
+
+def summary_columns() -> list[str]:
+    """summary.csv: one row per variant and device; each aggregated metric where its kind places it."""
+
+    def of(kind: metrics.Kind) -> list[str]:
+        return [column for metric in metrics.summarized(kind) for column in metric.summary_columns()]
+
+    return [
+        "variant", "device", "trials", *STATUSES, *of("size"), "precision", *of("quality"), *COMPARISON_COLUMNS,
+        *SPEED_VALUES, *of("cost"), "changed", "description",
+    ]  # fmt: skip
+
+
 BENCH_COLUMNS = (
     "variant", "device", "case", "rounds", "median_ms", "speed_ratio", "speed_ratio_low", "speed_ratio_high",
     "speed_verdict",
@@ -59,16 +74,23 @@ def load_frames(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     records = store.trials()
     if not records:
         raise ReportError(f"{run_dir} holds no trials yet; `minigpt-bench run --out {run_dir}` writes them")
-    trials = pd.DataFrame([_trial_row(record) for record in records], columns=list(TRIAL_COLUMNS))
-    trials[list(TRIAL_NUMBERS)] = trials[list(TRIAL_NUMBERS)].apply(pd.to_numeric, errors="coerce")
+    trials = _numeric(
+        pd.DataFrame([_trial_row(record) for record in records], columns=trial_columns()), trial_numbers()
+    )
     points = [
-        {**point, **{key: record.get(key) for key in ("trial_id", "variant", "device", "seed")}}
+        {
+            **metrics.with_derived(point, "point"),
+            **{key: record.get(key) for key in ("trial_id", "variant", "device", "seed")},
+        }
         for record in records
         for point in store.read_metrics(record["trial_id"])
     ]
-    metrics = pd.DataFrame(points, columns=list(METRIC_COLUMNS))
-    metrics[list(METRIC_NUMBERS)] = metrics[list(METRIC_NUMBERS)].apply(pd.to_numeric, errors="coerce")
-    return trials, metrics
+    return trials, _numeric(pd.DataFrame(points, columns=point_columns()), point_numbers())
+
+
+def _numeric(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    frame[columns] = frame[columns].apply(pd.to_numeric, errors="coerce")
+    return frame
 
 
 def _open_store(run_dir: str | Path) -> RunStore:
@@ -81,12 +103,13 @@ def _open_store(run_dir: str | Path) -> RunStore:
 
 
 def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
-    row = {key: record.get(key) for key in TRIAL_COLUMNS}
+    record = metrics.with_derived(record)
+    row = {key: record.get(key) for key in trial_columns()}
     row["changed"] = describe_changes(record.get("changed") or {})
     row["concurrent"] = bool(record.get("concurrent", False))  # shared its machine with other trials
-    drift = record.get("drift") if isinstance(record.get("drift"), dict) else {}
+    drift = record.get("drift") or {}  # none where the trial never trained, or its closing probe failed
     row.update({f"drift_{key}": drift.get(key) for key in ("before", "after", "change")})
-    row["drift_flagged"] = bool(record.get("drift_flagged", False))  # absent in runs from before the drift probe
+    row["drift_flagged"] = bool(record.get("drift_flagged", False))
     if row["status"] == "running":
         row["error"] = row["error"] or "no final record: still running, or the sweep was killed"
     return row
@@ -112,9 +135,10 @@ def summarize(trials: pd.DataFrame, order: Sequence[str], speed: SpeedPhase | No
         baseline = completed[(completed["variant"] == BASELINE) & (completed["device"] == device)]
         groups = [trials[(trials["variant"] == variant) & (trials["device"] == device)] for variant in order]
         rows += _call_verdicts([_summary_row(group, baseline) for group in groups if not group.empty])
-    summary = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c not in SPEED_VALUES])
+    columns = summary_columns()
+    summary = pd.DataFrame(rows, columns=[c for c in columns if c not in SPEED_VALUES])
     measured = speed.frame if speed is not None else speed_frame([])
-    return summary.merge(measured, on=["variant", "device"], how="left")[list(SUMMARY_COLUMNS)]
+    return summary.merge(measured, on=["variant", "device"], how="left")[columns]
 
 
 def _call_verdicts(rows: list[tuple[dict[str, Any], Interval]]) -> list[dict[str, Any]]:
@@ -131,11 +155,6 @@ def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> tuple[dict[str,
     """The row (its verdict None where a test decides it) and the loss difference from the baseline."""
     done = group[group["status"] == "completed"]
     variant = group["variant"].iloc[0]
-    loss = mean_interval(done["best_val_loss"])
-    speed, reached = (
-        _positive(mean_interval(done["tokens_per_sec"])),
-        _positive(mean_interval(done["time_to_target_s"])),
-    )
     is_baseline = variant == BASELINE
     diff = NO_VALUES if is_baseline else difference_interval(_by_seed(done), _by_seed(baseline))
     counts = group["status"].value_counts()
@@ -144,36 +163,39 @@ def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> tuple[dict[str,
         "device": group["device"].iloc[0],
         "trials": len(group),
         **{status: int(counts.get(status, 0)) for status in STATUSES},
-        "params": group["params"].max(),
         "precision": ", ".join(sorted(group["precision"].dropna().astype(str).unique())) or None,
-        "best_val_loss": loss.mean,
-        "best_val_loss_low": loss.low,
-        "best_val_loss_high": loss.high,
         "diff_vs_baseline": diff.mean,
         "diff_low": diff.low,
         "diff_high": diff.high,
         "diff_pct": 100 * _ratio(diff.mean, mean_interval(baseline["best_val_loss"]).mean),
         "p_value": diff.p,
         "verdict": _fixed_verdict(is_baseline, done, baseline),
-        "tokens_per_sec_during_training": speed.mean,
-        "tokens_per_sec_during_training_low": speed.low,
-        "tokens_per_sec_during_training_high": speed.high,
-        "step_ms_p50_during_training": done["step_ms_p50"].mean(),
-        "mfu": done["mfu"].mean(),
-        "peak_memory_mb": done["peak_memory_mb"].mean(),
-        "time_to_target_s": reached.mean,  # over the seeds that reached the target
-        "time_to_target_s_low": reached.low,
-        "time_to_target_s_high": reached.high,
-        "reached_target": f"{reached.n}/{len(done)}",
         "changed": group["changed"].iloc[0],
         "description": group["description"].iloc[0],
     }
+    for metric in metrics.TRIAL_METRICS:
+        row.update(_aggregate(metric, group, done))
     return row, diff
 
 
-def _positive(interval: Interval) -> Interval:
-    """Rates and durations cannot be negative: a few noisy seeds can stretch a t interval below
-    zero, and the part below zero says nothing, so it is cut there."""
+def _aggregate(metric: metrics.Metric, group: pd.DataFrame, done: pd.DataFrame) -> dict[str, Any]:
+    """A metric's summary.csv cells for one variant and device, as its declaration says."""
+    if metric.aggregate == "max":
+        return {metric.column: group[metric.name].max()}
+    if metric.aggregate == "mean":
+        return {metric.column: done[metric.name].mean()}
+    if metric.aggregate != "interval":
+        return {}
+    interval = _nonnegative(mean_interval(done[metric.name]))
+    cells = {metric.column: interval.mean, f"{metric.column}_low": interval.low, f"{metric.column}_high": interval.high}
+    if metric.count_column:  # over the seeds that have a value, e.g. those that reached the target
+        cells[metric.count_column] = f"{interval.n}/{len(done)}"
+    return cells
+
+
+def _nonnegative(interval: Interval) -> Interval:
+    """Losses, rates and durations cannot be negative: a few noisy seeds can stretch a t interval
+    below zero, and the part below zero says nothing, so it is cut there."""
     return replace(interval, low=max(interval.low, 0.0)) if math.isfinite(interval.low) else interval
 
 
@@ -238,9 +260,23 @@ class RunReport:
     def devices(self) -> list[str]:
         return list(dict.fromkeys(self.trials["device"]))
 
+    def shown_metrics(self, kind: metrics.Kind) -> list[metrics.Metric]:
+        """The summary table's metric columns of `kind`, in declaration order."""
+        return [m for m in metrics.summarized(kind) if m.in_report and m not in self.hidden_metrics()]
+
+    def hidden_metrics(self) -> list[metrics.Metric]:
+        """Report metrics left out because they equal the metric they are declared the same as, in every row."""
+        hidden = []
+        for metric in metrics.TRIAL_METRICS:
+            if metric.in_report and metric.same_as:
+                values, other = self.summary[metric.column], self.summary[metrics.find(metric.same_as).column]
+                if not (values.notna() & (values != other)).any():
+                    hidden.append(metric)
+        return hidden
+
     def label(self, variant: str) -> str:
         return f"{variant} (reference)" if variant == BASELINE else variant
 
     def target_text(self) -> str:
-        target = self.sweep.get("target_loss", self.trials["target_loss"].max())
-        return "(no target set)" if target is None or not math.isfinite(target) else f"{target:g}"
+        target = self.sweep.get("target_loss")
+        return "(no target set)" if target is None else f"{target:g}"
