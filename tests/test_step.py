@@ -3,13 +3,20 @@ trainer, the interleaved speed phase and the benchmark suite all time that one s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from types import ModuleType
 
 import pytest
 import torch
 
+from minigpt import bundled
 from minigpt.config import Config
 from minigpt.data import Corpus, load_corpus
+from minigpt.model import GPT
+from minigpt.speed import Contender
+from minigpt.step import TrainStep
 from minigpt.train import Budget, Trainer
 
 from .conftest import SHAKESPEARE, TINY
@@ -57,3 +64,56 @@ def test_the_trainer_loses_exactly_what_it_lost_before_the_step_was_its_own(shak
     assert [p["val_loss"] for p in fp32] == FP32_VAL
     fp16 = points(RECORDED.replace(precision="fp16", optimizer="muon"), shakespeare)
     assert [p["train_loss"] for p in fp16] == FP16_MUON_TRAIN
+
+
+def suite_module(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A module of the benchmark suite, loaded from its file as pytest would load it (for this
+    test only: its dataclasses need it in sys.modules while they are built)."""
+    spec = importlib.util.spec_from_file_location(f"suite_{name}", bundled.BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture, calling what it times once and counting the steps it took."""
+
+    def __init__(self, steps: list[TrainStep]) -> None:
+        self.steps, self.timed_steps = steps, 0
+
+    def __call__(self, call: Callable[[], None]) -> None:
+        before = len(self.steps)
+        call()
+        self.timed_steps = len(self.steps) - before
+
+
+def test_the_trainer_the_speed_phase_and_the_suite_all_time_the_one_train_step(
+    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stepped: list[TrainStep] = []
+    step = TrainStep.step
+
+    def counted(self: TrainStep, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        stepped.append(self)
+        return step(self, x, y)
+
+    monkeypatch.setattr(TrainStep, "step", counted)
+    cfg = Config(**TINY, eval_interval=2, eval_batches=1)
+
+    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=3))
+    list(trainer.run())
+    assert stepped == [trainer.train_step] * 3
+
+    stepped.clear()
+    contender = Contender("baseline", cfg, shakespeare, "cpu", 0)
+    contender.seconds_per_step(2)
+    assert stepped == [contender.train_step] * 2
+
+    stepped.clear()
+    suite_cfg = cfg.replace(vocab_size=shakespeare.tokenizer.vocab_size)
+    case = suite_module("conftest", monkeypatch).BenchCase("baseline", torch.device("cpu"), suite_cfg, GPT(suite_cfg))
+    benchmark = FakeBenchmark(stepped)
+    suite_module("test_variants", monkeypatch).test_train_step(benchmark, case)
+    assert benchmark.timed_steps == 1 and len(stepped) == 2  # an untimed first call, then the timed one
+    assert isinstance(stepped[0], TrainStep) and benchmark.extra_info["case"] == "train_step"
