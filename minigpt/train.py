@@ -109,6 +109,8 @@ class Trainer:
         self.tokens_per_step = self.train_step.tokens_per_step
         self.evaluator = Evaluator(corpus.val, self.cfg, self.device, self.train_step.precision, target_loss)
         self.patience = Patience(self.cfg.patience)
+        self.timer = StepTimer(self.device)
+        self._started = 0.0  # perf_counter() when training began, after any compile warm-up
         self._loss_sum = torch.zeros((), device=self.device)
         self._losses_summed = 0
 
@@ -130,46 +132,53 @@ class Trainer:
         cfg, result = self.cfg, self.result
         sampler = BatchSampler(self.corpus.train, cfg.block_size, cfg.batch_size, self.seed, self.device)
         total_steps = self.budget.total_steps(self.tokens_per_step)
-        timer = StepTimer(self.device)
         if self.train_step.compiled:
-            warm_up_batch = BatchSampler(self.corpus.train, cfg.block_size, cfg.batch_size, 0, self.device)()
-            result.compile_seconds = self.train_step.warm_up(*warm_up_batch)
+            result.compile_seconds = self._compile()
         reset_peak_memory(self.device)
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         while not result.stop_reason:
-            lr = lr_at(cfg, result.steps, self._progress(total_steps, started))
-            self.train_step.set_lr(lr)
-            timer.start()
-            # added at once: a CUDA graph's next replay overwrites the loss it returned
-            self._loss_sum += self.train_step.step(*sampler())
-            timer.stop()
-            result.steps += 1
-            result.tokens += self.tokens_per_step
-            self._losses_summed += 1
-            spent = self._budget_spent(total_steps, started)
+            lr = lr_at(cfg, result.steps, self._progress(total_steps))
+            self._timed_step(sampler, lr)
+            spent = self._budget_spent(total_steps)
             if spent or result.steps % cfg.eval_interval == 0:
                 train_loss = self._mean_train_loss()
-                evaluation = self.evaluator.evaluate(self.model, result.steps, started)
-                yield self._point(timer, started, train_loss, lr, evaluation)
-                result.stop_reason = self._stop_reason(evaluation) or self._budget_spent(total_steps, started)
+                evaluation = self.evaluator.evaluate(self.model, result.steps, self._started)
+                yield self._point(train_loss, lr, evaluation)
+                result.stop_reason = self._stop_reason_after(evaluation) or self._budget_spent(total_steps)
             elif result.steps % LOG_INTERVAL == 0:
-                yield self._point(timer, started, self._mean_train_loss(), lr)
-        result.step_seconds = timer.durations()
+                yield self._point(self._mean_train_loss(), lr)
+        result.step_seconds = self.timer.durations()
         result.train_seconds = sum(result.step_seconds)
-        result.wall_seconds = time.perf_counter() - started
+        result.wall_seconds = time.perf_counter() - self._started
         result.status = "completed"
 
-    def _budget_spent(self, total_steps: int | None, started: float) -> str:
+    def _compile(self) -> float:
+        """Seconds of the compile warm-up, on a batch no training step draws."""
+        cfg = self.cfg
+        x, y = BatchSampler(self.corpus.train, cfg.block_size, cfg.batch_size, 0, self.device)()
+        return self.train_step.warm_up(x, y)
+
+    def _timed_step(self, sampler: BatchSampler, lr: float) -> None:
+        self.train_step.set_lr(lr)
+        self.timer.start()
+        # added at once: a CUDA graph's next replay overwrites the loss it returned
+        self._loss_sum += self.train_step.step(*sampler())
+        self.timer.stop()
+        self._losses_summed += 1
+        self.result.steps += 1
+        self.result.tokens += self.tokens_per_step
+
+    def _budget_spent(self, total_steps: int | None) -> str:
         """Why the budget allows no further step, or "" while it does."""
         if total_steps is not None and self.result.steps >= total_steps:
             return "budget"
-        if self.budget.max_seconds is not None and time.perf_counter() - started >= self.budget.max_seconds:
+        if self.budget.max_seconds is not None and time.perf_counter() - self._started >= self.budget.max_seconds:
             return "time budget"
         return ""
 
-    def _progress(self, total_steps: int | None, started: float) -> float:
+    def _progress(self, total_steps: int | None) -> float:
         """How far through the budget the next step is, 0 -> 1, for the lr schedule."""
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - self._started
         if total_steps is not None:
             warmup = self.cfg.warmup_steps
             fraction = (self.result.steps - warmup) / max(1, total_steps - warmup)
@@ -187,7 +196,7 @@ class Trainer:
             raise Diverged(f"training loss became {train_loss} at step {self.result.steps}")
         return train_loss
 
-    def _stop_reason(self, evaluation: Evaluation) -> str:
+    def _stop_reason_after(self, evaluation: Evaluation) -> str:
         """Note an evaluation, keep the weights when it is the best so far; the reason to stop
         the trial now, or "" to go on."""
         result = self.result
@@ -207,14 +216,12 @@ class Trainer:
             self.on_best(self.model, self.result.steps, self.result.best_val_loss)
             self.result.checkpoint_seconds += time.perf_counter() - began
 
-    def _point(
-        self, timer: StepTimer, started: float, train_loss: float, lr: float, evaluation: Evaluation | None = None
-    ) -> dict:
-        train_seconds = sum(timer.durations())
+    def _point(self, train_loss: float, lr: float, evaluation: Evaluation | None = None) -> dict:
+        train_seconds = sum(self.timer.durations())
         return {
             "step": self.result.steps,
             "tokens": self.result.tokens,
-            "seconds": round(time.perf_counter() - started, 4),
+            "seconds": round(time.perf_counter() - self._started, 4),
             "train_loss": train_loss,
             "val_loss": evaluation.val_loss if evaluation else None,
             # the whole split, when it checked a target crossing
