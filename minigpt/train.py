@@ -1,4 +1,5 @@
-"""One trial: build the model, train it within a budget, evaluate, keep the best weights.
+"""One trial: take training steps (minigpt.step) within a budget on the lr schedule, score them
+(minigpt.evaluate), stop on the stop rules, keep the best weights.
 
 `Trainer.run()` yields metric points as it goes; `Trainer.result` holds the summary after.
 The trainer knows configurations, never variant names.
