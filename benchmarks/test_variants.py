@@ -11,22 +11,25 @@ from collections.abc import Callable
 
 import torch
 
-from minigpt import components
+from minigpt.config import Config
 from minigpt.measure import synchronize
 from minigpt.model import KVCache
-from minigpt.train import compile_model
+from minigpt.precision import Precision
+from minigpt.step import TrainStep, compile_model
 
 
 def test_forward(benchmark, bench_case) -> None:  # noqa: ANN001
-    """One training-size batch through the model in inference mode, loss included."""
+    """One training-size batch through the model in inference mode, loss included, under the
+    autocast and float32 matmul setting that training uses."""
     cfg, device = bench_case.cfg, bench_case.device
 
     def prepare() -> tuple[Callable[[], None], int]:
         model = compile_model(bench_case.model.eval(), cfg.compile)  # every round of a case runs before the next case
+        precision = Precision.resolve(cfg.precision, device)
         x, y = bench_case.tokens(cfg.batch_size, cfg.block_size), bench_case.tokens(cfg.batch_size, cfg.block_size)
 
         def forward() -> None:
-            with torch.inference_mode():
+            with precision.float32_matmuls(), precision.autocast(), torch.inference_mode():
                 model(x, y)
             synchronize(device)
 
@@ -35,26 +38,26 @@ def test_forward(benchmark, bench_case) -> None:  # noqa: ANN001
     bench_case.measure(benchmark, "forward", prepare)
 
 
+def timed_train_step(cfg: Config, device: torch.device, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """The trainer's own step (TrainStep.step) on one batch, then a device sync."""
+    train_step = TrainStep(cfg, device, seed=0)
+
+    def train_step_call() -> None:
+        with train_step.precision.float32_matmuls():
+            train_step.step(x, y)
+        synchronize(device)
+
+    return train_step_call
+
+
 def test_train_step(benchmark, bench_case) -> None:  # noqa: ANN001
-    """Forward, backward, gradient clipping and the optimizer step, as the trainer runs them."""
+    """Forward, backward, gradient clipping and the optimizer step: TrainStep.step, exactly as
+    the trainer and the interleaved speed phase run it."""
     cfg, device = bench_case.cfg, bench_case.device
 
     def prepare() -> tuple[Callable[[], None], int]:
-        model = bench_case.model.train()
-        step_model = compile_model(model, cfg.compile)
-        optimizer = components.optimizer.build(cfg.optimizer, model, cfg, device)
         x, y = bench_case.tokens(cfg.batch_size, cfg.block_size), bench_case.tokens(cfg.batch_size, cfg.block_size)
-
-        def train_step() -> None:
-            _, loss = step_model(x, y)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            synchronize(device)
-
-        return train_step, x.numel()
+        return timed_train_step(cfg, device, x, y), x.numel()
 
     bench_case.measure(benchmark, "train_step", prepare)
 

@@ -69,6 +69,10 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
+    def float32_matmuls(self) -> contextlib.AbstractContextManager:
+        """Where this precision's float32 matmuls must run (see float32_matmuls)."""
+        return float32_matmuls(self.name, self.device)
+
     def scaler(self) -> torch.amp.GradScaler | None:
         """fp16's narrow range underflows small gradients unless the loss is scaled up first;
         bf16 has float32's range and needs no scaler."""

@@ -39,29 +39,29 @@ class SpeedError(UserError):
 
 
 class Contender:
-    """One variant's trainer taking training steps on its own batches."""
+    """One variant's TrainStep taking training steps on its own batches."""
 
     def __init__(self, name: str, config: Any, corpus: Any, device: str, seed: int) -> None:
         from minigpt.data import BatchSampler
-        from minigpt.train import Budget, Trainer
+        from minigpt.step import TrainStep
 
+        corpus.check_block_size(config.block_size)
+        cfg = config.replace(vocab_size=corpus.tokenizer.vocab_size)
         self.name = name
-        self.trainer = Trainer(config, corpus, device, seed, Budget(max_steps=1))
-        cfg = self.trainer.cfg
-        self.sampler = BatchSampler(corpus.train, cfg.block_size, cfg.batch_size, seed, self.trainer.device)
-        self.tokens_per_step = self.trainer.tokens_per_step
+        self.train_step = TrainStep(cfg, device, seed)
+        self.sampler = BatchSampler(corpus.train, cfg.block_size, cfg.batch_size, seed, self.train_step.device)
+        self.tokens_per_step = self.train_step.tokens_per_step
 
     def seconds_per_step(self, steps: int) -> float:
         """Mean seconds of `steps` training steps, the device synchronized before and after."""
         from minigpt.measure import synchronize
-        from minigpt.precision import float32_matmuls
 
-        device = self.trainer.device
-        with float32_matmuls(self.trainer.precision, device):
+        device = self.train_step.device
+        with self.train_step.precision.float32_matmuls():
             synchronize(device)
             began = time.perf_counter()
             for _ in range(steps):
-                self.trainer.train_step(self.sampler)
+                self.train_step.step(*self.sampler())
             synchronize(device)
         return (time.perf_counter() - began) / steps
 

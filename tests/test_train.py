@@ -4,6 +4,7 @@ learns, and Muon really steps the hidden matrices."""
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -11,9 +12,11 @@ import torch
 from minigpt import components
 from minigpt.components.optimizers import OptimizerGroup, hidden_matrices
 from minigpt.config import Config
-from minigpt.data import Corpus, eval_batches, load_corpus
+from minigpt.data import Corpus, load_corpus
+from minigpt.evaluate import EVAL_BATCH_SIZE, Diverged, Evaluator, Patience, target_stop_reason
 from minigpt.model import GPT
-from minigpt.train import EVAL_BATCH_SIZE, Budget, Diverged, Trainer, lr_at
+from minigpt.precision import Precision
+from minigpt.train import Budget, Trainer, lr_at
 from minigpt.variants import discover
 
 from .conftest import SHAKESPEARE, TINY
@@ -72,6 +75,10 @@ def test_budgets_stop_at_steps_tokens_and_seconds(shakespeare: Corpus) -> None:
     points = list(by_time.run())
     assert by_time.result.stop_reason == "time budget"
     assert points[-1]["val_loss"] is not None  # a final evaluation always happens
+    evaluated = Trainer(cfg.replace(eval_interval=5), shakespeare, "cpu", 0, Budget(max_steps=12))
+    assert [p["step"] for p in evaluated.run() if p["val_loss"] is not None] == [5, 10, 12]
+    on_the_interval = Trainer(cfg.replace(eval_interval=5), shakespeare, "cpu", 0, Budget(max_steps=10))
+    assert [p["step"] for p in on_the_interval.run() if p["val_loss"] is not None] == [5, 10]  # never twice
 
 
 def test_stop_at_target_ends_the_trial_at_the_first_evaluation_reaching_it(shakespeare: Corpus) -> None:
@@ -181,12 +188,12 @@ def test_bf16_autocast_trains_with_finite_falling_loss_and_float32_weights(shake
 def test_bf16_runs_the_forward_in_bf16_on_float32_parameters(shakespeare: Corpus) -> None:
     trainer = Trainer(Config(**TINY, precision="bf16"), shakespeare, "cpu", 0, Budget(max_steps=1))
     x = shakespeare.train[:32].long().view(2, 16)
-    with trainer.numerics.autocast():
+    with trainer.train_step.precision.autocast():
         logits, loss = trainer.model(x, x)
     assert logits.dtype == torch.bfloat16
     assert loss.dtype == torch.float32  # cross-entropy autocasts up: the loss keeps its precision
     assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
-    with trainer.numerics.autocast():
+    with trainer.train_step.precision.autocast():
         pass
     assert trainer.model(x)[0].dtype == torch.float32  # outside the region, plain fp32 again
 
@@ -206,8 +213,9 @@ def test_fp16_scales_the_loss_and_clips_the_unscaled_gradients(
     cfg = Config(**TINY, lr=1e-2, warmup_steps=5, eval_interval=15, eval_batches=2)
     trainer = Trainer(cfg.replace(precision="fp16"), shakespeare, "cpu", 0, Budget(max_steps=60))
     points = list(trainer.run())
-    assert trainer.precision == "fp16" and trainer.scaler is not None
-    assert trainer.scaler.get_scale() > 1  # the loss really was scaled up...
+    scaler = trainer.train_step.scaler
+    assert trainer.precision == "fp16" and scaler is not None
+    assert scaler.get_scale() > 1  # the loss really was scaled up...
     finite = [n for n in norms if math.isfinite(n)]
     assert len(finite) > 50 and max(finite) < 50  # ...and unscaled before clipping
     fp32 = Trainer(cfg.replace(precision="fp32"), shakespeare, "cpu", 0, Budget(max_steps=60))
@@ -222,7 +230,7 @@ def test_tf32_on_cpu_is_plain_fp32(shakespeare: Corpus) -> None:
     fp32 = Trainer(cfg.replace(precision="fp32"), shakespeare, "cpu", 0, Budget(max_steps=10))
     tf32 = Trainer(cfg.replace(precision="tf32"), shakespeare, "cpu", 0, Budget(max_steps=10))
     assert losses_of(fp32) == losses_of(tf32)
-    assert tf32.precision == "tf32" and tf32.scaler is None
+    assert tf32.precision == "tf32" and tf32.train_step.scaler is None
     assert Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=1)).precision == "fp32"  # auto on cpu
 
 
@@ -243,78 +251,107 @@ def test_compile_time_is_measured_apart_and_leaves_the_trajectory_alone(shakespe
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
 
 
-def test_every_batch_size_is_scored_on_the_same_validation_text(
-    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: dict[int, list[torch.Tensor]] = {}
-    evaluate = Trainer._evaluate
-
-    def recording(self: Trainer, batches: list) -> float:
-        seen.setdefault(self.cfg.batch_size, []).extend(torch.cat([x, y], dim=1) for x, y in batches)
-        return evaluate(self, batches)
-
-    monkeypatch.setattr(Trainer, "_evaluate", recording)
+def test_every_batch_size_is_scored_on_the_same_validation_text(shakespeare: Corpus) -> None:
     cfg = Config(**TINY, eval_interval=5, eval_batches=3)
-    losses = {}
-    for batch_size in (4, 12):
-        trainer = Trainer(cfg.replace(batch_size=batch_size), shakespeare, "cpu", 0, Budget(max_steps=5))
-        losses[batch_size] = trainer._evaluate(eval_batches(shakespeare.val, 16, EVAL_BATCH_SIZE, 3, trainer.device))
-        list(trainer.run())
-    assert losses[4] == losses[12]  # the same initial weights score the same on the same text
-    assert len(seen[4]) == len(seen[12]) == 2 * 3  # the call above, then the one at step 5
-    assert all(torch.equal(a, b) for a, b in zip(seen[4], seen[12], strict=True))
-    assert seen[4][0].shape == (EVAL_BATCH_SIZE, 2 * 16)
+    evaluators = [
+        Trainer(cfg.replace(batch_size=batch_size), shakespeare, "cpu", 0, Budget(max_steps=5)).evaluator
+        for batch_size in (4, 12)
+    ]
+    small, large = ([torch.cat([x, y], dim=1) for x, y in e.batches] for e in evaluators)
+    assert len(small) == len(large) == 3
+    assert all(torch.equal(a, b) for a, b in zip(small, large, strict=True))
+    assert small[0].shape == (EVAL_BATCH_SIZE, 2 * 16)
 
 
-def fake_evaluation(monkeypatch: pytest.MonkeyPatch, estimate: float, whole_split: list[float]) -> list[int]:
-    """Trainer._evaluate answering `estimate` for the few estimate batches and the next of
-    `whole_split` for the whole validation split; returns the sizes of the batch lists asked."""
-    asked: list[int] = []
-    answers = iter(whole_split)
-
-    def evaluate(self: Trainer, batches: list) -> float:
-        asked.append(len(batches))
-        return estimate if len(batches) == self.cfg.eval_batches else next(answers)
-
-    monkeypatch.setattr(Trainer, "_evaluate", evaluate)
-    return asked
+def evaluator(cfg: Config, corpus: Corpus, target_loss: float | None = None) -> Evaluator:
+    return Evaluator(corpus.val, cfg, torch.device("cpu"), Precision.resolve("fp32", torch.device("cpu")), target_loss)
 
 
-def test_a_crossing_the_whole_split_does_not_confirm_is_no_crossing(
-    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    asked = fake_evaluation(monkeypatch, estimate=1.0, whole_split=[3.0] * 10)
-    cfg = Config(**TINY, eval_interval=5, eval_batches=2)
-    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=20, stop_at_target=True), target_loss=2.0)
-    points = list(trainer.run())
-    assert trainer.result.time_to_target_s is None
-    assert trainer.result.steps == 20 and trainer.result.stop_reason == "budget"
-    assert [p["confirmed_val_loss"] for p in points] == [3.0] * 4  # checked again at every crossing
-    assert [p["val_loss"] for p in points] == [1.0] * 4
-    assert asked.count(2) == 4 and len(asked) == 8
+def test_the_estimate_is_the_mean_loss_over_the_fixed_batches(shakespeare: Corpus) -> None:
+    cfg = Config(**TINY, vocab_size=shakespeare.tokenizer.vocab_size, eval_batches=3)
+    torch.manual_seed(0)
+    model = GPT(cfg).train()
+    scorer = evaluator(cfg, shakespeare)
+    by_hand = []
+    with torch.no_grad():
+        for x, y in scorer.batches:
+            by_hand.append(model.eval()(x, y)[1].item())
+    model.train()
+    evaluation = scorer.evaluate(model, step=0, started=time.perf_counter())
+    assert evaluation.val_loss == pytest.approx(sum(by_hand) / 3, rel=1e-6)
+    assert evaluation.confirmed_val_loss is None  # no target: nothing to confirm
+    assert model.training  # handed back in training mode
+    assert scorer.seconds > 0
 
 
-def test_the_first_confirmed_crossing_sets_the_time_and_stops(
-    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake_evaluation(monkeypatch, estimate=1.0, whole_split=[3.0, 1.5])
+def test_a_nan_validation_loss_is_divergence(shakespeare: Corpus) -> None:
+    cfg = Config(**TINY, vocab_size=shakespeare.tokenizer.vocab_size, eval_batches=1)
+    model = GPT(cfg)
+    with torch.no_grad():
+        model.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(Diverged, match="validation loss became nan at step 7"):
+        evaluator(cfg, shakespeare).evaluate(model, step=7, started=time.perf_counter())
+
+
+class ScriptedEvaluator(Evaluator):
+    """An Evaluator whose estimate is always `estimate` and whose whole-split losses are
+    `whole_split` in turn; records the size of every batch list it scores."""
+
+    def __init__(self, cfg: Config, corpus: Corpus, target: float, estimate: float, whole_split: list[float]) -> None:
+        super().__init__(corpus.val, cfg, torch.device("cpu"), Precision.resolve("fp32", torch.device("cpu")), target)
+        self.estimate, self.answers, self.asked = estimate, iter(whole_split), []
+
+    def loss(self, model: torch.nn.Module, batches: list) -> float:
+        self.asked.append(len(batches))
+        return self.estimate if batches is self.batches else next(self.answers)
+
+
+def test_a_crossing_the_whole_split_does_not_confirm_is_no_crossing(shakespeare: Corpus) -> None:
+    scorer = ScriptedEvaluator(Config(**TINY, eval_batches=2), shakespeare, 2.0, estimate=1.0, whole_split=[3.0] * 3)
+    started = time.perf_counter()
+    evaluations = [scorer.evaluate(None, step, started) for step in (5, 10, 15)]
+    assert scorer.time_to_target_s is None
+    assert [e.confirmed_val_loss for e in evaluations] == [3.0] * 3  # checked again at every crossing
+    assert [e.val_loss for e in evaluations] == [1.0] * 3
+    assert scorer.asked.count(2) == 3 and len(scorer.asked) == 6
+    assert target_stop_reason(True, scorer.time_to_target_s) == ""
+
+
+def test_the_first_confirmed_crossing_sets_the_time_of_the_estimate(shakespeare: Corpus) -> None:
+    scorer = ScriptedEvaluator(Config(**TINY, eval_batches=2), shakespeare, 2.0, estimate=1.0, whole_split=[3.0, 1.5])
+    started = time.perf_counter()
+    first, second = scorer.evaluate(None, 5, started), scorer.evaluate(None, 10, started)
+    assert (first.confirmed_val_loss, second.confirmed_val_loss) == (3.0, 1.5)
+    assert 0 < scorer.time_to_target_s <= time.perf_counter() - started
+    assert scorer.evaluate(None, 15, started).confirmed_val_loss is None  # reached: never confirmed again
+    assert len(scorer.asked) == 5
+    assert target_stop_reason(True, scorer.time_to_target_s) == "target loss reached"
+    assert target_stop_reason(False, scorer.time_to_target_s) == ""
+
+
+def test_the_trainer_stops_at_the_first_crossing_the_whole_split_confirms(shakespeare: Corpus) -> None:
     cfg = Config(**TINY, eval_interval=5, eval_batches=2)
     trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=50, stop_at_target=True), target_loss=2.0)
+    trainer.evaluator = ScriptedEvaluator(cfg, shakespeare, 2.0, estimate=1.0, whole_split=[3.0, 1.5])
     points = list(trainer.run())
     assert trainer.result.steps == 10 and trainer.result.stop_reason == "target loss reached"
     assert [p["confirmed_val_loss"] for p in points] == [3.0, 1.5]
     assert 0 < trainer.result.time_to_target_s <= points[-1]["seconds"] + 1e-4  # points round to 0.1 ms
 
 
-def test_a_whole_split_estimate_needs_no_second_evaluation(
-    shakespeare: Corpus, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    asked = fake_evaluation(monkeypatch, estimate=1.0, whole_split=[1.0] * 10)
-    cfg = Config(**TINY, eval_interval=5, eval_batches=0)
-    trainer = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=50, stop_at_target=True), target_loss=2.0)
-    points = list(trainer.run())
-    assert trainer.result.steps == 5 and trainer.result.time_to_target_s is not None
-    assert len(asked) == 1 and points[-1]["confirmed_val_loss"] == 1.0
+def test_a_whole_split_estimate_needs_no_second_evaluation(shakespeare: Corpus) -> None:
+    scorer = ScriptedEvaluator(Config(**TINY, eval_batches=0), shakespeare, 2.0, estimate=1.0, whole_split=[])
+    evaluation = scorer.evaluate(None, 5, time.perf_counter())
+    assert scorer.time_to_target_s is not None
+    assert len(scorer.asked) == 1 and evaluation.confirmed_val_loss == 1.0
+
+
+def test_patience_counts_evaluations_without_a_new_best() -> None:
+    patience = Patience(2)
+    assert [patience.stop_reason(improved) for improved in (True, False, True, False)] == [""] * 4
+    assert patience.stop_reason(False) == "early stop: no gain in 2 evaluations"
+    never = Patience(0)
+    assert all(never.stop_reason(False) == "" for _ in range(10))
 
 
 def test_auto_preset_is_gpu_fast_only_when_every_device_is_a_gpu() -> None:

@@ -1,5 +1,5 @@
-"""Optimizers, built from a model and the configuration. The trainer sets each group's
-learning rate as `schedule(step) * group["lr_scale"]`, so one schedule drives them all."""
+"""Optimizers, built from a model and the configuration. The trainer sets every group's
+learning rate to the schedule's, so one schedule drives them all."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def decay_groups(params: list[nn.Parameter], cfg: Config) -> list[dict]:
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     return [
-        {"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
-        {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
     ]
 
 
@@ -124,6 +124,4 @@ def build_muon(model: nn.Module, cfg: Config, device: torch.device) -> torch.opt
     rest = [p for p in model.parameters() if id(p) not in hidden_ids]
     # "match_rms_adamw" scales Muon's update to AdamW's RMS, so one lr serves both.
     muon = BatchedMuon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.95, adjust_lr_fn="match_rms_adamw")
-    for group in muon.param_groups:
-        group["lr_scale"] = 1.0
     return OptimizerGroup([muon, adamw(rest, cfg, device)])
