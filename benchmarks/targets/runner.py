@@ -1,26 +1,40 @@
-"""Plumbing the targets scripts share: bounded processes, trials, git, verdicts on goals, the log and report files."""
+"""What the acceptance scripts share: checkouts and their bounded processes, whole `run` processes
+and the trials they wrote, git, settings, verdicts on goals, the log and the report files.
+
+The scripts need a git checkout (they compare commits and write under reports/), so they stay
+out of the wheel; their statistics and interleaving come from the library (minigpt.stats,
+minigpt.interleave), as the tool's own comparisons do.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
-import statistics
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-REPO = Path(__file__).resolve().parent.parent
+from minigpt.stats import MedianInterval
+
+REPO = Path(__file__).resolve().parents[2]
 CLI_RUN = ("-m", "minigpt.cli", "run")  # after the Python executable: one whole `run` process
+# Options that skip work a measurement does not need; an older engine may lack some.
+SKIP_OPTIONS = ("--no-speed", "--no-report")
 
 
 class Log:
@@ -53,18 +67,7 @@ def bounded(
         except KeyboardInterrupt:  # its own session does not see the terminal's Ctrl-C: pass it on
             os.killpg(process.pid, signal.SIGKILL)
             raise
-    return subprocess.CompletedProcess(command, process.returncode, stdout, errors)
-
-
-def trial_files(out: Path) -> list[Path]:
-    """The trial.json files a `run` wrote under OUT; none when the CLI refused the command."""
-    return sorted(out.glob("trials/*/trial.json"))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, errors or "")
 
 
 def git(*args: str, check: bool = True) -> str:
@@ -73,6 +76,11 @@ def git(*args: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise SystemExit(f"git {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout.strip()
+
+
+def commit_of(revision: str) -> str:
+    """The full hash of a revision of this repository; an unknown one ends the script."""
+    return git("rev-parse", "--verify", f"{revision}^{{commit}}")
 
 
 @contextmanager
@@ -88,10 +96,131 @@ def old_worktree(commit: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def alternating(pairs: int, names: tuple[str, str] = ("old", "new")) -> Iterator[tuple[int, tuple[str, str]]]:
-    """A, B, then B, A, ...: a drift of the machine's speed hits both sides alike."""
-    for index in range(pairs):
-        yield index, names if index % 2 == 0 else (names[1], names[0])
+@dataclass
+class Checkout:
+    """One version of the engine: a source tree, the commit it holds and the `run` options its CLI knows."""
+
+    label: str  # how reports name it: "old", "new", "this"
+    root: Path
+    commit: str
+    options: frozenset[str] = field(default_factory=frozenset)
+
+    def env(self) -> dict[str, str]:
+        # Replace PYTHONPATH rather than extend it: another checkout must never be importable.
+        return {**os.environ, "PYTHONPATH": str(self.root), "COLUMNS": "200"}
+
+    def python(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run this checkout's Python, bounded: a process past the timeout ends the whole script."""
+        try:
+            return bounded([sys.executable, *args], cwd=self.root, env=self.env(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(
+                f"the {self.label} checkout's `python {shlex.join(args)}` ran past {timeout:.0f} s"
+            ) from None
+
+    def inspect(self) -> None:
+        """Learn the run options and check that this checkout's engine is the one imported."""
+        found = self.python("-c", "import minigpt; print(minigpt.__file__)", timeout=60).stdout.strip()
+        if not Path(found).resolve().is_relative_to(self.root.resolve()):
+            raise SystemExit(f"the {self.label} checkout imports minigpt from {found}, not from its own tree")
+        usage = self.python(*CLI_RUN, "--help", timeout=60).stdout
+        self.options = frozenset(re.findall(r"--[a-z][a-z0-9-]*", usage))
+
+    def script(self, name: str) -> str:
+        """The path of an acceptance script in this checkout: benchmarks/targets/ now, benchmarks/ before."""
+        moved = Path("benchmarks", "targets", name)
+        return str(moved if (self.root / moved).is_file() else Path("benchmarks", name))
+
+
+def this_checkout(label: str = "this") -> Checkout:
+    """The checkout these scripts are in (not yet inspected)."""
+    return Checkout(label, REPO, git("rev-parse", "HEAD", check=False) or "unknown")
+
+
+@dataclass
+class Run:
+    """One whole `run` process: the command as a reader reruns it, its wall time, exit status and
+    output tail, and the first trial it wrote (with its metrics)."""
+
+    checkout: str
+    command: str
+    wall_s: float
+    returncode: int  # 124 when it ran past its time, as `timeout` says
+    output_tail: str
+    trial: dict[str, Any] | None
+    metrics: list[dict[str, Any]]
+
+    def failure(self) -> str | None:
+        """Why the run did not train to the end, in a few lines; None when it did."""
+        if self.returncode == 0 and self.trial and self.trial.get("status") == "completed":
+            return None
+        status = self.trial.get("status") if self.trial else "no trial written"
+        error = f": {self.trial.get('error')}" if self.trial and self.trial.get("error") else ""
+        return f"exit {self.returncode}, {status}{error}\n{self.output_tail}"
+
+
+def run_options(checkout: Checkout, args: list[str], out: Path, skips: tuple[str, ...] = SKIP_OPTIONS) -> list[str]:
+    """The options of one `run`: ARGS, the output folder, and those of SKIPS this engine knows."""
+    return [*args, "--out", str(out), "--quiet", *(option for option in skips if option in checkout.options)]
+
+
+def command_line(checkout: Checkout, args: list[str], out: Path, skips: tuple[str, ...] = SKIP_OPTIONS) -> str:
+    """`run` as a reader reruns it: in the named checkout, the temporary folder as $TMP."""
+    options = shlex.join(run_options(checkout, args, out, skips))
+    return f"[{checkout.label} checkout] PYTHONPATH=. python -m minigpt.cli run {options}".replace(
+        str(out.parent), "$TMP"
+    )
+
+
+def cli_run(
+    checkout: Checkout, args: list[str], out: Path, timeout: float, skips: tuple[str, ...] = SKIP_OPTIONS
+) -> Run:
+    """Time one whole `minigpt.cli run ARGS --out OUT` process of the checkout and read what it
+    wrote; SKIPS are the options that leave out work the measurement does not need."""
+    began = time.perf_counter()
+    command = [sys.executable, *CLI_RUN, *run_options(checkout, args, out, skips)]
+    try:
+        done = bounded(command, cwd=checkout.root, env=checkout.env(), timeout=timeout, merge_stderr=True)
+        returncode, output = done.returncode, done.stdout
+    except subprocess.TimeoutExpired as expired:
+        returncode, output = 124, (expired.output or "") + f"\n(killed after {timeout:.0f} s)"
+    wall = time.perf_counter() - began
+    trials = sorted(out.glob("trials/*/trial.json"))
+    trial = json.loads(trials[0].read_text()) if trials else None
+    metrics = read_jsonl(trials[0].parent / "metrics.jsonl") if trials else []
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    return Run(checkout.label, command_line(checkout, args, out, skips), wall, returncode, tail, trial, metrics)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# Settings: each script's frozen dataclass extends this one with its own fields.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    timeout: float  # seconds any one process may take
+    quick: bool = False  # a check of the script, not a measurement
+
+    def text(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in vars(self).items())
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def chosen_settings(full: S, quick: S, args: argparse.Namespace, *options: str) -> S:
+    """QUICK with --quick, else FULL, with the named options the command line gave."""
+    chosen = quick if args.quick else full
+    given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+    return dataclasses.replace(chosen, **given)
+
+
+# Machine facts.
 
 
 def utc_now() -> str:
@@ -115,29 +244,21 @@ def load_average() -> tuple[float, float, float] | None:
 # Verdicts: a figure against its goal, and a median with an interval that says how sure it is.
 
 
-def median_interval(values: list[float]) -> tuple[float, float | None, float | None, float | None]:
-    """The median with a distribution-free interval: the order statistics x(k), x(n+1-k) with the
-    largest k whose coverage, 1 - 2 P(Binomial(n, 1/2) < k), is at least 95%. Returns the median,
-    the bounds and their coverage; no bounds when n < 6, as no pair of order statistics reaches 95%."""
-    ordered, n = sorted(values), len(values)
-    best = None
-    for k in range(1, n // 2 + 1):
-        coverage = 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
-        if coverage < 0.95:
-            break
-        best = (ordered[k - 1], ordered[n - k], coverage)
-    return (statistics.median(ordered), *best) if best else (statistics.median(ordered), None, None, None)
-
-
-def interval_text(low: float | None, high: float | None, coverage: float | None) -> str:
-    if low is None or high is None or coverage is None:
+def interval_text(found: MedianInterval) -> str:
+    if not found.has_interval:
         return "no 95% interval from fewer than 6 pairs"
-    return f"interval [{low:.3f}, {high:.3f}] ({coverage:.1%} coverage)"
+    return f"interval [{found.low:.3f}, {found.high:.3f}] ({found.coverage:.1%} coverage)"
 
 
-def goal_verdict(value: float, low: float | None, high: float | None, goal: float, higher_is_better: bool) -> str:
+def interval_fields(found: MedianInterval) -> dict[str, float | None]:
+    """The median and its interval for results.json: JSON has no NaN, so no interval reads null."""
+    return {key: None if math.isnan(value) else value for key, value in dataclasses.asdict(found).items()}
+
+
+def goal_verdict(found: MedianInterval, goal: float, higher_is_better: bool) -> str:
+    value, low, high = found.median, found.low, found.high
     met = value >= goal if higher_is_better else value <= goal
-    if low is None or high is None:
+    if not found.has_interval:
         return f"{'met' if met else 'MISSED'} (too few pairs for an interval)"
     if (low >= goal) if higher_is_better else (high <= goal):
         return "met: the whole interval is on the goal's side"
@@ -154,7 +275,7 @@ def against(value: float | None, goal: float, unit: str, fmt: str = ".2f") -> st
     return f"{value:{fmt}}{unit} (goal <= {goal:{fmt}}{unit}: {'met' if value <= goal else 'MISSED'})"
 
 
-# Options and report files: both scripts take --out, --quick and --skip and write report.md and results.json.
+# Options and report files: the report scripts take --out, --quick and --skip and write report.md and results.json.
 
 
 def add_report_options(parser: argparse.ArgumentParser, *, out_help: str, quick_help: str, parts: str) -> None:
@@ -172,23 +293,27 @@ def parts_to_skip(skip: str) -> set[str]:
     return set(filter(None, skip.split(",")))
 
 
-def report_head(title: str, quick_note: str | None, about: list[str], note: str) -> list[str]:
-    """The lines above the log in report.md; QUICK_NOTE, when given, says the figures measure little."""
-    banner = [f"**{quick_note}**", ""] if quick_note else []
-    return [title, "", *banner, *about, "", note, ""]
+@dataclass(frozen=True)
+class ReportText:
+    """The lines above the log in report.md."""
+
+    title: str
+    about: list[str]
+    note: str
+    quick_note: str  # shown on a --quick run: its figures measure little
 
 
-def settings_text(settings: Any) -> str:
-    return ", ".join(f"{k}={v}" for k, v in vars(settings).items())
-
-
-def write_report(out: Path, head: list[str], log: Log, raw: dict[str, Any], temporary: str) -> None:
-    """report.md (HEAD, then the log) and results.json (RAW, with folders scrubbed as `anonymous` does)."""
+def write_report(
+    out: Path, text: ReportText, settings: Settings, log: Log, raw: dict[str, Any], temporary: str
+) -> None:
+    """report.md (the head, then the log) and results.json (RAW with the settings, folders scrubbed as `anonymous` does)."""
     from minigpt import atomic
 
+    banner = [f"**{text.quick_note}**", ""] if settings.quick else []
+    head = [text.title, "", *banner, *text.about, "", text.note, ""]
     atomic.write_text(out / "report.md", "\n".join(head + log.lines) + "\n")
-    text = json.dumps(raw, indent=2, allow_nan=False)
-    atomic.write_text(out / "results.json", anonymous(text, temporary) + "\n")
+    results = json.dumps({**raw, "settings": vars(settings)}, indent=2, allow_nan=False)
+    atomic.write_text(out / "results.json", anonymous(results, temporary) + "\n")
 
 
 def anonymous(text: str, temporary: str) -> str:
