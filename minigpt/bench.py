@@ -95,7 +95,9 @@ def recorded_base(run_dir: str | Path, preset: str, overrides: Sequence[str]) ->
         raise BenchError(f"--preset {preset} contradicts {run_dir}, which ran from preset {recorded_preset}; leave out --preset")  # fmt: skip
     base = Config.from_dict(sweep["base_config"])
     for assignment in overrides:
-        for key, (_, recorded) in base.with_overrides([assignment]).diff(base).items():
+        changed = base.with_overrides([assignment]).diff(base)
+        if changed:
+            key, (_, recorded) = next(iter(changed.items()))
             raise BenchError(f"--set {assignment} contradicts {run_dir}'s base configuration ({key}={recorded} in its sweep.json); leave it out, or leave out --run")  # fmt: skip
     return recorded_preset, base
 
