@@ -3,9 +3,10 @@ requested device, so a new plugin is benchmarked with no edit here.
 
     pytest benchmarks/test_variants.py --variants baseline,swiglu --devices cpu --set n_layer=2
 
-The benchmarked size is the default Config(), changed by `--set key=value` and then by each
-variant, as `minigpt-bench run` builds its trials. A requested device this machine lacks is
-skipped with the reason.
+The benchmarked configuration is resolved as `minigpt-bench run` resolves its trials': the
+preset (`--preset`, auto: chosen from the devices), changed by `--set key=value` and then by
+each variant; `--run RUN_DIR` takes that run's recorded base configuration instead. A
+requested device this machine lacks is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from minigpt import interleave
 from minigpt.bench import SuitePlan, plan_suite
 from minigpt.config import Config
 from minigpt.errors import UserError
@@ -45,12 +47,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Interleaved rounds: every variant is timed once per round, in alternating order (default 5).",
     )
     group.addoption(
+        "--preset",
+        default="auto",
+        dest="bench_preset",
+        help="Starting recipe, as for run: cpu-fast, gpu-fast, reference, or auto (the default: from the devices).",
+    )
+    group.addoption(
         "--set",
         action="append",
         default=[],
         dest="bench_overrides",
         metavar="KEY=VALUE",
-        help="Change the benchmarked size or recipe (default: Config()), e.g. --set n_layer=1 (repeatable).",
+        help="Change the preset's configuration, e.g. --set n_layer=1 (repeatable).",
+    )
+    group.addoption(
+        "--run",
+        default=None,
+        dest="bench_run",
+        metavar="RUN_DIR",
+        help="Start from this run's recorded base configuration (its sweep.json) instead of the preset.",
     )
 
 
@@ -62,6 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
             config.getoption("devices", "auto"),
             config.getoption("variant_plugins", []),
             config.getoption("bench_overrides", []),
+            config.getoption("bench_preset", "auto"),
+            config.getoption("bench_run", None),
         )
     except UserError as error:
         raise pytest.UsageError(str(error)) from None
@@ -78,8 +95,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         targets = [
             (variant, device, turn)
             for device in plan.devices
-            for turn in range(rounds)
-            for variant in (names if turn % 2 == 0 else names[::-1])
+            for turn, order in interleave.rounds(names, rounds)
+            for variant in order
         ]
         ids = [f"{v}-{d}-r{turn}" for v, d, turn in targets]
         metafunc.parametrize("bench_case", targets, indirect=True, ids=ids)

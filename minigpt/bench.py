@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from minigpt import atomic, bundled
-from minigpt.config import Config
+from minigpt.config import Config, resolve_recipe
 from minigpt.errors import UserError
 from minigpt.stats import PairedRatio, paired_ratio
-from minigpt.variants import BASELINE, discover
+from minigpt.store import RunStore
+from minigpt.variants import BASELINE, discover, recorded_plugins
 
 SUITE = bundled.BENCHMARKS / "test_variants.py"
 DEFAULT_ROUNDS = 5
@@ -50,23 +51,55 @@ class BenchError(UserError):
 
 @dataclass(frozen=True)
 class SuitePlan:
-    """What the suite benchmarks: each variant's configuration, on each requested device."""
+    """What the suite benchmarks: each variant's configuration, on each requested device, and
+    the preset their base configuration came from."""
 
     configs: dict[str, Config]
     devices: list[str]
+    preset: str
 
 
 def plan_suite(
-    variants: str = "all", devices: str = "auto", plugins: Iterable[str | Path] = (), overrides: Sequence[str] = ()
+    variants: str = "all",
+    devices: str = "auto",
+    plugins: Iterable[str | Path] = (),
+    overrides: Sequence[str] = (),
+    preset: str = "auto",
+    run_dir: str | Path | None = None,
 ) -> SuitePlan:
-    """Resolve names and sizes the way `run` does: `--set` changes the default Config(), then
-    each variant changes that. Every mistake raises a UserError before anything is timed."""
+    """Resolve names and sizes exactly as `run` does: the preset (auto: chosen from the
+    devices), then `--set`, then each variant. With `run_dir`, the base configuration is the
+    one that run recorded instead. Every mistake raises a UserError before anything is timed."""
     from minigpt.sweep import parse_devices, resolve_variants
 
     registry = discover(plugins)
-    base = Config().with_overrides(list(overrides))
+    device_list = parse_devices(devices)
+    if run_dir is None:
+        recipe = resolve_recipe(preset, device_list, overrides)
+        preset, base = recipe.preset, recipe.config
+    else:
+        preset, base = recorded_base(run_dir, preset, overrides)
     names = resolve_variants(registry, variants)
-    return SuitePlan({name: registry.get(name).configure(base) for name in names}, parse_devices(devices))
+    return SuitePlan({name: registry.get(name).configure(base) for name in names}, device_list, preset)
+
+
+def recorded_base(run_dir: str | Path, preset: str, overrides: Sequence[str]) -> tuple[str, Config]:
+    """A run's preset and base configuration, from its sweep.json. `--preset` and `--set` may
+    repeat what it recorded; one that contradicts it is refused, as benchmarking another
+    configuration into that run would mislabel its figures."""
+    sweep = RunStore(run_dir).read_sweep()
+    if "base_config" not in sweep:
+        raise BenchError(f"{run_dir} holds no sweep.json to take the base configuration from; run `minigpt-bench run --out {run_dir}` first, or leave out --run")  # fmt: skip
+    recorded_preset = sweep.get("preset", "unknown")
+    if preset not in ("auto", recorded_preset):
+        raise BenchError(f"--preset {preset} contradicts {run_dir}, which ran from preset {recorded_preset}; leave out --preset")  # fmt: skip
+    base = Config.from_dict(sweep["base_config"])
+    for assignment in overrides:
+        changed = base.with_overrides([assignment]).diff(base)
+        if changed:
+            key, (_, recorded) = next(iter(changed.items()))
+            raise BenchError(f"--set {assignment} contradicts {run_dir}'s base configuration ({key}={recorded} in its sweep.json); leave it out, or leave out --run")  # fmt: skip
+    return recorded_preset, base
 
 
 def require_pytest_benchmark() -> None:
@@ -82,6 +115,8 @@ def suite_command(
     json_out: Path,
     extra_args: Sequence[str] = (),
     rounds: int = DEFAULT_ROUNDS,
+    preset: str = "auto",
+    run_dir: str | Path | None = None,
 ) -> list[str]:
     """The pytest command line; `extra_args` come last so pytest-benchmark's own options
     (--benchmark-autosave, --benchmark-compare, --benchmark-histogram, ...) win. Each round
@@ -90,7 +125,8 @@ def suite_command(
     # The suite's folder is pytest's rootdir and nothing is cached: left to itself, pytest would
     # root an installed suite at the common ancestor of site-packages and the current folder.
     command = [sys.executable, "-m", "pytest", str(SUITE), f"--rootdir={SUITE.parent}", "-p", "no:cacheprovider"]
-    command += ["--variants", variants, "--devices", devices]
+    command += ["--variants", variants, "--devices", devices, "--preset", preset]
+    command += ["--run", str(run_dir)] if run_dir is not None else []
     command += ["--rounds", str(rounds), f"--benchmark-max-time={ROUND_SECONDS}"]
     for plugin in plugins:
         command += ["--plugins", str(plugin)]
@@ -115,8 +151,11 @@ def run_bench(
     run_dir: str | Path | None = None,
     extra_args: Sequence[str] = (),
     rounds: int = DEFAULT_ROUNDS,
+    preset: str = "auto",
 ) -> BenchResult:
-    """Run the suite and store its JSON (atomically) at `json_path` and/or `run_dir`/bench.json."""
+    """Run the suite and store its JSON (atomically) at `json_path` and/or `run_dir`/bench.json.
+    With `run_dir`, the suite benchmarks at that run's base configuration and, unless `plugins`
+    are given, with its plugins."""
     require_pytest_benchmark()
     if not SUITE.is_file():
         raise BenchError(f"the benchmark suite {SUITE} is missing: reinstall minigpt-bench")
@@ -124,13 +163,13 @@ def run_bench(
         raise BenchError(f"run directory {run_dir} does not exist; create it with `minigpt-bench run` or use --json")
     if rounds < 1:
         raise BenchError(f"--rounds must be at least 1, got {rounds}")
-    plugins = list(plugins)
-    plan_suite(variants, devices, plugins, overrides)  # user mistakes end here, in one line
+    plugins = list(plugins) or (recorded_plugins(run_dir) if run_dir is not None else [])
+    plan_suite(variants, devices, plugins, overrides, preset, run_dir)  # user mistakes end here, in one line
     targets = [Path(json_path)] if json_path is not None else []
     targets += [Path(run_dir) / RUN_FILE] if run_dir is not None else []
     with tempfile.TemporaryDirectory(prefix="minigpt-bench-") as scratch:
         json_out = Path(scratch) / RUN_FILE
-        command = suite_command(variants, devices, plugins, overrides, json_out, extra_args, rounds)
+        command = suite_command(variants, devices, plugins, overrides, json_out, extra_args, rounds, preset, run_dir)
         exit_code = subprocess.run(command, check=False).returncode
         if not json_out.is_file():
             return BenchResult(exit_code, None)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants, preset_config
+from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants
 from minigpt.cli_variants import variants_app
 from minigpt.errors import UserError
 from minigpt.executors import executor_names, executor_options
@@ -107,7 +107,7 @@ def run(
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
     chosen_executor = executor_options(executor, {"ray_address": ray_address, "ray_cpus_per_trial": ray_cpus_per_trial})
     chosen_executor.prepare()  # what it starts now overlaps this process's imports and the planning
-    from minigpt.config import choose_preset
+    from minigpt.config import resolve_recipe
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.speed import check_rounds
     from minigpt.store import RunStore
@@ -117,11 +117,9 @@ def run(
     if not no_speed:
         check_rounds(speed_rounds, "--speed-rounds")
     device_list = parse_devices(devices)
-    preset = choose_preset(preset, device_list)
-    chosen = preset_config(preset)
-    base = chosen.config().with_overrides(set_ or [])
+    recipe = resolve_recipe(preset, device_list, set_ or [])
     if max_steps is None and max_tokens is None and max_seconds is None:
-        max_tokens = chosen.max_tokens
+        max_tokens = recipe.max_tokens
     budget = Budget(max_steps, max_tokens, max_seconds, stop_at_target)
     registry = discover_variants(plugins)
     plan = plan_sweep(
@@ -129,12 +127,12 @@ def run(
         variants or DEFAULT_VARIANTS,
         device_list,
         parse_seeds(seeds),
-        base,
+        recipe.config,
         data,
         budget,
         target_loss,
         max_vocab,
-        options={"preset": preset, "overrides": set_ or [], "plugins": [str(p) for p in plugins or []]},
+        options={"preset": recipe.preset, "overrides": set_ or [], "plugins": [str(p) for p in plugins or []]},
     )
     store = RunStore(out)
     observer = LogObserver(console) if quiet else RichObserver(console)
@@ -217,11 +215,15 @@ def bench(
     devices: Annotated[str, typer.Option(help="auto, or e.g. cpu,cuda.")] = "auto",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write pytest-benchmark's JSON here.")] = None,
     run_dir: Annotated[
-        Path | None, typer.Option("--run", help="Store the JSON as RUN_DIR/bench.json, where `report` shows it.")
+        Path | None,
+        typer.Option(
+            "--run", help="Start from this run's base configuration; store the JSON as RUN_DIR/bench.json for `report`."
+        ),
     ] = None,
+    preset: PresetOption = "auto",
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Change the benchmarked size (default: the default config): key=value."),
+        typer.Option("--set", help="Override a config key of the preset for every variant, as in run: key=value."),
     ] = None,
     plugins: PluginsOption = None,
     rounds: Annotated[
@@ -232,12 +234,15 @@ def bench(
     decoding step with and without the KV cache, timed in interleaved rounds, then a table of
     medians and speeds relative to the baseline (> 1 is faster), paired within rounds.
 
+    Each variant is configured as `run` configures it: the preset, then --set, then the variant.
+    With --run: the run's recorded base configuration and plugins; a contradicting --preset or --set is refused.
+
     Arguments after `--` go to pytest and pytest-benchmark, e.g.
     `minigpt-bench bench -- --benchmark-autosave --benchmark-compare --benchmark-histogram`.
     """
     from minigpt.bench import run_bench, summarize
 
-    result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args, rounds)
+    result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args, rounds, preset)
     if result.report is not None:
         console.print()
         console.print(summarize(result.report), markup=False, highlight=False, soft_wrap=True)

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from minigpt.errors import UserError
-
 console = Console()
 PresetOption = Annotated[
     str,
@@ -33,9 +31,6 @@ def discover_variants(plugins: list[Path] | None):  # noqa: ANN201
 def preset_config(name: str, devices: list[str] | None = None):  # noqa: ANN201
     """The preset whose base configuration every variant then changes; `auto` picks one for
     `devices` (the CPU recipe when none are named)."""
-    from minigpt.config import PRESETS, choose_preset
+    from minigpt.config import resolve_preset
 
-    chosen = choose_preset(name, devices or [])
-    if chosen not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose from auto, {', '.join(PRESETS)}")
-    return PRESETS[chosen]
+    return resolve_preset(name, devices or [])[1]

@@ -7,6 +7,7 @@ show exactly what each variant changed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -230,3 +231,27 @@ def choose_preset(name: str, devices: list[str]) -> str:
     if name != "auto":
         return name
     return "gpu-fast" if devices and all(d.partition(":")[0] in GPU_KINDS for d in devices) else "cpu-fast"
+
+
+def resolve_preset(name: str, devices: list[str]) -> tuple[str, Preset]:
+    """The preset's name and recipe; `auto` picks one for `devices`."""
+    chosen = choose_preset(name, devices)
+    if chosen not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from auto, {', '.join(PRESETS)}")
+    return chosen, PRESETS[chosen]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Where every variant of a sweep starts: the chosen preset, changed by `--set`."""
+
+    preset: str
+    config: Config
+    max_tokens: int  # the budget the preset was tuned for
+
+
+def resolve_recipe(preset: str, devices: list[str], overrides: Sequence[str] = ()) -> Recipe:
+    """The base configuration as `run` and `bench` build it: the preset (auto: chosen from the
+    devices), then the `--set key=value` assignments; each variant then changes that."""
+    name, chosen = resolve_preset(preset, devices)
+    return Recipe(name, chosen.config().with_overrides(list(overrides)), chosen.max_tokens)

@@ -22,6 +22,7 @@ from typing import Any
 
 from minigpt import atomic
 from minigpt.errors import UserError
+from minigpt.interleave import measure_rounds
 from minigpt.measure import DRIFT_LIMIT, device_absent_reason, drift_fields, probe_speed
 from minigpt.stats import paired_ratio
 from minigpt.store import RunStore
@@ -74,28 +75,14 @@ def time_rounds(
     on_round: Callable[[], None] | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, str]]:
     """Each contender's median step in every counted round, and the error of each contender
-    whose step raised (it is left out from then on). Within a round the contenders take one
-    step each in turn, the order reversed after every step (A B C C B A ...), so a machine that
-    speeds up or slows down during the round weighs on all of them alike; the median keeps a
-    stalled step from deciding the round."""
-    seconds: dict[str, list[float]] = {c.name: [] for c in contenders}
-    failed: dict[str, str] = {}
-    for index in range(warmup + rounds):
-        taken: dict[str, list[float]] = {c.name: [] for c in contenders}
-        for step in range(steps):
-            order = contenders if (index + step) % 2 == 0 else contenders[::-1]
-            for contender in (c for c in order if c.name not in failed):
-                try:
-                    taken[contender.name].append(contender.seconds_per_step(1))
-                except Exception as error:  # out of memory, a compile failure: that variant has no speed
-                    failed[contender.name] = f"{type(error).__name__}: {error}"
-        if index >= warmup:
-            for name, values in taken.items():
-                if name not in failed:
-                    seconds[name].append(statistics.median(values))
-        if on_round is not None:
-            on_round()
-    return {name: values for name, values in seconds.items() if name not in failed}, failed
+    whose step raised (it is left out from then on). The contenders take one step each in turn,
+    interleaved (minigpt.interleave: A B C C B A ...), so a machine that speeds up or slows down
+    during a round weighs on all of them alike; the median keeps a stalled step from deciding
+    the round."""
+    measures = {c.name: (lambda c=c: c.seconds_per_step(1)) for c in contenders}
+    timings = measure_rounds(measures, rounds, steps, warmup, on_round)
+    medians = {name: [statistics.median(turns) for turns in taken] for name, taken in timings.seconds.items()}
+    return medians, timings.failed
 
 
 def compare(contenders: list[Contender], seconds: dict[str, list[float]], baseline: str) -> dict[str, Any]:

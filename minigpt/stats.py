@@ -200,3 +200,32 @@ def speed_verdict(ratio: float, low: float, high: float) -> str:
     if high < 1 and ratio < 1 - TIE:
         return "slower"
     return "no clear difference"
+
+
+@dataclass(frozen=True)
+class MedianInterval:
+    """A median with a distribution-free 95% interval; low, high and coverage are NaN when there
+    are fewer than 6 values, as no pair of order statistics then reaches 95%."""
+
+    median: float
+    low: float
+    high: float
+    coverage: float
+
+    @property
+    def has_interval(self) -> bool:
+        return not math.isnan(self.low)
+
+
+def median_interval(values: Sequence[float]) -> MedianInterval:
+    """The median with the order statistics x(k), x(n+1-k) for the largest k whose coverage,
+    1 - 2 P(Binomial(n, 1/2) < k), is at least 95%. It assumes nothing about the distribution,
+    so one stalled process among whole-process timings cannot widen it the way it widens a t interval."""
+    ordered, n = sorted(values), len(values)
+    best = (math.nan, math.nan, math.nan)
+    for k in range(1, n // 2 + 1):
+        coverage = 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+        if coverage < 0.95:
+            break
+        best = (ordered[k - 1], ordered[n - k], coverage)
+    return MedianInterval(statistics.median(ordered), *best)

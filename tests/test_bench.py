@@ -4,6 +4,7 @@ stores and summarizes its JSON and turns user mistakes into one line and exit co
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,11 @@ import pytest
 import torch
 
 from minigpt import bench, bundled
-from minigpt.bench import CASES, BenchError, run_bench, summarize
+from minigpt.bench import CASES, BenchError, plan_suite, run_bench, summarize
+from minigpt.config import PRESETS, Config, resolve_recipe
 from minigpt.variants import discover
+
+from .conftest import TINY_SET, run_cli
 
 TINY = ["n_layer=1", "n_embd=16", "block_size=8", "batch_size=2"]
 ONE_ROUND = ["--benchmark-min-rounds=1", "--benchmark-max-time=0", "-q", "-p", "no:cacheprovider"]
@@ -52,13 +56,22 @@ def test_suite_times_every_registered_variant_in_every_case(tmp_path: Path) -> N
     assert names[half:] == names[:half][::-1]  # the second round runs the variants in reverse order
 
 
+def recorded_run(run_dir: Path, preset: str = "cpu-fast", overrides: list[str] = TINY) -> Config:
+    """A run directory whose sweep.json records the base configuration `run` would have used."""
+    base = resolve_recipe(preset, ["cpu"], overrides).config
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "sweep.json").write_text(json.dumps({"preset": preset, "base_config": base.to_dict()}))
+    return base
+
+
 @pytest.mark.slow
 def test_cli_passes_pytest_options_through_and_stores_the_json_in_the_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "demo"
-    run_dir.mkdir(parents=True)
+    recorded_run(run_dir)
     sets = [arg for pair in TINY for arg in ("--set", pair)]
     args = ["--variants", "baseline,attn-looped", "--devices", "cpu,cuda", *sets, "--json", str(tmp_path / "b.json")]
 
+    # the --set options repeat what the run recorded: allowed
     done = cli("bench", *args, "--run", str(run_dir), "--rounds", "2", "--", *ONE_ROUND, "-k", "forward", "-rs")
 
     assert done.returncode == 0, done.stderr
@@ -120,6 +133,74 @@ def test_user_mistakes_end_in_one_line_and_exit_code_2(args: list[str], message:
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stdout == ""
+
+
+def test_bench_starts_from_the_preset_run_chooses_for_the_devices_then_set_then_the_variant() -> None:
+    registry = discover()
+    on_cpu = plan_suite("baseline,swiglu", "cpu", overrides=["n_layer=2"])
+    assert on_cpu.preset == "cpu-fast"
+    cpu_fast = PRESETS["cpu-fast"].config().replace(n_layer=2)
+    assert on_cpu.configs == {name: registry.get(name).configure(cpu_fast) for name in ("baseline", "swiglu")}
+    assert on_cpu.configs["baseline"].optimizer == "muon" and on_cpu.configs["baseline"].batch_size == 32
+    assert plan_suite("baseline", "cuda").preset == "gpu-fast"  # as run: every device a GPU
+    assert plan_suite("baseline", "cpu,cuda").preset == "cpu-fast"
+    named = plan_suite("baseline", "cuda", preset="reference")
+    assert named.preset == "reference" and named.configs["baseline"].position == "learned"
+
+
+@pytest.mark.slow
+def test_bench_benchmarks_the_configurations_run_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--variants", "baseline,swiglu", "--devices", "cpu", "--max-steps", "1", "--out", str(out)]
+    code, _, err = run_cli([*args, *TINY_SET, "--quiet", "--no-speed", "--no-report"], monkeypatch, capsys)
+    assert code == 0, err
+    trained = {
+        record["variant"]: Config.from_dict(record["config"])
+        for record in (json.loads(path.read_text()) for path in out.glob("trials/*/trial.json"))
+    }
+    sets = TINY_SET[1::2]
+
+    assert plan_suite("baseline,swiglu", "cpu", overrides=sets).configs == trained
+    assert plan_suite("baseline,swiglu", "cpu", run_dir=out).configs == trained
+    assert plan_suite("baseline,swiglu", "cpu", overrides=sets, preset="cpu-fast", run_dir=out).configs == trained
+
+
+@pytest.mark.parametrize(
+    ("preset", "sets", "message"),
+    [
+        ("auto", ["lr=0.5"], "--set lr=0.5 contradicts RUN's base configuration (lr=0.015 in its sweep.json)"),
+        (
+            "auto",
+            ["n_layer=1", "compile=default"],
+            "--set compile=default contradicts RUN's base configuration (compile=false",
+        ),
+        ("reference", [], "--preset reference contradicts RUN, which ran from preset cpu-fast; leave out --preset"),
+    ],
+)
+def test_a_preset_or_set_that_contradicts_the_runs_base_is_refused(
+    tmp_path: Path, preset: str, sets: list[str], message: str
+) -> None:
+    recorded_run(tmp_path)
+
+    with pytest.raises(BenchError, match=re.escape(message.replace("RUN", str(tmp_path)))):
+        plan_suite("baseline", "cpu", overrides=sets, preset=preset, run_dir=tmp_path)
+
+
+def test_the_cli_refuses_a_contradicting_set_in_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    recorded_run(tmp_path)
+
+    done = cli("bench", "--variants", "baseline", "--devices", "cpu", "--run", str(tmp_path), "--set", "lr=0.5")
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"error: --set lr=0.5 contradicts {tmp_path}'s base configuration")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_directory_without_a_recorded_sweep_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="holds no sweep.json to take the base configuration from"):
+        plan_suite("baseline", "cpu", run_dir=tmp_path)
 
 
 def test_bench_without_pytest_benchmark_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,8 +5,10 @@ and a run refuses an --out it cannot use before anything starts."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -71,8 +73,41 @@ def test_an_out_that_is_a_file_is_refused_in_one_line(
     assert taken.read_text() == "mine"
 
 
-def test_the_wheel_lists_every_subpackage_of_minigpt() -> None:
+def setuptools_table() -> dict:
     tomllib = pytest.importorskip("tomllib")
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def test_the_wheel_lists_every_subpackage_of_minigpt() -> None:
+    listed = set(setuptools_table()["packages"])
     on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "minigpt").rglob("__init__.py")}
     assert on_disk <= listed, f"add {sorted(on_disk - listed)} to [tool.setuptools] packages in pyproject.toml"
+
+
+def test_the_wheel_ships_the_benchmark_suite_and_leaves_the_acceptance_scripts_out() -> None:
+    """benchmarks/ maps to minigpt._benchmarks, with no subpackage: the scripts in its subfolders
+    compare git commits and write under reports/, so they need a checkout."""
+    table = setuptools_table()
+    assert table["package-dir"]["minigpt._benchmarks"] == "benchmarks"
+    assert not [name for name in table["packages"] if name.startswith("minigpt._benchmarks.")]
+    assert {path.name for path in (ROOT / "benchmarks").glob("*.py")} == {"conftest.py", "test_variants.py"}
+    assert (ROOT / "benchmarks" / "targets" / "cpu_targets.py").is_file()
+
+
+@pytest.mark.slow
+def test_the_built_wheel_holds_the_suite_but_no_acceptance_script(tmp_path: Path) -> None:
+    pytest.importorskip("setuptools")  # built without isolation: no download
+    # From a copy: setuptools reuses an in-tree build/ folder, which may hold files deleted since.
+    source = tmp_path / "source"
+    for name in ("minigpt", "variants", "benchmarks", "data"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    done = subprocess.run([*pip, "-w", str(tmp_path), str(source)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    suite = {name for name in names if name.startswith("minigpt/_benchmarks/")}
+    assert suite == {"minigpt/_benchmarks/conftest.py", "minigpt/_benchmarks/test_variants.py"}
+    assert not [name for name in names if "targets" in name or "tuning" in name]

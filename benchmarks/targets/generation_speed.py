@@ -1,6 +1,7 @@
 """Decoding speed with and without the KV cache, as the generation issue asks:
 
-    python benchmarks/generation_speed.py            # 500 new tokens, 6x384 model, block 256, CPU
+    python benchmarks/targets/generation_speed.py                  # 500 new tokens, 6x384 model, block 256, CPU
+    python benchmarks/targets/generation_speed.py --baseline REV   # and against the cached loop at REV
 
 A random-weight model of the asked shape greedily continues a one-character prompt, once with
 the cache and once by the plain loop (a full forward over the last block_size tokens per token).
@@ -10,10 +11,11 @@ the cache serves every step) and all of them. Past block_size the window slides,
 and value goes stale, and both ways pay a full window forward per token, so the ratio over 500
 tokens is bounded by that second half. Figures are medians over --repeats runs.
 
-With --baseline REV (default 1b9df86, before the decoding speed-ups) the cached loop of
-minigpt/generate.py as it was at that commit also runs, on the same model, alternating with
-today's in every repeat (the order flips from repeat to repeat); the speed-up is the median of
-the per-repeat ratios. --baseline '' skips it (it needs git and this repository's history).
+With --baseline REV (any revision git knows; reports/cpu-targets used 1b9df86, before the
+decoding speed-ups) the cached loop of minigpt/generate.py as it was at that commit also runs,
+on the same model, alternating with today's in every repeat (the order flips from repeat to
+repeat); the speed-up is the median of the per-repeat ratios. It needs git and this
+repository's history; without --baseline nothing is compared.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 
 from minigpt.config import Config
 from minigpt.generate import matvec_linears, stream
+from minigpt.interleave import rounds
 from minigpt.model import GPT
 
 
@@ -66,7 +69,7 @@ def weight_reads_ms(model: GPT, tokens: int) -> float:
 
 def baseline_stream(revision: str) -> Callable:
     """`stream` from minigpt/generate.py at `revision`, run against today's model code."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     source = subprocess.run(
         ["git", "show", f"{revision}:minigpt/generate.py"], cwd=root, capture_output=True, text=True, check=True
     ).stdout
@@ -76,11 +79,13 @@ def baseline_stream(revision: str) -> Callable:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new-tokens", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's choice]")
-    parser.add_argument("--baseline", default="1b9df86", help="git revision whose cached loop to compare with")
+    parser.add_argument(
+        "--baseline", default=None, metavar="REV", help="git revision whose cached loop to compare with [default: none]"
+    )
     args = parser.parse_args()
     old_stream = baseline_stream(args.baseline) if args.baseline else None
     if args.threads:
@@ -100,13 +105,13 @@ def main() -> None:
     rates: dict[tuple[str, bool], list[float]] = {(phase, cache): [] for phase in phases for cache in (True, False)}
     speedups: list[float] = []
     floors: list[float] = []
-    for repeat in range(args.repeats):
-        # the baseline runs right before or right after today's cached loop, alternately
-        if old_stream is not None and repeat % 2:
-            old = token_times(model, within, True, old_stream)
-        cached = token_times(model, args.new_tokens, use_cache=True)
-        if old_stream is not None and not repeat % 2:
-            old = token_times(model, within, True, old_stream)
+    # the baseline runs right after or right before today's cached loop, alternately
+    for repeat, order in rounds(["new", "old"] if old_stream is not None else ["new"], args.repeats):
+        for which in order:
+            if which == "new":
+                cached = token_times(model, args.new_tokens, use_cache=True)
+            else:
+                old = token_times(model, within, True, old_stream)
         floors.append(weight_reads_ms(model, within))
         runs = {True: cached, False: token_times(model, args.new_tokens, use_cache=False)}
         if runs[True][1] != runs[False][1]:

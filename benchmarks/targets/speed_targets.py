@@ -1,6 +1,6 @@
 """The speed and time-to-quality targets, measured with the harness on this machine:
 
-    python benchmarks/speed_targets.py                 # about 12 minutes on a 2-core CPU
+    python benchmarks/targets/speed_targets.py                 # about 12 minutes on a 2-core CPU
 
 1. Equal tokens, equal size: the `cpu-fast` preset against the reference recipe (learned
    positions, AdamW lr 1e-3, batch 12 x 64), 1.536M training tokens each, 3 seeds, best
@@ -18,24 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+import runner
 
 REFERENCE_TOKENS_PER_SEC = 19_000  # the reference implementation on this machine (issue figures)
 REFERENCE_WALL_SECONDS = 94.0
+TUNING = Path(__file__).resolve().parent / "tuning"  # the reference recipe is one of its plugin variants
+TIMEOUT = 3600.0  # seconds any one `run` may take
 TIME_TARGETS = (  # (val loss, time budget of the recipe in seconds, evaluation interval in steps)
     (1.886, 30, 100),
     (1.65, 86, 150),
 )
 
 
-def minigpt_bench(*args: str) -> float:
-    """Run the CLI; return its wall time in seconds."""
-    began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "minigpt.cli", *args], check=True)
-    return time.perf_counter() - began
+def run(checkout: runner.Checkout, args: list[str], out: Path) -> float:
+    """One whole `run ARGS --out OUT` process in this checkout; its wall time in seconds."""
+    done = runner.cli_run(checkout, args, out.resolve(), TIMEOUT, skips=("--no-report",))
+    if done.returncode != 0:
+        raise SystemExit(f"`{done.command}` failed (exit {done.returncode}):\n{done.output_tail}")
+    return done.wall_s
 
 
 def trials(run_dir: Path) -> list[dict]:
@@ -46,13 +48,12 @@ def losses(records: list[dict]) -> str:
     return ", ".join(f"{t['best_val_loss']:.4f}" for t in records)
 
 
-def equal_tokens(out: Path, seeds: str) -> None:
+def equal_tokens(checkout: runner.Checkout, out: Path, seeds: str) -> None:
     run_dir = out / "equal-tokens"
-    minigpt_bench(
-        "run", "--plugins", "benchmarks/tuning", "--variants", "baseline,reference", "--seeds", seeds,
-        "--devices", "cpu", "--max-tokens", "1536000", "--set", "eval_batches=0", "--set", "eval_interval=250",
-        "--out", str(run_dir), "--quiet", "--no-report",
-    )  # fmt: skip
+    run(checkout, [
+        "--plugins", str(TUNING), "--variants", "baseline,reference", "--seeds", seeds, "--devices", "cpu",
+        "--max-tokens", "1536000", "--set", "eval_batches=0", "--set", "eval_interval=250",
+    ], run_dir)  # fmt: skip
     by_variant: dict[str, list[dict]] = {}
     for trial in trials(run_dir):
         by_variant.setdefault(trial["variant"], []).append(trial)
@@ -79,15 +80,14 @@ def equal_tokens(out: Path, seeds: str) -> None:
           f"{speed / REFERENCE_TOKENS_PER_SEC:.2f}x (target >= 1.2x)")  # fmt: skip
 
 
-def time_to_quality(out: Path) -> None:
+def time_to_quality(checkout: runner.Checkout, out: Path) -> None:
     print("\n3. time to quality: whole processes, start-up and evaluation included")
     for target, seconds, interval in TIME_TARGETS:
         run_dir = out / f"time-to-{target}"
-        wall = minigpt_bench(
-            "run", "--variants", "baseline", "--devices", "cpu", "--max-seconds", str(seconds),
-            "--target-loss", str(target), "--stop-at-target", "--set", "eval_batches=0",
-            "--set", f"eval_interval={interval}", "--out", str(run_dir), "--fresh", "--quiet", "--no-report",
-        )  # fmt: skip
+        wall = run(checkout, [
+            "--variants", "baseline", "--devices", "cpu", "--max-seconds", str(seconds), "--target-loss", str(target),
+            "--stop-at-target", "--set", "eval_batches=0", "--set", f"eval_interval={interval}", "--fresh",
+        ], run_dir)  # fmt: skip
         (trial,) = trials(run_dir)
         reached = trial["time_to_target_s"]
         verdict = f"reached {target} after {reached:.1f} s of training" if reached else f"never reached {target}"
@@ -96,16 +96,18 @@ def time_to_quality(out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/speed-targets"))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--skip-equal-tokens", action="store_true")
     parser.add_argument("--skip-time-to-quality", action="store_true")
     args = parser.parse_args()
+    checkout = runner.this_checkout()
+    checkout.inspect()
     if not args.skip_equal_tokens:
-        equal_tokens(args.out, args.seeds)
+        equal_tokens(checkout, args.out, args.seeds)
     if not args.skip_time_to_quality:
-        time_to_quality(args.out)
+        time_to_quality(checkout, args.out)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """BatchedMuon against torch.optim.Muon on the cpu-fast training step, interleaved:
 
-    python benchmarks/muon_speed.py                  # about 2 minutes on a 2-core CPU
+    python benchmarks/targets/muon_speed.py                  # about 2 minutes on a 2-core CPU
 
 Two copies of the cpu-fast model (same initial weights) train side by side on the same batches,
 one with the registered `muon` optimizer (BatchedMuon on the hidden matrices, AdamW on the rest),
-one with torch.optim.Muon in its place. Rounds alternate which goes first; each round times
---steps steps of each, and the ratio is paired within the round. Two figures: optimizer.step()
-alone (on fixed gradients) and the whole training step (forward, backward, clipping, step).
+one with torch.optim.Muon in its place. Rounds alternate which goes first (minigpt.interleave);
+each round times --steps steps of each, and the ratio is paired within the round: its median
+with a distribution-free 95% interval (from 6 rounds on). Two figures: optimizer.step() alone
+(on fixed gradients) and the whole training step (forward, backward, clipping, step).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -22,7 +22,9 @@ import torch
 from minigpt import components
 from minigpt.components.optimizers import OptimizerGroup, adamw, hidden_matrices
 from minigpt.config import PRESETS, Config
+from minigpt.interleave import measure_rounds, timed
 from minigpt.model import GPT
+from minigpt.stats import median_interval
 
 CPU = torch.device("cpu")
 
@@ -45,37 +47,31 @@ def train_step(model: GPT, optimizer: torch.optim.Optimizer, cfg: Config, batch:
     optimizer.zero_grad(set_to_none=True)
 
 
-def seconds(work: Callable[[], None], repeats: int) -> float:
-    began = time.perf_counter()
-    for _ in range(repeats):
-        work()
-    return (time.perf_counter() - began) / repeats
-
-
 def interleaved(new: Callable[[], None], old: Callable[[], None], rounds: int, steps: int) -> tuple[list, list]:
     """Per-round seconds per step of each, the order alternating round by round."""
-    new_times, old_times = [], []
-    for r in range(rounds):
-        if r % 2:
-            old_times.append(seconds(old, steps))
-            new_times.append(seconds(new, steps))
-        else:
-            new_times.append(seconds(new, steps))
-            old_times.append(seconds(old, steps))
-    return new_times, old_times
+    timings = measure_rounds({"new": timed(new, steps), "old": timed(old, steps)}, rounds)
+    if timings.failed:
+        raise SystemExit(f"a step failed: {timings.failed}")
+    return [turns[0] for turns in timings.seconds["new"]], [turns[0] for turns in timings.seconds["old"]]
 
 
 def report(name: str, new_times: list[float], old_times: list[float]) -> None:
     ratios = [old / new for new, old in zip(new_times, old_times, strict=True)]
+    found = median_interval(ratios)
+    spread = (
+        f"95% interval {found.low:.2f}-{found.high:.2f}"
+        if found.has_interval
+        else f"range {min(ratios):.2f}-{max(ratios):.2f}, too few rounds for an interval"
+    )
     print(
         f"{name}: BatchedMuon {statistics.median(new_times) * 1e3:.1f} ms, torch.optim.Muon "
-        f"{statistics.median(old_times) * 1e3:.1f} ms; BatchedMuon is {statistics.median(ratios):.2f}x faster "
-        f"(median of {len(ratios)} paired rounds, range {min(ratios):.2f}-{max(ratios):.2f})"
+        f"{statistics.median(old_times) * 1e3:.1f} ms; BatchedMuon is {found.median:.2f}x faster "
+        f"(median of {len(ratios)} paired rounds, {spread})"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=3, help="steps of each per round")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's choice]")
