@@ -230,6 +230,7 @@ def test_missing_or_empty_run_directories_are_user_errors(tmp_path: Path) -> Non
         write_report(tmp_path / "empty", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_report_command_writes_to_reports_name_and_fails_in_one_line(tmp_path: Path) -> None:
     make_run(tmp_path / "runs" / "mini", {"baseline": {0: (2.0, 1000.0)}}, failed=False)
     command = [sys.executable, "-c", "from minigpt.cli import main; main()", "report"]

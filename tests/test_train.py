@@ -41,6 +41,7 @@ def test_overfits_a_tiny_string_to_near_zero_loss() -> None:
     assert trainer.result.best_val_loss < 0.1
 
 
+@pytest.mark.slow
 def test_a_short_run_on_shakespeare_gets_below_2_5(shakespeare: Corpus) -> None:
     cfg = Config(eval_interval=100, eval_batches=10)
     trainer = train(cfg, shakespeare, steps=200)
