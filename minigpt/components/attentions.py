@@ -16,7 +16,9 @@ from minigpt.config import Config
 
 
 class LayerCache:
-    """Keys and values of the tokens seen so far, for one layer, in a buffer filled in place."""
+    """Keys and values of the tokens seen so far, for one layer, in a buffer filled in place.
+    It holds the key/value heads only (fewer than the query heads under grouped-query
+    attention) and every position, also those older than a window: the mask hides those."""
 
     def __init__(self, max_len: int) -> None:
         self.max_len = max_len
