@@ -172,6 +172,9 @@ def test_the_window_pattern_cycles_and_spares_the_last_layer() -> None:
     assert [cfg.layer_window(i) for i in range(5)] == [4, 0, 4, 0, 0]
     assert [cfg.replace(window_pattern="SSL").layer_window(i) for i in range(5)] == [4, 4, 0, 4, 0]
     assert [Config(n_layer=2).layer_window(i) for i in range(2)] == [0, 0]  # window 0: all full
+    for n_layer in range(2, 7):  # from two layers on, some layer is windowed and the last is full
+        windows = [cfg.replace(n_layer=n_layer).layer_window(i) for i in range(n_layer)]
+        assert 4 in windows and windows[-1] == 0
     model = GPT(cfg.replace(n_layer=2))
     assert [block.attn.window for block in model.blocks] == [4, 0]
 
