@@ -36,6 +36,13 @@ class Config:
     mlp: str = "gelu"
     bias: bool = False
     tie_weights: bool = False
+    # attention and positions, for the modern variants; these defaults are the baseline's
+    n_kv_head: int = 0  # key/value heads, each shared by n_head / n_kv_head query heads; 0: n_head
+    qk_norm: bool = False  # RMS-normalize each head's queries and keys (learned gains) before attending
+    window: int = 0  # a windowed layer's query sees itself and the window - 1 keys before it; 0: no windows
+    window_pattern: str = "SL"  # per layer, cycled from the first: S windowed, L full; the last layer is always full
+    rope_base: float = 10000.0  # RoPE's frequencies are rope_base^(-2i/d) over the d rotated dims
+    rope_fraction: float = 1.0  # share of each head's dims that RoPE rotates (the first ones, as GPT-NeoX)
     # training
     batch_size: int = 12
     lr: float = 3e-3
@@ -69,6 +76,7 @@ class Config:
             raise ConfigError(
                 f"RoPE needs an even head size, got n_embd/n_head = {self.head_size}: change n_embd or n_head"
             )
+        self._validate_attention_details()
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr <= 0 or self.min_lr < 0:
@@ -80,9 +88,54 @@ class Config:
             if getattr(self, key) not in choices:
                 raise ConfigError(f"{key} must be one of {'|'.join(choices)}, got {getattr(self, key)!r}")
 
+    def _validate_attention_details(self) -> None:
+        if self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head):
+            raise ConfigError(
+                f"n_kv_head ({self.n_kv_head}) must divide n_head ({self.n_head}): choose it from "
+                f"{_divisors(self.n_head)}, or 0 for one key/value head per query head"
+            )
+        if self.window < 0 or (self.window and self.window >= self.block_size):
+            raise ConfigError(
+                f"window must be in 1..block_size-1 ({self.block_size - 1}), or 0 for full attention, got {self.window}"
+            )
+        if not self.window_pattern or set(self.window_pattern) - {"S", "L"}:
+            raise ConfigError(f"window_pattern is a string of S (windowed) and L (full), got {self.window_pattern!r}")
+        rotary = "rope" in self.position
+        for key, default in (("rope_base", 10000.0), ("rope_fraction", 1.0)):
+            if getattr(self, key) != default and not rotary:
+                raise ConfigError(
+                    f"{key} applies to rotary positions, but position is {self.position!r}: set position=rope"
+                )
+        if self.rope_base <= 1:
+            raise ConfigError(f"rope_base must be > 1, got {self.rope_base}")
+        if not 0 < self.rope_fraction <= 1 or (rotary and self.rope_dims < 2):
+            raise ConfigError(
+                f"rope_fraction must be in (0, 1] and rotate at least 2 of the head's {self.head_size} dims, "
+                f"got {self.rope_fraction}"
+            )
+
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def rope_dims(self) -> int:
+        """How many of each head's dims RoPE rotates: an even number, rounded down."""
+        return int(self.head_size * self.rope_fraction) // 2 * 2
+
+    def layer_window(self, layer: int) -> int:
+        """How many keys (itself included) a query of block `layer` sees at most; 0: all."""
+        if not self.window or layer == self.n_layer - 1:
+            return 0
+        return self.window if self.window_pattern[layer % len(self.window_pattern)] == "S" else 0
+
+    def at_layer(self, layer: int) -> Config:
+        """The configuration block `layer` is built from: `window` is that block's own."""
+        return self.replace(window=self.layer_window(layer))
 
     def replace(self, **changes: Any) -> Config:
         unknown = set(changes) - set(self.keys())

@@ -99,14 +99,20 @@ def peak_memory_mb(device: torch.device) -> float:
 def flops_per_token(model: nn.Module) -> int:
     """Training FLOPs per token (forward + backward = 3x forward), as in the PaLM paper:
     6 N for the N weights used in matrix products (embedding lookups excluded, the LM head
-    included) plus 12 * n_layer * n_embd * block_size for the attention scores and their
-    weighted sum (q k^T and att v, full T x T as the kernels compute it)."""
+    included; norm gains, qk-norm's included, and biases are elementwise, not matmul weights)
+    plus, per layer, 12 * n_embd * keys for the attention scores and their weighted sum (q k^T
+    and att v over all n_head query heads, however many key/value heads they share).
+
+    `keys` is how many keys a query attends to once the context is full: block_size for a
+    full layer (PaLM's count: the kernels compute the whole T x T square, the causal half
+    masked rather than skipped) and the window for a windowed layer (nanochat's rule). So a
+    windowed layer is charged window/block_size of a full layer's attention FLOPs."""
     cfg = model.cfg
     lookups = {id(model.wte.weight)} - {id(model.lm_head.weight)}
     lookups |= {id(p) for name, p in model.position.named_parameters()}
-    # norm gains and biases are elementwise, not matmul weights
     matmul_params = sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in lookups)
-    return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+    keys = sum(cfg.layer_window(layer) or cfg.block_size for layer in range(cfg.n_layer))
+    return 6 * matmul_params + 12 * cfg.n_embd * keys
 
 
 def matmul_peak_flops(

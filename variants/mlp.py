@@ -16,3 +16,8 @@ def relu2(cfg):
 @variant("swiglu", "SwiGLU gated MLP, hidden size matched to GELU's parameter count")
 def swiglu(cfg):
     return cfg.replace(mlp="swiglu")
+
+
+@variant("geglu", "GeGLU gated MLP (Shazeer 2020), hidden size matched to GELU's parameter count")
+def geglu(cfg):
+    return cfg.replace(mlp="geglu")

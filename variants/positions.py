@@ -26,3 +26,18 @@ def nope(cfg):
 @variant("rope+learned", "RoPE and learned absolute embeddings together (the seed's combination)")
 def rope_and_learned(cfg):
     return cfg.replace(position="rope+learned")
+
+
+def rotary(position: str) -> str:
+    """The recipe's own rotary scheme, or RoPE where it has none."""
+    return position if "rope" in position else "rope"
+
+
+@variant("partial-rope", "RoPE on the first half of each head's dims only, the rest unrotated (GPT-NeoX, GPT-J)")
+def partial_rope(cfg):
+    return cfg.replace(position=rotary(cfg.position), rope_fraction=0.5)
+
+
+@variant("rope-base-1000", "RoPE base 1000 instead of 10000: faster rotations, more of them within a 64-char block")
+def rope_base_1000(cfg):
+    return cfg.replace(position=rotary(cfg.position), rope_base=1000.0)

@@ -1,4 +1,5 @@
-"""Normalization layers: `layernorm` (the baseline) and `rmsnorm`."""
+"""Normalization layers: `layernorm` (the baseline), `rmsnorm`, and `dyt`, which replaces
+normalization by an elementwise squashing."""
 
 from __future__ import annotations
 
@@ -31,3 +32,19 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, self.weight.shape, self.weight, 1e-5)
+
+
+@norm.register("dyt")
+class DynamicTanh(nn.Module):
+    """Dynamic Tanh (Zhu et al. 2025, "Transformers without Normalization"): weight *
+    tanh(alpha x) + bias, with one learned scalar alpha (initialized to 0.5, the paper's value
+    for non-LLM-scale models) and per-channel weight and bias. No statistics over the channels."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((1,), 0.5))
+        self.weight = nn.Parameter(torch.ones(cfg.n_embd))
+        self.bias = nn.Parameter(torch.zeros(cfg.n_embd))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, self.weight, torch.tanh(self.alpha * x))

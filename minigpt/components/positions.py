@@ -65,20 +65,25 @@ class SinusoidalPosition(PositionEncoding):
 
 @position.register("rope")
 class RotaryPosition(PositionEncoding):
-    """RoPE: rotate each (i, i + D/2) pair of q and k by angle pos * base^(-2i/D), so q.k
-    depends only on the offset between the two positions."""
+    """RoPE: rotate each (i, i + d/2) pair of the first d = cfg.rope_dims dims of q and k by
+    angle pos * rope_base^(-2i/d), so q.k depends only on the offset between the two positions.
+    The other dims (partial RoPE, as GPT-NeoX) pass through unrotated."""
 
-    def __init__(self, cfg: Config, base: float = 10000.0) -> None:
+    def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
-        half = cfg.head_size // 2
-        inv_freq = base ** (-torch.arange(half, dtype=torch.float32) / half)
-        angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)  # (T, D/2)
+        half = cfg.rope_dims // 2
+        inv_freq = cfg.rope_base ** (-torch.arange(half, dtype=torch.float32) / half)
+        angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)  # (T, d/2)
         self.half = half
-        self.register_buffer("cos", angles.cos().repeat(1, 2), persistent=False)  # (T, D)
+        self.rotated = cfg.rope_dims
+        self.register_buffer("cos", angles.cos().repeat(1, 2), persistent=False)  # (T, d)
         # the sign of rotate-half folded into sin: (-x2, x1) * sin == roll(x) * (-sin, sin)
         self.register_buffer("signed_sin", torch.cat((-angles.sin(), angles.sin()), dim=1), persistent=False)
 
     def rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
+        if self.rotated < t.size(-1):
+            rotated, passed = t.split((self.rotated, t.size(-1) - self.rotated), dim=-1)
+            return torch.cat((self.rotate(rotated, start), passed), dim=-1)
         cos = self.cos[start : start + t.size(-2)]
         signed_sin = self.signed_sin[start : start + t.size(-2)]
         return t * cos + t.roll(self.half, dims=-1) * signed_sin
