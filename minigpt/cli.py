@@ -53,7 +53,9 @@ def run(
         str | None, typer.Option(help="Comma-separated variant names, or 'all'. \\[default: a contrast set]")
     ] = None,
     devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    seeds: Annotated[
+        str, typer.Option(help="Comma-separated seeds; the verdicts pair them, so give at least three.")
+    ] = "0,1,2",
     data: Annotated[
         str,
         typer.Option(

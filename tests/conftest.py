@@ -15,6 +15,8 @@ from minigpt.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "data" / "input.txt"
 TINY = {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 16, "batch_size": 4}
+# `run` trains three seeds by default; most tests need one.
+ONE_SEED = ["--seeds", "0"]
 TINY_SET = ["--set", "n_layer=1", "--set", "n_embd=16", "--set", "n_head=2", "--set", "block_size=16",
             "--set", "batch_size=4", "--set", "eval_interval=5", "--set", "eval_batches=2", "--set", "warmup_steps=2"]  # fmt: skip
 

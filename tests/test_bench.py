@@ -17,7 +17,7 @@ from minigpt.bench import CASES, BenchError, plan_suite, run_bench, summarize
 from minigpt.config import PRESETS, Config, resolve_recipe
 from minigpt.variants import discover
 
-from .conftest import TINY_SET, run_cli
+from .conftest import ONE_SEED, TINY_SET, run_cli
 
 TINY = ["n_layer=1", "n_embd=16", "block_size=8", "batch_size=2"]
 ONE_ROUND = ["--benchmark-min-rounds=1", "--benchmark-max-time=0", "-q", "-p", "no:cacheprovider"]
@@ -153,7 +153,18 @@ def test_bench_benchmarks_the_configurations_run_trained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    args = ["run", "--variants", "baseline,swiglu", "--devices", "cpu", "--max-steps", "1", "--out", str(out)]
+    args = [
+        "run",
+        "--variants",
+        "baseline,swiglu",
+        "--devices",
+        "cpu",
+        "--max-steps",
+        "1",
+        "--out",
+        str(out),
+        *ONE_SEED,
+    ]
     code, _, err = run_cli([*args, *TINY_SET, "--quiet", "--no-speed", "--no-report"], monkeypatch, capsys)
     assert code == 0, err
     trained = {

@@ -15,7 +15,7 @@ import pytest
 
 from minigpt import bundled
 
-from .conftest import ROOT, TINY_SET, run_cli, subprocess_env
+from .conftest import ONE_SEED, ROOT, TINY_SET, run_cli, subprocess_env
 
 
 def test_bundled_folders_are_the_installed_copies_first_and_the_checkouts_second(
@@ -55,7 +55,19 @@ def test_run_without_data_trains_on_tiny_shakespeare_from_any_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    args = ["run", "--variants", "baseline", "--devices", "cpu", "--max-steps", "2", "--out", "runs/r", "--quiet"]
+    args = [
+        "run",
+        "--variants",
+        "baseline",
+        "--devices",
+        "cpu",
+        "--max-steps",
+        "2",
+        "--out",
+        "runs/r",
+        "--quiet",
+        *ONE_SEED,
+    ]
     code, _, err = run_cli([*args, "--no-report", *TINY_SET], monkeypatch, capsys)
     assert code == 0, err
     assert json.loads(Path("runs/r/sweep.json").read_text())["data"] == "tiny-shakespeare"  # no machine path

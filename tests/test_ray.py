@@ -35,7 +35,7 @@ from minigpt.sweep import QuietObserver, plan_sweep, run_sweep  # noqa: E402
 from minigpt.train import Budget  # noqa: E402
 from minigpt.variants import discover  # noqa: E402
 
-from .conftest import TINY_SET, subprocess_env  # noqa: E402
+from .conftest import ONE_SEED, TINY_SET, subprocess_env  # noqa: E402
 
 RAY_ONLY_FIELDS = {"node", "concurrent"}  # where and beside whom a Ray trial ran
 TINY = Config().replace(
@@ -219,7 +219,7 @@ def test_an_interrupted_ray_sweep_resumes(ray_instance, registry, workspace: Pat
 def test_cli_refuses_more_cpus_per_trial_than_a_node_has(ray_instance, workspace: Path, tmp_path: Path) -> None:
     from minigpt.cli import app
 
-    args = ["run", "--variants", "baseline", "--devices", "cpu", "--data", str(workspace / "corpus.txt")]
+    args = ["run", "--variants", "baseline", "--devices", "cpu", *ONE_SEED, "--data", str(workspace / "corpus.txt")]
     args += ["--max-steps", "2", "--executor", "ray", "--ray-cpus-per-trial", "3", "--out", str(tmp_path / "run")]
     result = CliRunner().invoke(app, args)
 
@@ -333,7 +333,16 @@ def test_a_sweep_runs_on_a_two_node_cluster_with_token_auth(
     stranger = ray_status(two_node_cluster, {**two_node_cluster.env, "RAY_AUTH_TOKEN": secrets.token_hex(32)})
     assert stranger.returncode != 0 and "Authentication token is missing or incorrect" in stranger.stderr
     out = tmp_path / "run"
-    args = ["run", "--variants", "baseline,relu,swiglu", "--devices", "cpu", "--data", str(workspace / "corpus.txt")]
+    args = [
+        "run",
+        "--variants",
+        "baseline,relu,swiglu",
+        "--devices",
+        "cpu",
+        *ONE_SEED,
+        "--data",
+        str(workspace / "corpus.txt"),
+    ]
     args += ["--max-steps", "8", *TINY_SET, "--executor", "ray", "--ray-address", two_node_cluster.address]
     args += ["--out", str(out), "--quiet", "--no-report"]
 

@@ -17,7 +17,7 @@ from minigpt.speed import compare, time_rounds, untimed_devices
 from minigpt.stats import paired_ratio, speed_verdict
 from minigpt.store import RunStore
 
-from .conftest import SHAKESPEARE, TINY_SET, run_cli
+from .conftest import ONE_SEED, SHAKESPEARE, TINY_SET, run_cli
 
 
 def test_paired_ratio_is_the_geometric_mean_with_a_t_interval_on_logs() -> None:
@@ -127,7 +127,7 @@ def same(cfg):
 
 def run_args(out: Path, *args: str) -> list[str]:
     return ["run", "--devices", "cpu", "--data", str(SHAKESPEARE), "--out", str(out), "--quiet", "--no-report",
-            "--max-steps", "2", *TINY_SET, *args]  # fmt: skip
+            "--max-steps", "2", *ONE_SEED, *TINY_SET, *args]  # fmt: skip
 
 
 @pytest.mark.slow

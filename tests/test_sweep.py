@@ -30,7 +30,7 @@ from minigpt.train import Budget
 from minigpt.trial import ended_record
 from minigpt.variants import discover
 
-from .conftest import SHAKESPEARE, TINY_SET, run_cli, subprocess_env
+from .conftest import ONE_SEED, SHAKESPEARE, TINY_SET, run_cli, subprocess_env
 
 SUMMARY_FIELDS = (
     "variant", "device", "device_name", "seed", "params", "best_val_loss", "final_val_loss", "steps", "tokens",
@@ -68,7 +68,7 @@ def sweep(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Swe
 
     def run(out: Path, *args: str) -> tuple[int, str, str]:
         command = ["run", "--devices", "cpu", "--data", str(SHAKESPEARE), "--out", str(out), "--quiet", "--no-report",
-                   "--no-speed", *TINY_SET, *args]  # fmt: skip
+                   "--no-speed", *ONE_SEED, *TINY_SET, *args]  # fmt: skip
         return run_cli(command, monkeypatch, capsys)
 
     return run
@@ -140,7 +140,7 @@ def test_absent_devices_are_skipped_with_a_reason(sweep: Sweep, tmp_path: Path) 
 
 def start_sweep(out: Path, *args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "minigpt.cli", "run", "--devices", "cpu", "--data", str(SHAKESPEARE),
-               "--out", str(out), "--quiet", "--no-report", "--no-speed", *TINY_SET, *args]  # fmt: skip
+               "--out", str(out), "--quiet", "--no-report", "--no-speed", *ONE_SEED, *TINY_SET, *args]  # fmt: skip
     return subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -12,7 +12,7 @@ import pytest
 from minigpt.config import Config
 from minigpt.variants import BUILTIN_DIR, VariantError, discover
 
-from .conftest import TINY_SET, cli
+from .conftest import ONE_SEED, TINY_SET, cli
 
 BUILTINS = {
     "baseline", "learned-pos", "sinusoidal-pos", "alibi", "nope", "rope+learned", "heads-1", "heads-2",
@@ -93,7 +93,16 @@ def test_an_unknown_variant_suggests_the_closest_names() -> None:
 def test_a_variant_yielding_an_invalid_config_fails_before_training(tmp_path: Path) -> None:
     (tmp_path / "odd.py").write_text(PLUGIN.replace("n_embd=cfg.n_embd * 2", "n_head=3"))
     result = cli(
-        "run", "--variants", "wide", "--plugins", str(tmp_path), "--max-steps", "2", "--out", str(tmp_path / "run")
+        "run",
+        "--variants",
+        "wide",
+        *ONE_SEED,
+        "--plugins",
+        str(tmp_path),
+        "--max-steps",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -123,7 +132,7 @@ def test_scaffolded_variant_trains(tmp_path: Path) -> None:
     bad = cli("variants", "new", "Deep Narrow!", cwd=tmp_path)
     assert bad.returncode == 2 and "slug" in bad.stderr
     data = Path(__file__).resolve().parent.parent / "data" / "input.txt"
-    run = cli("run", "--variants", "deep-narrow", "--devices", "cpu", "--max-steps", "10", "--data", str(data),
+    run = cli("run", "--variants", "deep-narrow", "--devices", "cpu", *ONE_SEED, "--max-steps", "10", "--data", str(data),
               "--out", "runs/x", "--quiet", "--no-report", *TINY_SET, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr
     trial = json.loads((tmp_path / "runs/x/trials/deep-narrow--cpu--s0/trial.json").read_text())
@@ -218,7 +227,7 @@ def recorded(cfg):
 def test_generate_from_a_run_loads_the_plugins_the_run_recorded(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "recorded.py").write_text(RECORDED_PLUGIN)
-    run = cli("run", "--variants", "recorded", "--devices", "cpu", "--max-steps", "5", "--plugins", "mine",
+    run = cli("run", "--variants", "recorded", "--devices", "cpu", *ONE_SEED, "--max-steps", "5", "--plugins", "mine",
               "--out", "runs/r", "--quiet", "--no-report", *TINY_SET, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr
     sample = ["generate", "--run", "runs/r", "--max-new-tokens", "5"]
