@@ -56,7 +56,7 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     if fair.get("tune"):
         blocks += tuning_blocks(report, fair)
     per_size = per_size_summary(report)
-    blocks += [("h2", "Difference from the baseline per size"), ("table", per_sizeTable(per_size))]
+    blocks += [("h2", "Difference from the baseline per size"), ("table", per_size_table(per_size))]
     blocks += [("p", sentence) for sentence in size_sentences(per_size, report.order)]
     if plot_difference_vs_params(per_size, out_dir / "diff_vs_params.png", report) is not None:
         blocks.append(("figure", ("diff_vs_params.png", DIFF_CAPTION)))
@@ -120,7 +120,13 @@ def _cell(value: float, spec: str = ".4f") -> str:
     return "–" if value is None or not math.isfinite(value) else format(value, spec)
 
 
-def per_sizeTable(summary: pd.DataFrame) -> Table:
+def _interval(mean: float, low: float, high: float, spec: str) -> str:
+    if not math.isfinite(low):
+        return _cell(mean, spec)
+    return f"{_cell(mean, spec)} [{_cell(low, spec)}, {_cell(high, spec)}]"
+
+
+def per_size_table(summary: pd.DataFrame) -> Table:
     rows = [
         [row["size"], row["variant"], row["device"], _cell(row["params"], ",.0f"),
          _interval(row["best_val_loss"], row["best_val_loss_low"], row["best_val_loss_high"], ".4f"),
