@@ -15,6 +15,7 @@ from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_va
 from minigpt.cli_variants import variants_app
 from minigpt.errors import UserError
 from minigpt.executors import executor_names, executor_options
+from minigpt.sizes import sizes_help
 
 app = typer.Typer(
     name="minigpt-bench",
@@ -81,6 +82,20 @@ def run(
     max_vocab: Annotated[
         int | None, typer.Option(help="Keep the N-1 most frequent characters, map the rest to one unknown.")
     ] = None,
+    tune: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Tune KEY per variant: lr (its own lr x 1/4..4, min_lr following) or KEY=V1,V2,...; "
+            "repeat for a product grid. Chosen on --tune-seeds at a quarter, then the full budget."
+        ),
+    ] = None,
+    tune_seeds: Annotated[
+        str | None, typer.Option(help="Seeds that choose tuned values, never --seeds. \\[default: 1000]")
+    ] = None,
+    sizes: Annotated[str | None, typer.Option(help=f"Size ladder: names ({sizes_help()}) or KEY=V1,V2,... .")] = None,
+    max_flops: Annotated[
+        float | None, typer.Option(help="Budget each trial in model FLOPs (FLOPs/token x tokens): equal compute.")
+    ] = None,
     plugins: PluginsOption = None,
     executor: Annotated[str, typer.Option(help=f"Where trials run: {' or '.join(executor_names())}.")] = "local",
     # An executor's options are named after it and a field of its options (--ray-address: RayOptions.address).
@@ -112,6 +127,7 @@ def run(
     from minigpt.config import resolve_recipe
     from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
     from minigpt.speed import check_rounds
+    from minigpt.stages import fair_options, run_fair_sweep
     from minigpt.store import RunStore
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
     from minigpt.train import Budget
@@ -120,7 +136,8 @@ def run(
         check_rounds(speed_rounds, "--speed-rounds")
     device_list = parse_devices(devices)
     recipe = resolve_recipe(preset, device_list, set_ or [])
-    if max_steps is None and max_tokens is None and max_seconds is None:
+    explicit_budget = not (max_steps is None and max_tokens is None and max_seconds is None)
+    if not explicit_budget:
         max_tokens = recipe.max_tokens
     budget = Budget(max_steps, max_tokens, max_seconds, stop_at_target)
     registry = discover_variants(plugins)
@@ -136,10 +153,15 @@ def run(
         max_vocab,
         options={"preset": recipe.preset, "overrides": set_ or [], "plugins": [str(p) for p in plugins or []]},
     )
+    fair = fair_options(tune or [], tune_seeds, sizes, max_flops, plan.seeds, recipe.config, explicit_budget,
+                        recipe.max_tokens)  # fmt: skip
     store = RunStore(out)
     observer = LogObserver(console) if quiet else RichObserver(console)
     try:
-        records = run_sweep(plan, store, observer, fresh, chosen_executor)
+        if fair.active:
+            records = run_fair_sweep(registry, plan, fair, store, observer, fresh, chosen_executor)
+        else:
+            records = run_sweep(plan, store, observer, fresh, chosen_executor)
     except KeyboardInterrupt:
         observer.close()
         console.print(summary_table(store.trials()))

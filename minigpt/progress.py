@@ -42,11 +42,18 @@ class RichObserver:
             transient=True,
         )
         self.sweep_task = None
+        self.total = 0
         self.trial_task = None
 
     def sweep_started(self, plan: SweepPlan, pending: int) -> None:
         self.progress.start()
-        self.sweep_task = self.progress.add_task("trials", total=len(plan.trials), status=f"{pending} to run")
+        self.total = len(plan.trials)
+        self.sweep_task = self.progress.add_task("trials", total=self.total, status=f"{pending} to run")
+
+    def trials_added(self, count: int) -> None:
+        """A later stage of a tuned sweep planned `count` more trials: the bar's total grows."""
+        self.total += count
+        self.progress.update(self.sweep_task, total=self.total)
 
     def trial_started(self, spec: TrialSpec) -> None:
         self.trial_task = self.progress.add_task(spec.id, total=None, status="starting")

@@ -165,7 +165,7 @@ def run_contenders(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str
     from minigpt.variants import BASELINE
 
     sweep = store.read_sweep()
-    records = [r for r in store.trials() if r.get("config")]
+    records = [r for r in store.trials() if r.get("config") and r.get("stage", "eval") == "eval"]  # not tuning trials
     if not sweep or not records:
         raise SpeedError(f"{store.root} holds no trials to time; run `minigpt-bench run --out {store.root}` first")
     variants = [v for v in sweep.get("variants", []) if any(r["variant"] == v for r in records)]

@@ -49,6 +49,7 @@ class SweepPlan:
     base_config: Config
     max_vocab: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # preset, overrides, plugins: for the record
+    fair: dict[str, Any] | None = None  # tuning grid, tuning seeds, size ladder, FLOPs budget (minigpt.stages)
 
     @property
     def settings(self) -> TrialSettings:
@@ -65,7 +66,8 @@ class SweepPlan:
             "target_loss": self.target_loss,
             "max_vocab": self.max_vocab,
             "base_config": self.base_config.to_dict(),
-            "trials": [spec.id for spec in self.trials],
+            "trials": [] if self.fair else [spec.id for spec in self.trials],  # a fair sweep adds its stages' own
+            "fair": self.fair,
             **self.options,
         }
 
@@ -79,6 +81,7 @@ class SweepPlan:
             "max_vocab": self.max_vocab,
             "plugins": sorted(self.settings.plugins),
             "variants": {spec.variant: spec.config.to_dict() for spec in self.trials},
+            "fair": self.fair,
         }
 
 
@@ -218,29 +221,53 @@ def run_sweep(
 def _run(
     plan: SweepPlan, store: RunStore, observer: SweepObserver, fresh: bool, execute: Executor
 ) -> list[dict[str, Any]]:
+    with store.lock():
+        corpus, peaks = open_run(plan, store, fresh)
+        observer.sweep_started(plan, len(unfinished(plan.trials, store)))
+        return run_trials(plan.trials, plan.settings, corpus, store, peaks, observer, execute)
+
+
+def open_run(plan: SweepPlan, store: RunStore, fresh: bool) -> tuple[Any, dict[str, dict[str, float]]]:
+    """Under the store's lock: load the corpus, refuse another plan's store (or start over when
+    fresh), record the plan in sweep.json and probe the devices; returns the corpus and the peaks."""
     from minigpt.data import load_corpus
 
-    with store.lock():
-        corpus = load_corpus(plan.data, plan.max_vocab)
-        for spec in plan.trials:
-            corpus.check_block_size(spec.config.block_size)
-        identity = plan.identity(corpus_digest(corpus))
-        if fresh:
-            store.reset()
-        else:
-            check_same_plan(store, identity)
-        sweep = merged_sweep_json(store.read_sweep(), plan.describe(), identity)
-        sweep.update(environment=environment(), updated_at=now())
-        sweep.setdefault("created_at", sweep["updated_at"])
-        sweep["peak_flops"] = probe_devices(plan.trials, sweep.get("peak_flops", {}))
-        store.write_sweep(sweep)
-        pending = [spec for spec in plan.trials if not store.is_finished(spec.id)]
-        observer.sweep_started(plan, len(pending))
-        for spec in plan.trials:
-            if spec not in pending:
-                observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
-        execute(pending, plan.settings, corpus, store, sweep["peak_flops"], observer)
-        return [store.read_trial(spec.id) for spec in plan.trials]
+    corpus = load_corpus(plan.data, plan.max_vocab)
+    for spec in plan.trials:
+        corpus.check_block_size(spec.config.block_size)
+    identity = plan.identity(corpus_digest(corpus))
+    if fresh:
+        store.reset()
+    else:
+        check_same_plan(store, identity)
+    sweep = merged_sweep_json(store.read_sweep(), plan.describe(), identity)
+    sweep.update(environment=environment(), updated_at=now())
+    sweep.setdefault("created_at", sweep["updated_at"])
+    sweep["peak_flops"] = probe_devices(plan.trials, sweep.get("peak_flops", {}))
+    store.write_sweep(sweep)
+    return corpus, sweep["peak_flops"]
+
+
+def unfinished(specs: list[TrialSpec], store: RunStore) -> list[TrialSpec]:
+    return [spec for spec in specs if not store.is_finished(spec.id)]
+
+
+def run_trials(
+    specs: list[TrialSpec],
+    settings: TrialSettings,
+    corpus: Any,
+    store: RunStore,
+    peaks: dict[str, dict[str, float]],
+    observer: SweepObserver,
+    execute: Executor,
+) -> list[dict[str, Any]]:
+    """Run the unfinished specs (the finished ones are reported as resumed); returns every spec's record."""
+    pending = unfinished(specs, store)
+    for spec in specs:
+        if spec not in pending:
+            observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
+    execute(pending, settings, corpus, store, peaks, observer)
+    return [store.read_trial(spec.id) for spec in specs]
 
 
 def merged_sweep_json(previous: dict[str, Any], asked: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +301,7 @@ def check_same_plan(store: RunStore, identity: dict[str, Any]) -> None:
 
 
 def first_difference(before: dict[str, Any], now_: dict[str, Any]) -> str | None:
-    for key in ("base_config", "budget", "target_loss", "corpus", "max_vocab", "plugins"):
+    for key in ("base_config", "budget", "target_loss", "corpus", "max_vocab", "plugins", "fair"):
         if before.get(key) != now_.get(key):
             return _describe_difference(key, before.get(key), now_.get(key))
     for name, config in now_["variants"].items():

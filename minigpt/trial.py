@@ -7,10 +7,11 @@ the status, the summary metrics, and the machine's speed before and after (drift
 
 from __future__ import annotations
 
+import re
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,19 @@ class TrialSpec:
     seed: int
     config: Config
     changed: dict[str, Any]  # key -> the variant's value, where it differs from the baseline
+    budget: Budget | None = (
+        None  # this trial's own budget (a size's, a FLOPs budget, a tuning stage's); None: the sweep's
+    )
+    labels: dict[str, Any] = field(default_factory=dict)  # stage, size, tuned values: kept in trial.json
+    suffix: str = ""  # ID parts after sSEED: size, tuning point, q for a quarter budget
 
     @property
     def id(self) -> str:
-        return trial_id(self.variant, self.device, self.seed)
+        base = trial_id(self.variant, self.device, self.seed)
+        return f"{base}--{re.sub(r'[^A-Za-z0-9._+-]', '_', self.suffix)}" if self.suffix else base
+
+    def budget_in(self, settings: TrialSettings) -> Budget:
+        return self.budget or settings.budget
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,11 @@ def base_record(spec: TrialSpec, settings: TrialSettings) -> dict[str, Any]:
         "config": spec.config.to_dict(),
         "changed": spec.changed,
         "data": settings.data,
-        "budget": asdict(settings.budget),
+        "budget": asdict(spec.budget_in(settings)),
         "target_loss": settings.target_loss,
         "started_at": now(),
         "error": None,
+        **spec.labels,
     }
 
 
@@ -171,7 +182,7 @@ def build_trainer(
         corpus,
         device or spec.device,
         spec.seed,
-        settings.budget,
+        spec.budget_in(settings),
         settings.target_loss,
         on_best=save_best,
     )

@@ -33,7 +33,7 @@ def trial_columns() -> list[str]:
     trained, minutes apart on a machine whose speed drifts: never compared across trials (speed.json is)."""
     return [
         "trial_id", "variant", "device", "device_name", "status", "precision", *trial_numbers(), "drift_flagged",
-        "stop_reason", "concurrent", "changed", "description", "error",
+        "stop_reason", "concurrent", "changed", "description", "error", "stage", "size", "tuned",
     ]  # fmt: skip
 
 
@@ -106,6 +106,8 @@ def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
     record = metrics.with_derived(record)
     row = {key: record.get(key) for key in trial_columns()}
     row["changed"] = describe_changes(record.get("changed") or {})
+    row["stage"] = record.get("stage") or "eval"  # tune-short, tune-full (choosing tuned values) or eval
+    row["tuned"] = describe_changes(record.get("tuned") or {})
     row["concurrent"] = bool(record.get("concurrent", False))  # shared its machine with other trials
     drift = record.get("drift") or {}  # none where the trial never trained, or its closing probe failed
     row.update({f"drift_{key}": drift.get(key) for key in ("before", "after", "change")})
@@ -255,6 +257,8 @@ class RunReport:
     palette: dict[str, Any]
     speed: SpeedPhase | None = None
     speed_note: str | None = None  # why there is no speed comparison
+    all_trials: pd.DataFrame | None = None  # every stage and size, where `trials` holds the evaluation of one size
+    all_metrics: pd.DataFrame | None = None
 
     @property
     def devices(self) -> list[str]:

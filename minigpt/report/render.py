@@ -10,6 +10,7 @@ import pandas as pd
 
 from minigpt import atomic
 from minigpt.report.document import Block, document
+from minigpt.report.fair import fair_blocks, main_frames
 from minigpt.report.figures import variant_palette, write_figures
 from minigpt.report.frames import RunReport, load_bench, load_frames, summarize, variant_order
 from minigpt.report.speed import load_speed
@@ -83,8 +84,9 @@ def render_html(blocks: list[Block], out_dir: Path) -> str:
 
 
 def build(run_dir: str | Path) -> RunReport:
-    trials, metrics = load_frames(run_dir)
+    all_trials, all_metrics = load_frames(run_dir)
     sweep = RunStore(run_dir).read_sweep()
+    trials, metrics = main_frames(all_trials, all_metrics, sweep)
     bench, bench_note = load_bench(run_dir)
     order = variant_order(trials, sweep)
     bench_names = [] if bench is None else [v for v in dict.fromkeys(bench["variant"]) if v not in order]
@@ -101,6 +103,8 @@ def build(run_dir: str | Path) -> RunReport:
         palette=variant_palette(order + bench_names),
         speed=speed,
         speed_note=speed_note,
+        all_trials=all_trials,
+        all_metrics=all_metrics,
     )
 
 
@@ -120,9 +124,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path) -> Path:
     report = build(run_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(report.trials, out_dir / "results.csv")
+    _write_csv(report.all_trials if report.all_trials is not None else report.trials, out_dir / "results.csv")
     _write_csv(report.summary, out_dir / "summary.csv")
-    blocks = document(report, write_figures(report, out_dir))
+    blocks = document(report, write_figures(report, out_dir)) + fair_blocks(report, out_dir)
     atomic.write_text(out_dir / "report.md", render_markdown(blocks))
     atomic.write_text(out_dir / "report.html", render_html(blocks, out_dir))
     return out_dir / "report.html"

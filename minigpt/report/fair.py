@@ -1,0 +1,246 @@
+"""The fair-comparison parts of a report, for sweeps run with --tune, --sizes or --max-flops:
+how each variant was tuned, the difference from the baseline per size (with a figure against
+parameter count and one sentence per variant), validation loss against FLOPs, and a Pareto
+table per device. Loss is in nats per character with bits per character beside it.
+
+The rest of the report reads the evaluation trials of one size (`main_frames`): tuning trials
+only choose values, and the verdicts use the evaluation seeds alone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from minigpt import metrics
+from minigpt.report.document import Table
+from minigpt.report.figures import _bits_axis, _figure, _save
+from minigpt.report.frames import RunReport, summarize
+from minigpt.variants import BASELINE
+
+Block = tuple[str, Any]
+
+
+def main_frames(trials: pd.DataFrame, points: pd.DataFrame, sweep: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The evaluation trials (of the ladder's last size, where there is a ladder) and their points."""
+    chosen = trials[trials["stage"] == "eval"]
+    sizes = size_names(sweep)
+    if sizes:
+        chosen = chosen[chosen["size"] == sizes[-1]]
+    if chosen.empty:  # nothing evaluated yet: show what there is
+        return trials, points
+    return chosen, points[points["trial_id"].isin(chosen["trial_id"])]
+
+
+def size_names(sweep: dict[str, Any]) -> list[str]:
+    return [text.split(" ")[0] for text in (sweep.get("fair") or {}).get("sizes", [])]
+
+
+def _evaluation(report: RunReport) -> pd.DataFrame:
+    trials = report.all_trials if report.all_trials is not None else report.trials
+    return trials[trials["stage"] == "eval"]
+
+
+def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
+    """The fair-comparison sections; none for a sweep without --tune, --sizes or --max-flops."""
+    fair = report.sweep.get("fair")
+    if not fair:
+        return []
+    blocks: list[Block] = [("h2", "Fair comparison")]
+    sizes = size_names(report.sweep)
+    if sizes:
+        blocks.append(("p", f"The tables and figures above show size {sizes[-1]}; every size follows."))
+    if fair.get("tune"):
+        blocks += tuning_blocks(report, fair)
+    per_size = per_size_summary(report)
+    blocks += [("h2", "Difference from the baseline per size"), ("table", per_size_table(per_size))]
+    blocks += [("p", sentence) for sentence in size_sentences(per_size, report.order)]
+    if plot_difference_vs_params(per_size, out_dir / "diff_vs_params.png", report) is not None:
+        blocks.append(("figure", ("diff_vs_params.png", DIFF_CAPTION)))
+    if plot_loss_vs_flops(report, out_dir / "loss_vs_flops.png") is not None:
+        blocks.append(("figure", ("loss_vs_flops.png", FLOPS_CAPTION)))
+    blocks += pareto_blocks(report)
+    return blocks
+
+
+DIFF_CAPTION = (
+    "Best validation loss minus the baseline's at the same size, against the variant's parameter count "
+    "(mean over evaluation seeds and its 95% interval; below zero is better; bits per character on the right)."
+)
+FLOPS_CAPTION = (
+    "Validation loss against training FLOPs (FLOPs per token x tokens), the mean over evaluation seeds per "
+    "variant and size: at equal compute, the lower curve is better (bits per character on the right)."
+)
+
+
+def tuning_blocks(report: RunReport, fair: dict[str, Any]) -> list[Block]:
+    tuning = report.sweep.get("tuning") or {}
+    evaluation = sorted({int(s) for s in _evaluation(report)["seed"].dropna()})
+    sentence = (
+        f"Each variant's {' and '.join(axis.split(' ')[0].split('=')[0] for axis in fair['tune'])} was tuned "
+        f"({'; '.join(fair['tune'])}) on seed(s) {', '.join(map(str, fair['tune_seeds']))}, apart from the "
+        f"evaluation seeds {', '.join(map(str, evaluation))}: every grid point at a quarter of the budget (the grid "
+        "growing a step where the best lay at its edge, at most twice), the best half at the full budget, and "
+        "the best of those chosen; the verdicts use only the evaluation seeds, so the choice cannot flatter them."
+    )
+    rows = [
+        [info.get("size") or "–", *key.split("/")[-2:], str(len(info["grid"])), _point(info["chosen"]),
+         ", ".join(info["at_edge"]) or "no"]
+        for key, info in tuning.items()
+    ]  # fmt: skip
+    blocks: list[Block] = [("h2", "Tuning"), ("p", sentence)]
+    blocks.append(("table", Table(["size", "variant", "device", "grid points", "chosen", "at a grid edge"], rows)))
+    flagged = [key for key, info in tuning.items() if info["at_edge"]]
+    if flagged:
+        blocks.append(
+            ("p", f"Still at an edge of its grid after growing: {', '.join(flagged)}; its best value may lie beyond.")
+        )
+    return blocks
+
+
+def _point(point: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in point.items()) or "–"
+
+
+def per_size_summary(report: RunReport) -> pd.DataFrame:
+    """summarize() per size (Holm within each size and device), with the size and its parameters."""
+    evaluation = _evaluation(report)
+    frames = []
+    for size in list(evaluation["size"].dropna().unique()) or [None]:
+        trials = evaluation if size is None else evaluation[evaluation["size"] == size]
+        summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])])
+        frames.append(summary.assign(size=size if isinstance(size, str) else "–"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cell(value: float, spec: str = ".4f") -> str:
+    return "–" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _interval(mean: float, low: float, high: float, spec: str) -> str:
+    if not math.isfinite(low):
+        return _cell(mean, spec)
+    return f"{_cell(mean, spec)} [{_cell(low, spec)}, {_cell(high, spec)}]"
+
+
+def per_size_table(summary: pd.DataFrame) -> Table:
+    rows = [
+        [row["size"], row["variant"], row["device"], _cell(row["params"], ",.0f"),
+         _interval(row["best_val_loss"], row["best_val_loss_low"], row["best_val_loss_high"], ".4f"),
+         _cell(row["best_val_bpc"]),
+         _interval(row["diff_vs_baseline"], row["diff_low"], row["diff_high"], "+.4f"),
+         _cell(row["p_holm"], ".3g"), row["verdict"]]
+        for row in summary.to_dict("records")
+    ]  # fmt: skip
+    columns = ["size", "variant", "device", "params", "best val loss [95%]", "bits/char", "Δ vs baseline [95%]",
+               "Holm p", "verdict"]  # fmt: skip
+    return Table(columns, rows)
+
+
+def size_sentences(summary: pd.DataFrame, order: list[str]) -> list[str]:
+    """One sentence per variant and device: helps at every size, only at some, or at none."""
+    sentences = []
+    for (variant, device), rows in summary.groupby(["variant", "device"], sort=False):
+        if variant == BASELINE:
+            continue
+        helps = list(rows.loc[rows["verdict"] == "better", "size"])
+        hurts = list(rows.loc[rows["verdict"] == "worse", "size"])
+        where = f"{variant} on {device}"
+        if helps and len(helps) == len(rows):
+            text = f"{where} helps at every size ({', '.join(helps)})."
+        elif helps:
+            text = f"{where} helps only at some sizes ({', '.join(helps)} of {', '.join(rows['size'])})."
+        else:
+            text = f"{where} helps at no size."
+        if hurts:
+            text += f" It is worse at {', '.join(hurts)}."
+        sentences.append(text)
+    return sentences
+
+
+def plot_difference_vs_params(summary: pd.DataFrame, path: Path, report: RunReport) -> Path | None:
+    shown = summary[(summary["variant"] != BASELINE) & summary["diff_vs_baseline"].notna()]
+    if shown.empty:
+        return None
+    figure, (ax,) = _figure(1, 7.5, 4.2)
+    for (variant, _device), rows in shown.groupby(["variant", "device"], sort=False):
+        rows = rows.sort_values("params")
+        errors = [list((rows["diff_vs_baseline"] - rows["diff_low"]).fillna(0)), list((rows["diff_high"] - rows["diff_vs_baseline"]).fillna(0))]  # fmt: skip
+        ax.errorbar(rows["params"], rows["diff_vs_baseline"], yerr=errors, marker="o", capsize=3,
+                    color=report.palette.get(variant), label=variant)  # fmt: skip
+    ax.axhline(0, color="black", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("Δ best val loss vs baseline (nats/char)")
+    ax.secondary_yaxis("right", functions=(metrics.bits, metrics.nats)).set_ylabel("Δ bits per character")
+    ax.legend(fontsize="small")
+    return _save(figure, path)
+
+
+def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
+    points = report.all_metrics if report.all_metrics is not None else report.metrics
+    evaluation = _evaluation(report)
+    curves = points[points["val_loss"].notna() & points["trial_id"].isin(evaluation["trial_id"])]
+    if curves.empty:
+        return None
+    per_trial = evaluation.set_index("trial_id")[["flops_per_token", "size"]]
+    curves = curves.join(per_trial, on="trial_id")
+    curves = curves.assign(flops=curves["tokens"] * curves["flops_per_token"])
+    figure, (ax,) = _figure(1, 7.5, 4.2)
+    for (variant, size), rows in curves.groupby(["variant", "size"], sort=False, dropna=False):
+        mean = rows.groupby("flops")["val_loss"].mean()
+        label = variant if not isinstance(size, str) else f"{variant} {size}"
+        ax.plot(mean.index, mean.values, color=report.palette.get(variant), label=label, linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs")
+    ax.set_ylabel("validation loss (nats/char)")
+    _bits_axis(ax, "y")
+    ax.legend(fontsize="x-small", ncol=2)
+    return _save(figure, path)
+
+
+def pareto_blocks(report: RunReport) -> list[Block]:
+    """Per device: each variant (and size) with its best loss, total FLOPs and wall seconds, and
+    whether it is on the front (no other is both better and cheaper)."""
+    evaluation = _evaluation(report)
+    done = evaluation[evaluation["status"] == "completed"]
+    if done.empty:
+        return []
+    done = done.assign(total_flops=done["flops_per_token"] * done["tokens"])
+    groups = done.groupby(["device", "variant", "size"], sort=False, dropna=False)
+    table = groups[["best_val_loss", "best_val_bpc", "total_flops", "wall_seconds"]].mean().reset_index()
+    blocks: list[Block] = [("h2", "Pareto fronts: best loss against compute and against wall time")]
+    rows = []
+    for device, frame in table.groupby("device", sort=False):
+        on_flops = _front(frame, "total_flops")
+        on_wall = _front(frame, "wall_seconds")
+        for index, row in frame.iterrows():
+            name = row["variant"] if not isinstance(row["size"], str) else f"{row['variant']} {row['size']}"
+            rows.append([device, name, _cell(row["best_val_loss"]), _cell(row["best_val_bpc"]),
+                         metrics.si(row["total_flops"]), _cell(row["wall_seconds"], ".1f"),
+                         "yes" if index in on_flops else "", "yes" if index in on_wall else ""])  # fmt: skip
+        names = [r[1] for r in rows if r[0] == device]
+        flops_front = [n for n, i in zip(names, frame.index, strict=True) if i in on_flops]
+        wall_front = [n for n, i in zip(names, frame.index, strict=True) if i in on_wall]
+        blocks.append(("p", f"On {device}, the front against FLOPs: {', '.join(flops_front)}; against wall seconds: "
+                            f"{', '.join(wall_front)}."))  # fmt: skip
+    columns = ["device", "variant", "best val loss", "bits/char", "FLOPs", "wall s", "FLOPs front", "wall front"]
+    return [*blocks[:1], ("table", Table(columns, rows)), *blocks[1:]]
+
+
+def _front(frame: pd.DataFrame, cost: str) -> set[Any]:
+    """Rows no other row beats on both loss and cost (at least as good on both, better on one)."""
+    front = set()
+    for index, row in frame.iterrows():
+        others = frame.drop(index)
+        dominated = (
+            (others["best_val_loss"] <= row["best_val_loss"])
+            & (others[cost] <= row[cost])
+            & ((others["best_val_loss"] < row["best_val_loss"]) | (others[cost] < row[cost]))
+        ).any()
+        if not dominated:
+            front.add(index)
+    return front

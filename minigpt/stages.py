@@ -1,0 +1,309 @@
+"""A fair sweep (`run --tune`, `--sizes`, `--max-flops`) as stages of ordinary trials.
+
+For each size, variant and device (a "group"):
+
+1. tune-short: every grid point (minigpt.tune) on every tuning seed at a quarter of the budget;
+   where the best lies at an edge of the grid, the grid grows a step that way (at most twice);
+2. tune-full: the best half of the points (at least two) at the full budget; the best of these
+   is the group's choice;
+3. eval: the evaluation seeds at the chosen values (or untuned, without --tune).
+
+Every stage runs through the sweep's executor into the same store, so tuning trials are
+resumable and isolated like any other; their IDs extend VARIANT--DEVICE--sSEED with the size,
+the point and `q` for the quarter budget, and trial.json marks their `stage`. Each group's
+budget follows the size ladder's token rule, or the FLOPs budget, or the sweep's budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from functools import cache
+from typing import Any
+
+from minigpt import tune
+from minigpt.config import Config, ConfigError
+from minigpt.executors import ExecutorOptions
+from minigpt.sizes import Size, SizeError, size_tokens
+from minigpt.store import RunStore
+from minigpt.sweep import SweepObserver, SweepPlan, open_run, run_trials
+from minigpt.train import Budget
+from minigpt.trial import TrialSpec
+from minigpt.variants import BASELINE, VariantRegistry
+
+STAGES = ("tune-short", "tune-full", "eval")
+
+
+@dataclass(frozen=True)
+class FairOptions:
+    tune: list[tune.TuneAxis] = field(default_factory=list)
+    tune_seeds: list[int] = field(default_factory=list)
+    sizes: list[Size] = field(default_factory=list)
+    max_flops: float | None = None
+    explicit_budget: bool = False  # --max-steps/--max-tokens/--max-seconds given: every size as given
+    preset_tokens: int = 0  # the preset's budget, which the token rule scales
+
+    def __post_init__(self) -> None:
+        if self.max_flops is not None and not (math.isfinite(self.max_flops) and self.max_flops > 0):
+            raise tune.TuneError(f"--max-flops must be a positive number of FLOPs, got {self.max_flops:g}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.tune or self.sizes or self.max_flops)
+
+    def describe(self) -> dict[str, Any]:
+        """What sweep.json records, and what a re-run must match."""
+        return {
+            "tune": [axis.describe() for axis in self.tune],
+            "tune_seeds": self.tune_seeds if self.tune else [],
+            "sizes": [size.describe() for size in self.sizes],
+            "max_flops": self.max_flops,
+            "token_rule": None if self.explicit_budget or self.max_flops or not self.sizes else self.preset_tokens,
+        }
+
+
+@dataclass
+class Group:
+    """One size, variant and device: what it is tuned over and what it evaluates."""
+
+    size: Size | None
+    variant: str
+    description: str
+    device: str
+    config: Config  # the variant at this size, untuned
+    changed: dict[str, Any]  # what the variant changes from the baseline at this size
+    budget: Budget
+    grid: list[tune.Point] = field(default_factory=list)
+    initial: int = 0
+    chosen: tune.Point = field(default_factory=dict)
+    at_edge: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return "/".join(p for p in (self.size.name if self.size else "", self.variant, self.device) if p)
+
+    def spec(self, seed: int, stage: str, point: tune.Point, budget: Budget, short: bool = False) -> TrialSpec:
+        parts = [self.size.name if self.size else "", tune.point_label(point) if stage != "eval" else "", "q" * short]
+        labels = {"stage": stage, "size": self.size.name if self.size else None, "tuned": point}
+        if stage == "eval" and self.at_edge:
+            labels["tuning_at_edge"] = self.at_edge
+        config = tune.apply_point(self.config, point)
+        return TrialSpec(self.variant, self.description, self.device, seed, config, self.changed, budget, labels,
+                         "--".join(p for p in parts if p))  # fmt: skip
+
+
+@cache
+def model_counts(config: Config) -> tuple[int, int]:
+    """(parameters, training FLOPs per token) of a configuration, from a model on the meta device."""
+    import torch
+
+    from minigpt.measure import flops_per_token
+    from minigpt.model import GPT
+
+    with torch.device("meta"):
+        model = GPT(config)
+    return model.num_params(), flops_per_token(model)
+
+
+def flops_steps(config: Config, max_flops: float) -> int:
+    """Optimizer steps that spend max_flops: FLOPs per token (the project's count) x tokens per step."""
+    return max(1, math.floor(max_flops / (model_counts(config)[1] * config.batch_size * config.block_size)))
+
+
+def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: Config, reference: Config) -> Budget:
+    """A group's full budget: its FLOPs budget, the ladder's token rule, or the sweep's budget."""
+    budget = plan.budget
+    if fair.max_flops:
+        steps = flops_steps(config, fair.max_flops)
+        if not fair.explicit_budget:  # the preset's token budget gives way to the FLOPs budget
+            return Budget(max_steps=steps, stop_at_target=budget.stop_at_target)
+        return replace(budget, max_steps=min(steps, budget.max_steps or steps))
+    if fair.sizes and not fair.explicit_budget:
+        tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens)
+        return Budget(max_tokens=tokens, stop_at_target=budget.stop_at_target)
+    return budget
+
+
+def short_budget(budget: Budget) -> Budget:
+    fraction = tune.SHORT_BUDGET_FRACTION
+    return Budget(
+        max_steps=math.ceil(budget.max_steps * fraction) if budget.max_steps else None,
+        max_tokens=math.ceil(budget.max_tokens * fraction) if budget.max_tokens else None,
+        max_seconds=budget.max_seconds * fraction if budget.max_seconds else None,
+        stop_at_target=budget.stop_at_target,
+    )
+
+
+def plan_groups(registry: VariantRegistry, plan: SweepPlan, fair: FairOptions, vocab_size: int) -> list[Group]:
+    """Every group, configured and checked (sizes, grids) before anything trains."""
+    base = plan.base_config.replace(vocab_size=vocab_size)
+    reference = _configure(registry, BASELINE, base) if BASELINE in registry.names() else base
+    groups = []
+    for size in fair.sizes or [None]:
+        sized = size.apply(base) if size else base
+        baseline = _configure(registry, BASELINE, sized, size) if BASELINE in registry.names() else sized
+        for device in plan.devices:
+            for name in plan.variants:
+                config = _configure(registry, name, sized, size)
+                changed = {key: new for key, (new, _) in config.diff(baseline).items()}
+                budget = group_budget(plan, fair, config, baseline, reference)
+                group = Group(size, name, registry.get(name).description, device, config, changed, budget)
+                group.grid = tune.initial_grid(fair.tune, config) if fair.tune else [{}]
+                group.initial = len(group.grid)
+                groups.append(group)
+    return groups
+
+
+def _configure(registry: VariantRegistry, name: str, config: Config, size: Size | None = None) -> Config:
+    try:
+        return registry.get(name).configure(config)
+    except ConfigError as error:
+        if size is None:
+            raise
+        raise SizeError(f"size {size.name} does not fit variant {name}: {error}") from None
+
+
+class StagedRun:
+    """Runs the groups' stages through one executor into one store, under one progress bar."""
+
+    def __init__(self, plan: SweepPlan, fair: FairOptions, store: RunStore, observer: SweepObserver) -> None:
+        self.plan, self.fair, self.store, self.observer = plan, fair, store, observer
+        self.records: dict[str, dict[str, Any]] = {}
+        self.expected = 0  # trials the bar already counts
+
+    def run(self, registry: VariantRegistry, fresh: bool, execute: Any) -> list[dict[str, Any]]:
+        with self.store.lock():
+            corpus, self.peaks = open_run(self.plan, self.store, fresh)
+            groups = plan_groups(registry, self.plan, self.fair, corpus.tokenizer.vocab_size)
+            self.corpus, self.execute = corpus, execute
+            self._announce(groups)
+            if self.fair.tune:
+                self._tune(groups)
+            evaluation = self._batch(
+                [g.spec(seed, "eval", g.chosen, g.budget) for seed in self.plan.seeds for g in groups]
+            )
+            return evaluation
+
+    def _announce(self, groups: list[Group]) -> None:
+        tune_seeds = len(self.fair.tune_seeds) if self.fair.tune else 0
+        per_group = [(g.initial + tune.promoted_count(g.initial)) * tune_seeds + len(self.plan.seeds) for g in groups]
+        self.expected = sum(per_group)
+        first = [g.spec(seed, "eval", {}, g.budget) for g in groups for seed in self.plan.seeds]
+        self.observer.sweep_started(replace(self.plan, trials=first), self.expected)
+        _add_trials(self.observer, self.expected - len(first))
+
+    def _batch(self, specs: list[TrialSpec]) -> list[dict[str, Any]]:
+        for spec in specs:
+            self.corpus.check_block_size(spec.config.block_size)
+        self._record_ids(specs)
+        records = run_trials(
+            specs, self.plan.settings, self.corpus, self.store, self.peaks, self.observer, self.execute
+        )
+        self.records.update((spec.id, record) for spec, record in zip(specs, records, strict=True))
+        return records
+
+    def _record_ids(self, specs: list[TrialSpec]) -> None:
+        sweep = self.store.read_sweep()
+        sweep["trials"] = list(dict.fromkeys([*sweep.get("trials", []), *(spec.id for spec in specs)]))
+        self.store.write_sweep(sweep)
+
+    def _scores(self, group: Group, points: list[tune.Point], short: bool) -> list[float]:
+        budget = short_budget(group.budget) if short else group.budget
+        stage = "tune-short" if short else "tune-full"
+        return [
+            tune.score(
+                [_loss(self.records.get(group.spec(s, stage, p, budget, short).id)) for s in self.fair.tune_seeds]
+            )
+            for p in points
+        ]
+
+    def _short_specs(self, group: Group, points: list[tune.Point]) -> list[TrialSpec]:
+        budget = short_budget(group.budget)
+        return [group.spec(seed, "tune-short", p, budget, short=True) for seed in self.fair.tune_seeds for p in points]
+
+    def _tune(self, groups: list[Group]) -> None:
+        self._batch([spec for g in groups for spec in self._short_specs(g, g.grid)])
+        for _ in range(tune.MAX_GROWTH):
+            grown = {g.key: tune.grow(self._best(g, g.grid, short=True), g.grid, g.config) for g in groups}
+            specs = [spec for g in groups for spec in self._short_specs(g, grown[g.key])]
+            if not specs:
+                break
+            for g in groups:
+                g.grid += grown[g.key]
+            _add_trials(self.observer, len(specs))
+            self._batch(specs)
+        promoted = {
+            g.key: tune.ranked(g.grid, self._scores(g, g.grid, True))[: tune.promoted_count(g.initial)] for g in groups
+        }
+        seeds = self.fair.tune_seeds
+        self._batch([g.spec(s, "tune-full", p, g.budget) for g in groups for s in seeds for p in promoted[g.key]])
+        for g in groups:
+            g.chosen = self._best(g, promoted[g.key], short=False)
+            g.at_edge = [key for key, _ in tune.edges(g.chosen, g.grid)]
+        self._record_choices(groups)
+
+    def _best(self, group: Group, points: list[tune.Point], short: bool) -> tune.Point:
+        return tune.ranked(points, self._scores(group, points, short))[0]
+
+    def _record_choices(self, groups: list[Group]) -> None:
+        sweep = self.store.read_sweep()
+        sweep["tuning"] = {
+            g.key: {"grid": g.grid, "chosen": g.chosen, "at_edge": g.at_edge, "size": g.size.name if g.size else None}
+            for g in groups
+        }
+        self.store.write_sweep(sweep)
+
+
+def _loss(record: dict[str, Any] | None) -> float | None:
+    return record.get("best_val_loss") if record and record.get("status") == "completed" else None
+
+
+def _add_trials(observer: SweepObserver, count: int) -> None:
+    """Tell a progress display that trials beyond those it was started with will run."""
+    added = getattr(observer, "trials_added", None)
+    if added is not None and count > 0:
+        added(count)
+
+
+def fair_options(
+    tune_specs: list[str],
+    tune_seeds: str | None,
+    sizes: str | None,
+    max_flops: float | None,
+    seeds: list[int],
+    base: Config,
+    explicit_budget: bool,
+    preset_tokens: int,
+) -> FairOptions:
+    """The fair-comparison options as `run` takes them, each checked (one line per mistake)."""
+    from minigpt.sizes import parse_sizes
+
+    if tune_seeds is not None and not tune_specs:
+        raise tune.TuneError("--tune-seeds needs --tune: the seeds only choose tuned values")
+    return FairOptions(
+        tune=tune.parse_tune(tune_specs, base),
+        tune_seeds=tune.parse_tune_seeds(tune_seeds, seeds),
+        sizes=parse_sizes(sizes) if sizes is not None else [],
+        max_flops=max_flops,
+        explicit_budget=explicit_budget,
+        preset_tokens=preset_tokens,
+    )
+
+
+def run_fair_sweep(
+    registry: VariantRegistry,
+    plan: SweepPlan,
+    fair: FairOptions,
+    store: RunStore,
+    observer: SweepObserver,
+    fresh: bool = False,
+    executor: ExecutorOptions | None = None,
+) -> list[dict[str, Any]]:
+    """Run the plan's stages (see the module's docstring); returns the evaluation trials' records."""
+    if executor is None:
+        from minigpt.local_executor import LocalOptions
+
+        executor = LocalOptions()
+    plan = replace(plan, fair=fair.describe())
+    with executor.open() as execute:
+        return StagedRun(plan, fair, store, observer).run(registry, fresh, execute)

@@ -1,0 +1,43 @@
+"""The size ladder: named sizes, one key's values, and the token rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from minigpt.config import Config
+from minigpt.sizes import NAMED_SIZES, TOKEN_CAP, SizeError, parse_sizes, size_tokens
+from minigpt.stages import model_counts
+
+
+def test_each_named_size_about_doubles_the_parameters_and_xs_is_the_presets_size() -> None:
+    assert NAMED_SIZES["xs"] == {"n_layer": Config().n_layer, "n_embd": Config().n_embd}
+    params = [model_counts(Config().replace(**changes))[0] for changes in NAMED_SIZES.values()]
+    ratios = [after / before for before, after in zip(params, params[1:], strict=False)]
+    assert all(1.6 < ratio < 2.5 for ratio in ratios), ratios
+
+
+def test_the_token_rule_keeps_tokens_per_parameter_and_caps_large_sizes() -> None:
+    assert size_tokens(800_000, 800_000, 600_000) == 600_000
+    assert size_tokens(1_600_000, 800_000, 600_000) == 1_200_000
+    assert size_tokens(400_000, 800_000, 600_000) == 300_000
+    assert size_tokens(100_000_000, 800_000, 600_000) == TOKEN_CAP * 600_000
+
+
+def test_one_keys_values_make_a_ladder_named_after_them() -> None:
+    sizes = parse_sizes("n_embd=128,192")
+    assert [s.name for s in sizes] == ["n_embd128", "n_embd192"]
+    assert sizes[1].apply(Config()).n_embd == 192
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("xs,huge", "unknown size 'huge'"), ("colour=1,2", "not a numeric"), ("n_embd=a", "expects int"), (",", "empty")],
+)
+def test_bad_sizes_are_refused_with_a_reason(spec: str, message: str) -> None:
+    with pytest.raises(SizeError, match=message):
+        parse_sizes(spec)
+
+
+def test_a_size_that_breaks_the_head_rule_names_itself() -> None:
+    with pytest.raises(SizeError, match="size n_embd130 does not fit"):
+        parse_sizes("n_embd=130")[0].apply(Config(n_head=4))

@@ -1,0 +1,156 @@
+"""A fair sweep's stages on a fake executor whose trials score a known objective of the learning
+rate: the choice, the growth at the grid's edges, the seeds, the ladder and FLOPs budgets."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from minigpt import stages, sweep
+from minigpt.config import Config
+from minigpt.sizes import parse_sizes
+from minigpt.stages import FairOptions, flops_steps, model_counts, plan_groups, run_fair_sweep
+from minigpt.store import RunStore
+from minigpt.sweep import QuietObserver, plan_sweep
+from minigpt.train import Budget
+from minigpt.tune import parse_tune
+from minigpt.variants import Variant, VariantRegistry
+from tests.conftest import SHAKESPEARE, TINY
+
+BASE = Config(**TINY, lr=0.004, min_lr=0.0004)
+
+
+def registry() -> VariantRegistry:
+    found = VariantRegistry()
+    found.add(Variant("baseline", "the reference", lambda cfg: cfg, "test"))
+    found.add(Variant("half-lr", "half the lr schedule", lambda cfg: cfg.replace(lr=cfg.lr / 2, min_lr=cfg.min_lr / 2), "test"))  # fmt: skip
+    found.add(Variant("wide-mlp", "more FLOPs per token", lambda cfg: cfg.replace(mlp="swiglu"), "test"))
+    return found
+
+
+class FakeExecutor:
+    """Scores each trial by how far its lr is from `best_lr` (log scale), without training."""
+
+    def __init__(self, best_lr: float) -> None:
+        self.best_lr = best_lr
+        self.ran: list = []
+
+    def prepare(self) -> None:
+        pass
+
+    def open(self) -> FakeExecutor:
+        return self
+
+    def __enter__(self) -> FakeExecutor:
+        return self
+
+    def __exit__(self, *error: object) -> None:
+        pass
+
+    def __call__(self, specs, settings, corpus, store, peak_flops, observer) -> None:  # noqa: ANN001
+        for spec in specs:
+            self.ran.append(spec)
+            loss = 1.0 + math.log(spec.config.lr / self.best_lr) ** 2
+            store.write_trial({"trial_id": spec.id, "variant": spec.variant, "seed": spec.seed, "status": "completed",
+                               "best_val_loss": loss, "config": spec.config.to_dict(), **spec.labels})  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_device_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep, "probe_devices", lambda specs, known: {})
+
+
+def fair_run(tmp_path: Path, best_lr: float, variants: str = "baseline", **fair: object) -> tuple[FakeExecutor, dict]:
+    plan = plan_sweep(registry(), variants, ["cpu"], [0, 1], BASE, str(SHAKESPEARE), Budget(max_steps=40))
+    options = FairOptions(**{"tune": parse_tune(["lr"], BASE), "tune_seeds": [1000], **fair})
+    executor = FakeExecutor(best_lr)
+    run_fair_sweep(registry(), plan, options, RunStore(tmp_path), QuietObserver(), executor=executor)
+    return executor, RunStore(tmp_path).read_sweep()["tuning"]
+
+
+def test_the_tuner_picks_the_known_best_and_evaluates_there(tmp_path: Path) -> None:
+    executor, tuning = fair_run(tmp_path, best_lr=0.008)
+    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.008)}
+    assert tuning["baseline/cpu"]["at_edge"] == []
+    evaluation = [s for s in executor.ran if s.labels["stage"] == "eval"]
+    assert [(s.seed, s.config.lr, s.config.min_lr) for s in evaluation] == [
+        (0, pytest.approx(0.008), pytest.approx(0.0008)), (1, pytest.approx(0.008), pytest.approx(0.0008))
+    ]  # fmt: skip
+    assert {s.id for s in evaluation} == {"baseline--cpu--s0", "baseline--cpu--s1"}
+
+
+def test_tuning_runs_a_quarter_budget_grid_then_the_best_two_at_the_full_budget(tmp_path: Path) -> None:
+    executor, _ = fair_run(tmp_path, best_lr=0.004)
+    short = [s for s in executor.ran if s.labels["stage"] == "tune-short"]
+    full = [s for s in executor.ran if s.labels["stage"] == "tune-full"]
+    assert len(short) == 5 and {s.budget.max_steps for s in short} == {10}
+    assert len(full) == 2 and {s.budget.max_steps for s in full} == {40}
+    assert "baseline--cpu--s1000--lr0.016--q" in {s.id for s in short}
+
+
+def test_tuning_and_evaluation_seeds_never_meet(tmp_path: Path) -> None:
+    executor, _ = fair_run(tmp_path, best_lr=0.004)
+    tuning_seeds = {s.seed for s in executor.ran if s.labels["stage"] != "eval"}
+    evaluation_seeds = {s.seed for s in executor.ran if s.labels["stage"] == "eval"}
+    assert tuning_seeds == {1000} and evaluation_seeds == {0, 1}
+
+
+def test_the_edge_rule_grows_the_grid_twice_at_most_and_flags_what_is_still_at_the_edge(tmp_path: Path) -> None:
+    executor, tuning = fair_run(tmp_path, best_lr=1.0)
+    short = [s for s in executor.ran if s.labels["stage"] == "tune-short"]
+    assert len(short) == 7  # 5 + one step up, twice
+    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.064)}
+    assert tuning["baseline/cpu"]["at_edge"] == ["lr"]
+
+
+def test_a_best_just_beyond_the_grid_is_found_by_growing_and_not_flagged(tmp_path: Path) -> None:
+    _, tuning = fair_run(tmp_path, best_lr=0.03)
+    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.032)}
+    assert tuning["baseline/cpu"]["at_edge"] == []
+
+
+def test_a_variant_that_only_halves_the_lr_gets_the_baselines_absolute_lr(tmp_path: Path) -> None:
+    executor, tuning = fair_run(tmp_path, best_lr=0.016, variants="baseline,half-lr")
+    assert tuning["half-lr/cpu"]["chosen"] == tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.016)}
+    evaluation = {(s.variant, s.seed): s.config for s in executor.ran if s.labels["stage"] == "eval"}
+    assert evaluation[("half-lr", 0)] == evaluation[("baseline", 0)]
+
+
+def test_a_rerun_resumes_every_stage_and_another_grid_is_another_plan(tmp_path: Path) -> None:
+    fair_run(tmp_path, best_lr=0.008)
+    executor, _ = fair_run(tmp_path, best_lr=0.008)
+    assert executor.ran == []
+    with pytest.raises(sweep.PlanError, match="another sweep"):
+        fair_run(tmp_path, best_lr=0.008, tune=parse_tune(["lr=1e-3,2e-3"], BASE))
+
+
+def groups(variants: str, **fair: object) -> list[stages.Group]:
+    plan = plan_sweep(registry(), variants, ["cpu"], [0], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000))
+    return plan_groups(registry(), plan, FairOptions(**fair), vocab_size=65)
+
+
+def test_a_flops_budget_gives_each_variant_the_steps_its_flops_per_token_allow() -> None:
+    baseline, wide = groups("baseline,wide-mlp", max_flops=3e9)
+    tokens_per_step = BASE.batch_size * BASE.block_size
+    per_token = {g.variant: model_counts(g.config.replace(vocab_size=65))[1] for g in (baseline, wide)}
+    assert per_token["wide-mlp"] != per_token["baseline"]
+    for group in (baseline, wide):
+        steps = group.budget.max_steps
+        assert steps == flops_steps(group.config, 3e9)
+        assert (
+            steps * per_token[group.variant] * tokens_per_step
+            <= 3e9
+            < (steps + 1) * per_token[group.variant] * tokens_per_step
+        )
+    assert baseline.budget.max_tokens is None  # the preset's tokens give way to the FLOPs budget
+
+
+def test_the_ladder_scales_tokens_with_the_baselines_parameters_unless_a_budget_is_given() -> None:
+    small, large = groups("baseline", sizes=parse_sizes("n_embd=16,32"), preset_tokens=64_000)
+    params = {g.size.name: model_counts(g.config)[0] for g in (small, large)}
+    assert small.budget.max_tokens == 64_000  # the preset's own size
+    assert large.budget.max_tokens == round(64_000 * params["n_embd32"] / params["n_embd16"])
+    given = groups("baseline", sizes=parse_sizes("n_embd=16,32"), preset_tokens=64_000, explicit_budget=True)
+    assert {g.budget.max_tokens for g in given} == {64_000}
