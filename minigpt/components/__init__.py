@@ -7,8 +7,45 @@ class XPos(PositionEncoding): ...
 """
 
 # Importing the implementations registers the built-ins.
-from minigpt.components import attentions, mlps, norms, optimizers, positions  # noqa: F401
-from minigpt.components.registries import attention, mlp, norm, optimizer, position
+from minigpt.components import (  # noqa: F401
+    attentions,
+    blocks,
+    embeddings,
+    heads,
+    inits,
+    mlps,
+    norms,
+    optimizers,
+    positions,
+    residuals,
+    schedules,
+)
+from minigpt.components.registries import (
+    attention,
+    block,
+    embedding,
+    head,
+    init,
+    mlp,
+    norm,
+    optimizer,
+    position,
+    residual,
+    schedule,
+)
 from minigpt.registry import Registry
 
-__all__ = ["Registry", "attention", "mlp", "norm", "optimizer", "position"]
+__all__ = [
+    "Registry",
+    "attention",
+    "block",
+    "embedding",
+    "head",
+    "init",
+    "mlp",
+    "norm",
+    "optimizer",
+    "position",
+    "residual",
+    "schedule",
+]
