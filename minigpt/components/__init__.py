@@ -33,9 +33,21 @@ from minigpt.components.registries import (
     residual,
     schedule,
 )
+from minigpt.config import Config
 from minigpt.registry import Registry
 
+# each registry's kind is the Config key that chooses from it
+CHOSEN_BY_CONFIG = (position, attention, norm, mlp, optimizer, block, residual, embedding, head, init, schedule)
+
+
+def check_names(cfg: Config) -> None:
+    """Every component `cfg` names is registered: a ConfigError naming the first that is not."""
+    for registry in CHOSEN_BY_CONFIG:
+        registry.get(getattr(cfg, registry.kind))
+
+
 __all__ = [
+    "check_names",
     "Registry",
     "attention",
     "block",
