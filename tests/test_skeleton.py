@@ -137,7 +137,7 @@ def test_token_shift_adds_a_learned_share_of_the_previous_position() -> None:
 def test_the_soft_cap_bounds_the_logits_by_cap_tanh() -> None:
     plain, capped = randomized(model_with()), model_with(softcap=5.0)
     with torch.no_grad():
-        plain.lm_head.weight.mul_(20)  # logits far past the cap
+        plain.lm_head.weight.mul_(4)  # logits past the cap, short of where tanh rounds to 1
     capped.load_state_dict(plain.state_dict())
     raw, logits = plain(tokens())[0], capped(tokens())[0]
     assert raw.abs().max() > 5
