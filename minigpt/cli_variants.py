@@ -89,7 +89,7 @@ def variants_show(
     cfg = chosen.configure(preset_base)
     console.print(f"[bold]{chosen.name}[/] ({chosen.family}, {chosen.source})")
     console.print(chosen.description, markup=False)
-    console.print(f"defined in {chosen.origin}", markup=False)
+    console.print(f"defined in {chosen.origin}", markup=False, soft_wrap=True)  # a path stays one line
     changes = cfg.diff(base)
     for key, (new, old) in changes.items():
         console.print(f"  {key}: {old!r} -> {new!r}", markup=False)
