@@ -72,6 +72,16 @@ def test_the_variant_trains_without_nan(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", VARIANTS)
+def test_the_variant_takes_a_step_at_the_default_size_and_at_an_odd_depth(name: str) -> None:
+    variant = discover().get(name)
+    for base in (PRESETS["cpu-fast"].config(), PRESETS["cpu-fast"].config().replace(n_layer=3)):
+        cfg = variant.configure(base.replace(batch_size=2))
+        step = TrainStep(cfg, "cpu", seed=0)
+        tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.block_size + 1))
+        assert torch.isfinite(step.step(tokens[:, :-1], tokens[:, 1:]))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
 def test_the_variant_round_trips_through_a_checkpoint(name: str, tmp_path: Path) -> None:
     model = random_model(variant_config(name))
     save_checkpoint(tmp_path, model, CharTokenizer(VOCAB), variant=name)
