@@ -1,4 +1,6 @@
-"""Registries of named building blocks. A variant selects an implementation by name.
+"""Registries of named building blocks. A variant selects an implementation by name, through
+the Config key of the same name: position, attention, norm, mlp, optimizer (the components),
+and block, residual, embedding, head, init, schedule (the skeleton around them).
 
 from minigpt.components import position
 

@@ -32,7 +32,7 @@ class ResidualStream(nn.Module):
 @residual.register("x0")
 class X0Reinjection(ResidualStream):
     """The embeddings x0 re-added to every block's input with a learned weight per layer,
-    starting at 0 (modded-nanogpt's x0 lambdas; "value/embedding shortcuts")."""
+    starting at 0, so training starts from the plain stream (modded-nanogpt's x0 lambdas)."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
