@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -17,15 +18,22 @@ variants_app = typer.Typer(help="List, inspect and scaffold variant plugins.", n
 
 @variants_app.command("list")
 def variants_list(
+    pattern: Annotated[
+        str | None, typer.Argument(help="Only the variants whose name matches this glob, e.g. 'attn-*'.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     preset: PresetOption = "cpu-fast",
     plugins: PluginsOption = None,
 ) -> None:
-    """Every variant found: name, family, description, source, parameters at the default size."""
+    """Every variant found, grouped by family: name, description, source, parameters at the
+    default size. `--json` prints a flat list of objects with the family in each."""
     from minigpt.model import GPT
 
     base = preset_config(preset).config()
-
+    found = list(discover_variants(plugins))
+    chosen = [v for v in found if pattern is None or fnmatch.fnmatchcase(v.name, pattern)]
+    if not chosen:
+        raise UserError(f"no variant matches {pattern!r}; `minigpt-bench variants list` shows all {len(found)}")
     rows = [
         {
             "name": v.name,
@@ -35,19 +43,33 @@ def variants_list(
             "origin": v.origin,
             "params": GPT(v.configure(base)).num_params(),
         }
-        for v in discover_variants(plugins)
+        for v in chosen
     ]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
+    title = (
+        f"{len(rows)} variants" if pattern is None else f"{len(rows)} variants matching {pattern!r} (of {len(found)})"
+    )
+    console.print(family_table(rows, title))
+
+
+def family_table(rows: list[dict], title: str):  # noqa: ANN201 (rich is imported lazily)
+    """The rows grouped by family, families in the order they were first found, a rule between."""
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} variants")
-    for column in ("name", "family", "description", "source", "params"):
+    table = Table(title=title)
+    for column in ("family", "name", "description", "source", "params"):
         table.add_column(column, justify="right" if column == "params" else "left")
-    for row in rows:
-        table.add_row(row["name"], row["family"], row["description"], row["source"], f"{row['params']:,}")
-    console.print(table)
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    for family in families:
+        members = [row for row in rows if row["family"] == family]
+        for index, row in enumerate(members):
+            last = index == len(members) - 1
+            label = family if index == 0 else ""
+            cells = (label, row["name"], row["description"], row["source"], f"{row['params']:,}")
+            table.add_row(*cells, end_section=last)
+    return table
 
 
 @variants_app.command("show")
@@ -65,8 +87,9 @@ def variants_show(
     chosen = registry.get(name)
     base = registry.get(BASELINE).configure(preset_base) if BASELINE in registry.names() else preset_base
     cfg = chosen.configure(preset_base)
-    console.print(f"[bold]{chosen.name}[/] ({chosen.family}, {chosen.source}: {chosen.origin})")
+    console.print(f"[bold]{chosen.name}[/] ({chosen.family}, {chosen.source})")
     console.print(chosen.description, markup=False)
+    console.print(f"defined in {chosen.origin}", markup=False, soft_wrap=True)  # a path stays one line
     changes = cfg.diff(base)
     for key, (new, old) in changes.items():
         console.print(f"  {key}: {old!r} -> {new!r}", markup=False)

@@ -43,6 +43,14 @@ class Config:
     window_pattern: str = "SL"  # per layer, cycled from the first: S windowed, L full; the last layer is always full
     rope_base: float = 10000.0  # RoPE's frequencies are rope_base^(-2i/d) over the d rotated dims
     rope_fraction: float = 1.0  # share of each head's dims that RoPE rotates (the first ones, as GPT-NeoX)
+    # the model's skeleton, each a registry in minigpt.components; these defaults are the baseline's
+    block: str = "pre-norm"  # block layout: pre-norm, post-norm, sandwich, parallel
+    residual: str = "plain"  # residual stream: plain, x0 (embeddings re-injected), unet (mirrored skips)
+    embedding: str = "token"  # what the blocks get from the token embeddings: token, token-shift
+    head: str = "linear"  # the head's loss side: cross-entropy with softcap and z_loss
+    softcap: float = 0.0  # logits become softcap * tanh(logits / softcap); 0: uncapped
+    z_loss: float = 0.0  # weight of PaLM's z-loss, mean(logsumexp(logits)^2); 0: none
+    init: str = "gpt2"  # weight initialization: gpt2, zero-proj
     # training
     batch_size: int = 12
     lr: float = 3e-3
@@ -53,6 +61,8 @@ class Config:
     beta2: float = 0.99
     grad_clip: float = 1.0
     optimizer: str = "adamw"
+    schedule: str = "cosine"  # lr schedule after warm-up: cosine, linear, constant, wsd
+    decay_fraction: float = 0.2  # wsd: the share of the budget, at its end, spent decaying to min_lr
     eval_interval: int = 250
     eval_batches: int = 20  # 0: the whole validation split
     patience: int = 0
@@ -84,6 +94,10 @@ class Config:
         for key in ("warmup_steps", "patience", "weight_decay", "grad_clip", "eval_batches"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.softcap < 0 or self.z_loss < 0:
+            raise ConfigError(f"softcap and z_loss must be >= 0, got softcap={self.softcap} z_loss={self.z_loss}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ConfigError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         for key, choices in (("compile", COMPILE_MODES), ("precision", PRECISIONS)):
             if getattr(self, key) not in choices:
                 raise ConfigError(f"{key} must be one of {'|'.join(choices)}, got {getattr(self, key)!r}")

@@ -41,6 +41,9 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._factories)
 
+    def factories(self) -> list[Callable[..., T]]:
+        return list(self._factories.values())
+
 
 def _origin(factory: Callable) -> str:
     return f"{factory.__module__}.{factory.__qualname__}"

@@ -18,6 +18,7 @@ from torch import nn
 
 from minigpt import components
 from minigpt.allocator import keep_freed_memory
+from minigpt.components.contracts import check_components
 from minigpt.config import Config
 from minigpt.measure import synchronize
 from minigpt.model import GPT
@@ -42,6 +43,7 @@ class TrainStep:
             keep_freed_memory()
         torch.manual_seed(seed)
         self.model = GPT(cfg).to(self.device)
+        check_components(self.model)
         self.optimizer = components.optimizer.build(cfg.optimizer, self.model, cfg, self.device)
         self.compiled = cfg.compile != "false"
         self.step_model = compile_model(self.model, cfg.compile)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from minigpt import components
 from minigpt.config import Config
 from minigpt.data import BatchSampler, Corpus
 from minigpt.errors import UserError
@@ -76,11 +77,9 @@ class TrialResult:
 
 
 def lr_at(cfg: Config, step: int, progress: float) -> float:
-    """Linear warm-up over warmup_steps, then cosine from lr to min_lr as progress goes 0 -> 1."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(max(progress, 0.0), 1.0)
-    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+    """The learning rate of cfg.schedule (minigpt.components.schedules) at `step`, `progress`
+    (0 -> 1) through the budget after warm-up."""
+    return components.schedule.get(cfg.schedule)(cfg, step, progress)
 
 
 class Trainer:
@@ -105,6 +104,7 @@ class Trainer:
         self.budget = budget
         self.on_best = on_best
         self.result = TrialResult()
+        self.lr_schedule = components.schedule.get(self.cfg.schedule)
         self.train_step = TrainStep(self.cfg, device, seed)
         self.device = self.train_step.device
         self.tokens_per_step = self.train_step.tokens_per_step
@@ -138,7 +138,7 @@ class Trainer:
         reset_peak_memory(self.device)
         self._started = time.perf_counter()
         while not result.stop_reason:
-            lr = lr_at(cfg, result.steps, self._progress(total_steps))
+            lr = self.lr_schedule(cfg, result.steps, self._progress(total_steps))
             self._timed_step(sampler, lr)
             spent = self._budget_spent(total_steps)
             if spent or result.steps % cfg.eval_interval == 0:

@@ -53,10 +53,14 @@ class Variant:
     origin: str = ""  # the file or entry point it came from
 
     def configure(self, base: Config) -> Config:
-        """The variant's configuration, validated: a variant that yields an invalid one fails
-        here, before any training."""
+        """The variant's configuration, validated (its keys, and that every component it names
+        is registered): a variant that yields an invalid one fails here, before any training."""
+        from minigpt.components import check_names  # torch: only once a variant is configured
+
         try:
             cfg = self.apply(base)
+            if isinstance(cfg, Config):
+                check_names(cfg)
         except ConfigError as error:
             raise VariantError(f"variant {self.name!r} ({self.origin}): {error}") from None
         if not isinstance(cfg, Config):
