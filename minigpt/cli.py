@@ -182,6 +182,7 @@ def run(
         console.print(f"report: {write_report(out, default_report_dir(out))}", soft_wrap=True)
     failures = failures_line(records, out)
     if failures:
+        sys.stdout.flush()  # the last line, also where stdout and stderr go to one pipe
         print(f"error: {failures}", file=sys.stderr)
         raise typer.Exit(1)
 
@@ -224,6 +225,7 @@ def speed(
     failed = failed_measurements(measure_speed(run_dir, rounds))
     console.print(f"speed: {run_dir / 'speed.json'}", soft_wrap=True)
     if failed:
+        sys.stdout.flush()
         print(f"error: the speed of {', '.join(failed)} could not be measured", file=sys.stderr)
         raise typer.Exit(1)
 
