@@ -108,12 +108,12 @@ def run(
 ) -> None:
     """Sweep variants x devices x seeds under one budget, then summarize (and report).
 
-    Re-running the same command resumes: trials that completed, diverged or were skipped are
-    kept; those that failed are retried (their earlier errors kept in trial.json's attempts).
+    Re-running the same command resumes: trials that completed, diverged or were
+    skipped are kept; failed ones are retried (earlier errors kept as attempts).
 
-    Exit codes: 0 every trial completed or diverged (or was skipped for an absent device),
-    1 any trial failed (the last line says how many and where), 2 a mistake in the command,
-    130 Ctrl-C, 143 SIGTERM (both keep the finished trials: run again to resume)."""
+    Exit codes: 0 every trial completed or diverged (or skipped: absent device);
+    1 a trial failed (the last line says how many, and where their errors are);
+    2 a mistake in the command; 130 Ctrl-C; 143 SIGTERM (run again to resume)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
     chosen_executor = executor_options(executor, {"ray_address": ray_address, "ray_cpus_per_trial": ray_cpus_per_trial})
@@ -153,13 +153,13 @@ def run(
         max_vocab,
         options={"preset": recipe.preset, "overrides": set_ or [], "plugins": [str(p) for p in plugins or []]},
     )
-    store = RunStore(out)
+    store = RunStore(out, retry_failed=not no_retry)
     retrying = [] if fresh or no_retry else store.failed_trials([spec.id for spec in plan.trials])
     for line in [] if fresh else unreadable_warnings(store, [spec.id for spec in plan.trials]):
         print(line, file=sys.stderr)
     observer = LogObserver(console) if quiet else RichObserver(console)
     try:
-        records = run_sweep(plan, store, observer, fresh, chosen_executor, retry_failed=not no_retry)
+        records = run_sweep(plan, store, observer, fresh, chosen_executor)
     except KeyboardInterrupt as interrupt:
         observer.close()
         console.print(summary_table(store.trials()))

@@ -39,8 +39,12 @@ def trial_id(variant: str, device: str, seed: int) -> str:
 
 
 class RunStore:
-    def __init__(self, root: str | Path) -> None:
+    """A run directory. `retry_failed` is this run's policy for the failed trials it finds: not
+    finished (run again, the default), or finished and kept as they are (`run --no-retry`)."""
+
+    def __init__(self, root: str | Path, retry_failed: bool = True) -> None:
         self.root = Path(root)
+        self.retry_failed = retry_failed
 
     @property
     def sweep_path(self) -> Path:
@@ -112,12 +116,13 @@ class RunStore:
         record = self.read_trial(trial)
         return record is not None and record.get("status") in ENDED
 
-    def needs_run(self, trial: str, retry_failed: bool = True) -> bool:
-        """Whether a (re-)run must run this trial: it never ended (no record, an unreadable one,
-        `running` or `interrupted`), or it failed and failures are retried."""
+    def is_finished(self, trial: str) -> bool:
+        """Whether this run keeps the trial as it is (a re-run runs the others): its result, or
+        its failure when failures are not retried. No record, an unreadable one, `running` or
+        `interrupted` is unfinished."""
         record = self.read_trial(trial)
         status = None if record is None else record.get("status")
-        return status not in RESULTS and (status != "failed" or retry_failed)
+        return status in RESULTS or (status == "failed" and not self.retry_failed)
 
     @contextmanager
     def metrics_log(self, trial: str) -> Iterator[TextIO]:

@@ -1,8 +1,8 @@
 """Plan a sweep (variants x devices x seeds, one budget), run its trials, keep the results.
 
 Data flows one way: plan -> executor -> trial runner (minigpt.trial) -> store. A trial that
-fails or diverges is recorded and the sweep goes on; a re-run of the same plan skips the trials
-that completed, diverged or were skipped, retries those that failed (unless told not to), and a
+fails or diverges is recorded and the sweep goes on; a re-run of the same plan skips finished
+trials (those that failed are not finished unless the store keeps failures: minigpt.store), and a
 different plan is refused rather than mixed into the old results.
 """
 
@@ -200,11 +200,9 @@ def run_sweep(
     observer: SweepObserver | None = None,
     fresh: bool = False,
     executor: ExecutorOptions | None = None,
-    retry_failed: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every unfinished trial of the plan into the store with the executor those options
-    open (the local one when None), failed ones too unless `retry_failed` is False; returns the
-    plan's records. Raises KeyboardInterrupt after
+    open (the local one when None); returns the plan's records. Raises KeyboardInterrupt after
     recording the running trials as interrupted, and PlanError, touching nothing, when the
     store holds another plan's results."""
     if executor is None:
@@ -212,11 +210,11 @@ def run_sweep(
 
         executor = LocalOptions()
     with executor.open() as execute:
-        return _run(plan, store, observer or QuietObserver(), fresh, execute, retry_failed)
+        return _run(plan, store, observer or QuietObserver(), fresh, execute)
 
 
 def _run(
-    plan: SweepPlan, store: RunStore, observer: SweepObserver, fresh: bool, execute: Executor, retry_failed: bool
+    plan: SweepPlan, store: RunStore, observer: SweepObserver, fresh: bool, execute: Executor
 ) -> list[dict[str, Any]]:
     from minigpt.data import load_corpus
 
@@ -234,7 +232,7 @@ def _run(
         sweep.setdefault("created_at", sweep["updated_at"])
         sweep["peak_flops"] = probe_devices(plan.trials, sweep.get("peak_flops", {}))
         store.write_sweep(sweep)
-        pending = [spec for spec in plan.trials if store.needs_run(spec.id, retry_failed)]
+        pending = [spec for spec in plan.trials if not store.is_finished(spec.id)]
         observer.sweep_started(plan, len(pending))
         for spec in plan.trials:
             if spec not in pending:

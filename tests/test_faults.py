@@ -255,9 +255,10 @@ def test_store_plans_results_kept_failures_retried_and_attempts_carried(tmp_path
     store = RunStore(tmp_path)
     for status in ("completed", "diverged", "skipped", "failed", "interrupted", "running"):
         store.write_trial({"trial_id": status, "status": status, "error": None})
-    assert [t for t in ("completed", "diverged", "skipped") if store.needs_run(t)] == []
-    assert store.needs_run("failed") and not store.needs_run("failed", retry_failed=False)
-    assert all(store.needs_run(t, retry_failed=False) for t in ("interrupted", "running", "never-ran"))
+    keeping = RunStore(tmp_path, retry_failed=False)
+    assert all(store.is_finished(t) for t in ("completed", "diverged", "skipped"))
+    assert not store.is_finished("failed") and keeping.is_finished("failed") and store.has_ended("failed")
+    assert not any(keeping.is_finished(t) for t in ("interrupted", "running", "never-ran"))
     store.write_trial({"trial_id": "retried", "status": "failed", "error": "boom", "started_at": "t0"})
     store.write_trial({"trial_id": "retried", "status": "running", "error": None})  # the retry starts
     store.write_trial({"trial_id": "retried", "status": "failed", "error": "bang", "started_at": "t1"})
@@ -357,6 +358,7 @@ def test_sigterm_during_a_checkpoint_write_leaves_every_json_whole_and_the_next_
     assert {t["status"] for t in trials(out).values()} == {"completed"}
 
 
+@pytest.mark.slow
 def test_a_truncated_trial_json_is_run_again_with_one_warning(
     sweep: Sweep,  # noqa: F811
     tmp_path: Path,
