@@ -1,5 +1,6 @@
 """Atomic file writes: write a temporary file beside the target, flush it, rename it over.
-A reader (or a process killed mid-write) never sees half a file."""
+A reader (or a process killed mid-write) never sees half a file, and a write that finds the
+disk full leaves nothing behind and raises DiskFull naming the target."""
 
 from __future__ import annotations
 
@@ -11,23 +12,39 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from minigpt.errors import DiskFull, is_disk_full
+
 
 @contextmanager
 def atomic_target(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path to write; on success it replaces `path` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make every result private to its writer
+    with naming_a_full_disk(path):  # outside the cleanup: the space it names is what is left
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make every result private to its writer
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+@contextmanager
+def naming_a_full_disk(path: Path) -> Iterator[None]:
+    """Any error inside that says the disk is full becomes DiskFull(path)."""
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield
+    except DiskFull:
+        raise
+    except Exception as error:
+        if is_disk_full(error):
+            raise DiskFull(path) from error
+        raise
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -142,6 +142,15 @@ class BenchResult:
     saved: list[Path] = field(default_factory=list)
 
 
+COMMAND_EXIT_CODES = {0: 0, 1: 1, 2: 130, 3: 1, 4: 2, 5: 1}  # pytest's exit code -> bench's
+
+
+def command_exit_code(pytest_code: int) -> int:
+    """`bench`'s exit code, as every command's: 0 all measured, 1 a measurement failed (or none
+    was collected), 2 a mistake in the pytest options after `--`, 130 interrupted."""
+    return COMMAND_EXIT_CODES.get(pytest_code, 1)
+
+
 def run_bench(
     variants: str = "all",
     devices: str = "auto",

@@ -13,8 +13,9 @@ import typer
 
 from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants
 from minigpt.cli_variants import variants_app
-from minigpt.errors import UserError
+from minigpt.errors import DiskFull, UserError
 from minigpt.executors import executor_names, executor_options
+from minigpt.interrupts import exit_code, sigterm_as_interrupt
 from minigpt.sizes import sizes_help
 
 app = typer.Typer(
@@ -110,6 +111,9 @@ def run(
     ] = None,
     out: Annotated[Path, typer.Option(help="Run directory; re-running the same one resumes.")] = Path("runs/default"),
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete what --out holds and start over.")] = False,
+    no_retry: Annotated[
+        bool, typer.Option("--no-retry", help="Keep the trials that failed in --out as they are; do not retry them.")
+    ] = False,
     no_speed: Annotated[
         bool, typer.Option("--no-speed", help="Skip the interleaved speed comparison after training.")
     ] = False,
@@ -119,13 +123,28 @@ def run(
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the report at the end.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")] = False,
 ) -> None:
-    """Sweep variants x devices x seeds under one budget, then summarize (and report)."""
+    """Sweep variants x devices x seeds under one budget, then summarize (and report).
+
+    Re-running the same command resumes: trials that completed, diverged or were
+    skipped are kept; failed ones are retried (earlier errors kept as attempts).
+
+    Exit codes: 0 every trial completed or diverged (or skipped: absent device);
+    1 a trial failed (the last line says how many, and where their errors are);
+    2 a mistake in the command; 130 Ctrl-C; 143 SIGTERM (run again to resume)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a run directory; choose another path")
     chosen_executor = executor_options(executor, {"ray_address": ray_address, "ray_cpus_per_trial": ray_cpus_per_trial})
     chosen_executor.prepare()  # what it starts now overlaps this process's imports and the planning
     from minigpt.config import resolve_recipe
-    from minigpt.progress import LogObserver, RichObserver, concurrency_warning, summary_table
+    from minigpt.progress import (
+        LogObserver,
+        RichObserver,
+        concurrency_warning,
+        failures_line,
+        retry_line,
+        summary_table,
+        unreadable_warnings,
+    )
     from minigpt.speed import check_rounds
     from minigpt.stages import fair_options, run_fair_sweep
     from minigpt.store import RunStore
@@ -155,23 +174,25 @@ def run(
     )
     fair = fair_options(tune or [], tune_seeds, sizes, max_flops, plan.seeds, recipe.config, explicit_budget,
                         recipe.max_tokens)  # fmt: skip
-    store = RunStore(out)
+    store = RunStore(out, retry_failed=not no_retry)
+    retrying = [] if fresh or no_retry else store.failed_trials([spec.id for spec in plan.trials])
+    for line in [] if fresh else unreadable_warnings(store, [spec.id for spec in plan.trials]):
+        print(line, file=sys.stderr)
     observer = LogObserver(console) if quiet else RichObserver(console)
     try:
         if fair.active:
             records = run_fair_sweep(registry, plan, fair, store, observer, fresh, chosen_executor)
         else:
             records = run_sweep(plan, store, observer, fresh, chosen_executor)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         observer.close()
         console.print(summary_table(store.trials()))
         console.print(f"interrupted: finished trials are kept in {out}; run the same command again to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(interrupt)) from None
     observer.close()
     console.print(summary_table(records))
-    warning = concurrency_warning(records)
-    if warning:
-        console.print(warning, style="yellow", markup=False)
+    for line in filter(None, (retry_line(records, retrying), concurrency_warning(records))):
+        console.print(line, style="yellow", markup=False)
     console.print(f"results: {out}")
     if not no_speed:
         try:
@@ -183,11 +204,16 @@ def run(
         from minigpt.report import default_report_dir, write_report
 
         console.print(f"report: {write_report(out, default_report_dir(out))}", soft_wrap=True)
+    failures = failures_line(records, out)
+    if failures:
+        sys.stdout.flush()  # the last line, also where stdout and stderr go to one pipe
+        print(f"error: {failures}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
-def measure_speed(run_dir: Path, rounds: int) -> None:
+def measure_speed(run_dir: Path, rounds: int) -> dict:
     """The interleaved speed phase with a progress bar, then its table (one line when no device
-    has two variants to compare)."""
+    has two variants to compare); returns what speed.json holds."""
     from rich.progress import Progress
 
     from minigpt.progress import speed_table
@@ -198,14 +224,15 @@ def measure_speed(run_dir: Path, rounds: int) -> None:
     _, devices, _ = run_contenders(store)
     untimed = untimed_devices(store, devices)
     if len(untimed) == len(devices):
-        measure_run_speed(run_dir, rounds)  # speed.json says why, for the report
+        speed = measure_run_speed(run_dir, rounds)  # speed.json says why, for the report
         reasons = "; ".join(untimed.values())
         console.print(f"interleaved speed: not measured ({reasons})", markup=False, highlight=False, soft_wrap=True)
-        return
+        return speed
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * (len(devices) - len(untimed)))
         speed = measure_run_speed(run_dir, rounds, on_round=lambda: progress.advance(task))
     console.print(speed_table(speed))
+    return speed
 
 
 @app.command()
@@ -215,9 +242,16 @@ def speed(
 ) -> None:
     """Interleaved speed of a run's variants: their training steps alternate in rounds in one
     process, each variant's tokens/s paired with the baseline's in the same round (> 1 is faster),
-    with a 95% interval and a verdict. Writes RUN_DIR/speed.json, which `report` shows."""
-    measure_speed(run_dir, rounds)
+    with a 95% interval and a verdict. Writes RUN_DIR/speed.json, which `report` shows.
+    Exits 1 when a measurement failed (its error is in the table and speed.json)."""
+    from minigpt.speed import failed_measurements
+
+    failed = failed_measurements(measure_speed(run_dir, rounds))
     console.print(f"speed: {run_dir / 'speed.json'}", soft_wrap=True)
+    if failed:
+        sys.stdout.flush()
+        print(f"error: the speed of {', '.join(failed)} could not be measured", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -263,8 +297,9 @@ def bench(
 
     Arguments after `--` go to pytest and pytest-benchmark, e.g.
     `minigpt-bench bench -- --benchmark-autosave --benchmark-compare --benchmark-histogram`.
+    Exits 1 when a measurement failed (or none was taken), 2 for a mistake in those arguments.
     """
-    from minigpt.bench import run_bench, summarize
+    from minigpt.bench import command_exit_code, run_bench, summarize
 
     result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args, rounds, preset)
     if result.report is not None:
@@ -272,7 +307,7 @@ def bench(
         console.print(summarize(result.report), markup=False, highlight=False, soft_wrap=True)
         for path in result.saved:
             console.print(f"benchmark JSON: {path}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(command_exit_code(result.exit_code))
 
 
 @app.command()
@@ -354,14 +389,19 @@ def data_info(
 
 
 def main() -> None:
-    """Console entry point: user mistakes end in one line on stderr and exit code 2."""
+    """Console entry point: user mistakes end in one line on stderr and exit code 2; Ctrl-C
+    in 130, SIGTERM in 143, a full disk in one line and 1."""
     try:
-        code = app(standalone_mode=False)
+        with sigterm_as_interrupt():
+            code = app(standalone_mode=False)
     except typer.Exit as exit_:
         code = exit_.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as interrupt:
         print("interrupted", file=sys.stderr)
-        code = 130
+        code = exit_code(interrupt)
+    except DiskFull as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = 1
     except (UserError, typer.TyperException) as error:
         message = error.format_message() if hasattr(error, "format_message") else str(error)
         print(f"error: {message}", file=sys.stderr)

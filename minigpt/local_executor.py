@@ -103,7 +103,7 @@ def lost_record(spec: TrialSpec, settings: TrialSettings, store: RunStore, exit_
     """What a trial whose process died holds: its own record if it finished writing one, else `failed`."""
     from minigpt.trial import ended_record
 
-    if store.is_finished(spec.id):
+    if store.has_ended(spec.id):
         return store.read_trial(spec.id)
     record = ended_record(spec, settings, "failed", f"the trial's process died (exit code {exit_code})")
     store.write_trial(record)

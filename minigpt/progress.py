@@ -3,6 +3,8 @@ summary table it ends with."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -11,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from minigpt import metrics
+from minigpt.errors import DiskFull
+from minigpt.store import RESULTS, RunStore
 from minigpt.sweep import SweepPlan, TrialSpec
 
 STATUS_STYLE = {
@@ -159,3 +163,34 @@ def speed_table(speed: dict[str, Any]) -> Table:
         if measured["drift"]["flagged"]:
             table.caption = f"warning: {device} changed speed by {measured['drift']['change']:+.0%} meanwhile"
     return table
+
+
+def retry_line(records: list[dict[str, Any]], retried: list[str]) -> str | None:
+    """How many failed trials this run retried, and how they ended this time."""
+    if not retried:
+        return None
+    outcomes = Counter(r.get("status") for r in records if r and r["trial_id"] in retried)
+    ends = ", ".join(f"{count} {status}" for status, count in outcomes.items())
+    return f"retried {len(retried)} failed trial(s): {ends}"
+
+
+def failures_line(records: list[dict[str, Any] | None], out: Path) -> str | None:
+    """The last line of a run that any trial failed: how many, where their errors are, and a
+    full disk by name (its message says where and how much space is left)."""
+    failed = [r for r in records if r is None or r.get("status") not in RESULTS]
+    if not failed:
+        return None
+    full = next((r["error"] for r in failed if r and DiskFull.__name__ in str(r.get("error"))), None)
+    cause = f" ({full.removeprefix(DiskFull.__name__ + ': ')})" if full else ""
+    return (
+        f"{len(failed)} of {len(records)} trials failed{cause}; their errors are in "
+        f"{out / 'trials' / 'TRIAL_ID' / 'trial.json'} (error, traceback); run the same command again to retry them"
+    )
+
+
+def unreadable_warnings(store: RunStore, trials: list[str]) -> list[str]:
+    """One line for each trial whose record cannot be read: it is run again, not silently."""
+    return [
+        f"warning: {store.trial_dir(trial) / 'trial.json'} is unreadable (cut short?); running {trial} again"
+        for trial in store.unreadable_trials(trials)
+    ]

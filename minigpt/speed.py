@@ -133,13 +133,14 @@ def measure_device(
         except Exception as error:  # a variant that cannot be built has no speed; the others still do
             errors[name] = {"error": f"{type(error).__name__}: {error}"}
     if baseline not in {c.name for c in contenders}:
-        return {"skipped": f"the baseline {baseline!r} could not be built: {errors.get(baseline, {}).get('error')}"}
+        error = errors.get(baseline, {}).get("error")
+        return {"skipped": f"the baseline {baseline!r} could not be built: {error}", "failed": True}
     precision = resolve_precision(configs[baseline].precision, torch.device(device))
     before, size = probe_speed(device, precision)
     seconds, failed = time_rounds(contenders, rounds, on_round=on_round)
     drift = drift_fields(before, probe_speed(device, precision, size)[0])
     if baseline in failed:
-        return {"skipped": f"the baseline {baseline!r} failed to step: {failed[baseline]}"}
+        return {"skipped": f"the baseline {baseline!r} failed to step: {failed[baseline]}", "failed": True}
     errors.update({name: {"error": error} for name, error in failed.items()})
     return {
         "device_name": device_name(torch.device(device)),
@@ -147,6 +148,17 @@ def measure_device(
         "drift": {**drift["drift"], "flagged": drift["drift_flagged"]},
         "variants": {**compare([c for c in contenders if c.name in seconds], seconds, baseline), **errors},
     }
+
+
+def failed_measurements(speed: dict[str, Any]) -> list[str]:
+    """'DEVICE' or 'VARIANT on DEVICE' for each measurement of speed.json that failed (not the
+    devices skipped for being absent or having nothing to compare)."""
+    failed = []
+    for device, measured in speed["devices"].items():
+        if measured.get("failed"):
+            failed.append(device)
+        failed += [f"{name} on {device}" for name, row in measured.get("variants", {}).items() if "error" in row]
+    return failed
 
 
 def allow_recompiles(count: int) -> None:

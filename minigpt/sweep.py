@@ -2,7 +2,8 @@
 
 Data flows one way: plan -> executor -> trial runner (minigpt.trial) -> store. A trial that
 fails or diverges is recorded and the sweep goes on; a re-run of the same plan skips finished
-trials, and a different plan is refused rather than mixed into the old results.
+trials (those that failed are not finished unless the store keeps failures: minigpt.store), and a
+different plan is refused rather than mixed into the old results.
 """
 
 from __future__ import annotations

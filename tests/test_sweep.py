@@ -110,7 +110,8 @@ def test_a_raising_variant_fails_and_the_others_complete(sweep: Sweep, tmp_path:
     (tmp_path / "plugins" / "exploding.py").write_text(RAISING_PLUGIN)
     code, _, err = sweep(tmp_path / "run", "--variants", "exploding,baseline", "--max-steps", "6",
                          "--plugins", str(tmp_path / "plugins"))  # fmt: skip
-    assert code == 0, err
+    assert code == 1, err
+    assert err.strip().splitlines()[-1].startswith("error: 1 of 2 trials failed; their errors are in")
     found = trials(tmp_path / "run")
     assert found["exploding--cpu--s0"]["status"] == "failed"
     assert "this MLP always fails" in found["exploding--cpu--s0"]["error"]
