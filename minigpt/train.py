@@ -104,7 +104,6 @@ class Trainer:
         self.budget = budget
         self.on_best = on_best
         self.result = TrialResult()
-        self.lr_schedule = components.schedule.get(self.cfg.schedule)
         self.train_step = TrainStep(self.cfg, device, seed)
         self.device = self.train_step.device
         self.tokens_per_step = self.train_step.tokens_per_step
@@ -138,7 +137,7 @@ class Trainer:
         reset_peak_memory(self.device)
         self._started = time.perf_counter()
         while not result.stop_reason:
-            lr = self.lr_schedule(cfg, result.steps, self._progress(total_steps))
+            lr = lr_at(cfg, result.steps, self._progress(total_steps))
             self._timed_step(sampler, lr)
             spent = self._budget_spent(total_steps)
             if spent or result.steps % cfg.eval_interval == 0:
