@@ -274,8 +274,9 @@ def sample_text(
 
 
 def best_trial(run_dir: str | Path, variant: str | None = None) -> dict[str, Any]:
-    """The trial.json record of the run's completed trial with the lowest best_val_loss,
-    among the trials of `variant` when given."""
+    """The trial.json record of the run's completed evaluation trial with the lowest
+    best_val_loss, among the trials of `variant` when given (a tuning trial is never picked: it
+    trained on a tuning seed, at a value that may not be the one chosen)."""
     store = RunStore(run_dir)
     if not store.root.is_dir():
         raise RunSelectionError(f"run directory {store.root} does not exist")
@@ -289,7 +290,11 @@ def best_trial(run_dir: str | Path, variant: str | None = None) -> dict[str, Any
 
             names = sorted({t.get("variant", "?") for t in store.trials()})
             raise RunSelectionError(f"run {store.root} has no trial of variant {variant!r}{suggest(variant, names)}")
-    usable = [t for t in trials if t.get("status") == "completed" and t.get("best_val_loss") is not None]
+    usable = [
+        t
+        for t in trials
+        if t.get("status") == "completed" and t.get("best_val_loss") is not None and t.get("stage", "eval") == "eval"
+    ]
     if not usable:
         statuses = ", ".join(sorted({str(t.get("status")) for t in trials}))
         which = f"of variant {variant!r} " if variant else ""

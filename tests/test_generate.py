@@ -220,9 +220,11 @@ def write_checkpoint(directory: Path, seed: int = 0, **meta: object) -> GPT:
     return model
 
 
-def write_trial(run: Path, variant: str, status: str, best_val_loss: float | None, seed: int = 0) -> str:
-    trial = f"{variant}--cpu--s0"
-    record = {"trial_id": trial, "variant": variant, "status": status, "best_val_loss": best_val_loss}
+def write_trial(
+    run: Path, variant: str, status: str, best_val_loss: float | None, seed: int = 0, stage: str = "eval"
+) -> str:
+    trial = f"{variant}--cpu--s0" + ("--lr0.01" if stage != "eval" else "")
+    record = {"trial_id": trial, "variant": variant, "status": status, "best_val_loss": best_val_loss, "stage": stage}
     RunStore(run).write_trial(record)
     write_checkpoint(RunStore(run).trial_dir(trial), seed=seed, variant=variant, val_loss=best_val_loss)
     return trial
@@ -242,6 +244,7 @@ def run(tmp_path: Path) -> Path:
     write_trial(run, "baseline", "completed", 2.5, seed=0)
     write_trial(run, "alibi", "completed", 2.1, seed=1)
     write_trial(run, "wide", "failed", 1.0, seed=2)  # lower loss, but not completed: never picked
+    write_trial(run, "alibi", "completed", 1.5, seed=3, stage="tune-full")  # lower loss, but tuning: never picked
     return run
 
 
