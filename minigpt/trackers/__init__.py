@@ -149,10 +149,11 @@ def publish_sweep(settings: TrackingSettings | None, files: list[Path]) -> list[
     """Keep the sweep's files (the report, speed.json) in every tracker that keeps files;
     returns one warning line per tracker that failed."""
     warnings = []
-    for name in settings.names if settings else ():
+    present = [path for path in files if path.exists()]
+    for name in settings.names if settings and present else ():
         try:
             tracker_names()
-            tracker.get(name).publish(settings, [path for path in files if path.exists()])
+            tracker.get(name).publish(settings, present)
         except Exception as error:  # the report is written; a tracker's failure loses nothing
             warnings.append(f"warning: --track {name} could not keep the report: {type(error).__name__}: {error}")
     return [line.splitlines()[0] for line in warnings]
