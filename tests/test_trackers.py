@@ -90,6 +90,15 @@ def test_mlflow_keeps_params_metric_histories_and_the_report(tracked: Path) -> N
 
 
 @pytest.mark.slow
+def test_the_report_links_each_trial_to_its_tracker_runs(tracked: Path) -> None:
+    report = (tracked.parent / "reports" / "sweep" / "report.html").read_text()  # markdown escapes paths' _
+    assert "Tracker runs</h2>" in report
+    for variant in VARIANTS:
+        for where in trial(tracked, variant)["tracking"].values():
+            assert where in report
+
+
+@pytest.mark.slow
 def test_wandb_offline_runs_are_kept_in_wandb_dir_grouped_by_sweep(tracked: Path) -> None:
     needs("wandb")
     for variant in VARIANTS:
