@@ -28,7 +28,7 @@ def tiny_spec(tmp_path: Path, out: Path) -> Path:
     )
 
 
-def test_every_run_option_is_a_spec_key_with_runs_own_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_run_option_is_a_spec_key_with_runs_own_default() -> None:
     import inspect
 
     from minigpt.cli import run
