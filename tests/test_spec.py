@@ -133,3 +133,21 @@ def test_spec_of_a_run_resumes_it_into_the_same_out_and_reproduces_it_into_a_new
 def test_the_example_spec_is_a_valid_spec() -> None:
     spec = load_spec(ROOT / "reports" / "specs" / "example.toml")
     assert spec.variants and spec.seeds
+
+
+def test_spec_of_a_grown_run_names_every_runs_variants_and_seeds_and_keeps_the_recorded_options(tmp_path: Path) -> None:
+    from minigpt.spec import spec_of_run
+
+    recorded = RunSpec(variants="a", tune=("lr",), tune_seeds="9", sizes="xs,s", devices="auto").record()
+    sweep = {"variants": ["a", "b"], "devices": ["cpu"], "seeds": [0, 1, 2], "preset": "cpu-fast", "spec": recorded}
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    spec = spec_of_run(tmp_path)
+    assert (spec.variants, spec.devices, spec.seeds, spec.preset) == ("a,b", "cpu", "0,1,2", "cpu-fast")
+    assert (spec.tune, spec.tune_seeds, spec.sizes, spec.out) == (("lr",), "9", "xs,s", str(tmp_path))
+
+
+def test_spec_of_a_directory_without_a_run_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    code, _, err = run_cli(["spec", str(tmp_path)], monkeypatch, capsys)
+    assert (code, err.strip()) == (2, f"error: {tmp_path} holds no sweep.json: not a run directory written by `run`")
