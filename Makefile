@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
 TORCH_INDEX_URL ?=
-EXTRAS ?= dev,hf,ray
+EXTRAS ?= dev,hf,ray,tensorboard,wandb,mlflow
 
 .PHONY: setup run test wheel-check
 

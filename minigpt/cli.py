@@ -15,7 +15,7 @@ from minigpt.cli_data import data_app
 from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants
 from minigpt.cli_variants import variants_app
 from minigpt.errors import DiskFull, UserError
-from minigpt.executors import executor_names, executor_options
+from minigpt.executors import executor_names
 from minigpt.interrupts import exit_code, sigterm_as_interrupt
 from minigpt.sizes import sizes_help
 
@@ -51,6 +51,11 @@ def options(
 
 @app.command()
 def run(
+    ctx: typer.Context,
+    spec_file: Annotated[
+        Path | None,
+        typer.Option("--spec", help="Read every option from this TOML file; options given here override it."),
+    ] = None,
     variants: Annotated[
         str | None, typer.Option(help="Comma-separated variant names, or 'all'. \\[default: a contrast set]")
     ] = None,
@@ -109,6 +114,15 @@ def run(
     ray_cpus_per_trial: Annotated[
         int | None, typer.Option(help="CPUs per cpu trial on Ray; left out: all of the smallest node's.")
     ] = None,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also log every trial to tensorboard, wandb or mlflow (repeatable; each an extra to install)."
+        ),
+    ] = None,
+    tensorboard_dir: Annotated[
+        Path | None, typer.Option(help="TensorBoard's log folder for --track tensorboard. \\[default: OUT/tensorboard]")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Run directory; re-running the same one resumes.")] = Path("runs/default"),
     fresh: Annotated[bool, typer.Option("--fresh", help="Delete what --out holds and start over.")] = False,
     no_retry: Annotated[
@@ -131,108 +145,25 @@ def run(
     Exit codes: 0 every trial completed or diverged (or skipped: absent device);
     1 a trial failed (the last line says how many, and where their errors are);
     2 a mistake in the command; 130 Ctrl-C; 143 SIGTERM (run again to resume)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a run directory; choose another path")
-    chosen_executor = executor_options(executor, {"ray_address": ray_address, "ray_cpus_per_trial": ray_cpus_per_trial})
-    chosen_executor.prepare()  # what it starts now overlaps this process's imports and the planning
-    from minigpt.config import resolve_recipe
-    from minigpt.progress import (
-        LogObserver,
-        RichObserver,
-        concurrency_warning,
-        failures_line,
-        retry_line,
-        summary_table,
-        unreadable_warnings,
-    )
-    from minigpt.speed import check_rounds
-    from minigpt.stages import fair_options, run_fair_sweep
-    from minigpt.store import RunStore
-    from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep, run_sweep
-    from minigpt.train import Budget
+    from minigpt.cli_run import run_spec
+    from minigpt.spec import build_spec
 
-    if not no_speed:
-        check_rounds(speed_rounds, "--speed-rounds")
-    device_list = parse_devices(devices)
-    recipe = resolve_recipe(preset, device_list, set_ or [])
-    explicit_budget = not (max_steps is None and max_tokens is None and max_seconds is None)
-    if not explicit_budget:
-        max_tokens = recipe.max_tokens
-    budget = Budget(max_steps, max_tokens, max_seconds, stop_at_target)
-    registry = discover_variants(plugins)
-    plan = plan_sweep(
-        registry,
-        variants or DEFAULT_VARIANTS,
-        device_list,
-        parse_seeds(seeds),
-        recipe.config,
-        data,
-        budget,
-        target_loss,
-        max_vocab,
-        options={"preset": recipe.preset, "overrides": set_ or [], "plugins": [str(p) for p in plugins or []]},
-    )
-    fair = fair_options(tune or [], tune_seeds, sizes, max_flops, plan.seeds, recipe.config, explicit_budget,
-                        recipe.max_tokens)  # fmt: skip
-    store = RunStore(out, retry_failed=not no_retry)
-    retrying = [] if fresh or no_retry else store.failed_trials([spec.id for spec in plan.trials])
-    for line in [] if fresh else unreadable_warnings(store, [spec.id for spec in plan.trials]):
-        print(line, file=sys.stderr)
-    observer = LogObserver(console) if quiet else RichObserver(console)
-    try:
-        if fair.active:
-            records = run_fair_sweep(registry, plan, fair, store, observer, fresh, chosen_executor)
-        else:
-            records = run_sweep(plan, store, observer, fresh, chosen_executor)
-    except KeyboardInterrupt as interrupt:
-        observer.close()
-        console.print(summary_table(store.trials()))
-        console.print(f"interrupted: finished trials are kept in {out}; run the same command again to resume")
-        raise typer.Exit(exit_code(interrupt)) from None
-    observer.close()
-    console.print(summary_table(records))
-    for line in filter(None, (retry_line(records, retrying), concurrency_warning(records))):
-        console.print(line, style="yellow", markup=False)
-    console.print(f"results: {out}")
-    if not no_speed:
-        try:
-            measure_speed(out, speed_rounds)
-        except Exception as error:  # the trials are done and kept: the report must still be written
-            print(f"warning: the speed comparison failed ({type(error).__name__}: {error}); "
-                  f"retry with `minigpt-bench speed {out}`", file=sys.stderr)  # fmt: skip
-    if not no_report:
-        from minigpt.report import default_report_dir, write_report
-
-        console.print(f"report: {write_report(out, default_report_dir(out))}", soft_wrap=True)
-    failures = failures_line(records, out)
-    if failures:
-        sys.stdout.flush()  # the last line, also where stdout and stderr go to one pipe
-        print(f"error: {failures}", file=sys.stderr)
-        raise typer.Exit(1)
+    # typer's own copy of click names the source; an option left at its default leaves the file's value
+    given = {name.rstrip("_"): value for name, value in ctx.params.items()
+             if name != "spec_file" and ctx.get_parameter_source(name).name == "COMMANDLINE"}  # fmt: skip
+    run_spec(build_spec(spec_file, given))
 
 
-def measure_speed(run_dir: Path, rounds: int) -> dict:
-    """The interleaved speed phase with a progress bar, then its table (one line when no device
-    has two variants to compare); returns what speed.json holds."""
-    from rich.progress import Progress
+@app.command("spec")
+def spec_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `run`.")],
+) -> None:
+    """Print the TOML spec that reproduces a run: `run --spec` of it into the same --out resumes
+    the run as the same plan; into a new --out it runs the sweep again."""
+    from minigpt.spec import spec_of_run, to_toml
 
-    from minigpt.progress import speed_table
-    from minigpt.speed import WARMUP_ROUNDS, measure_run_speed, run_contenders, untimed_devices
-    from minigpt.store import RunStore
-
-    store = RunStore(run_dir)
-    _, devices, _ = run_contenders(store)
-    untimed = untimed_devices(store, devices)
-    if len(untimed) == len(devices):
-        speed = measure_run_speed(run_dir, rounds)  # speed.json says why, for the report
-        reasons = "; ".join(untimed.values())
-        console.print(f"interleaved speed: not measured ({reasons})", markup=False, highlight=False, soft_wrap=True)
-        return speed
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * (len(devices) - len(untimed)))
-        speed = measure_run_speed(run_dir, rounds, on_round=lambda: progress.advance(task))
-    console.print(speed_table(speed))
-    return speed
+    comment = f"The sweep in {run_dir}: minigpt-bench run --spec THIS_FILE (options given there override it)."
+    sys.stdout.write(to_toml(spec_of_run(run_dir), comment))
 
 
 @app.command()
@@ -244,6 +175,7 @@ def speed(
     process, each variant's tokens/s paired with the baseline's in the same round (> 1 is faster),
     with a 95% interval and a verdict. Writes RUN_DIR/speed.json, which `report` shows.
     Exits 1 when a measurement failed (its error is in the table and speed.json)."""
+    from minigpt.cli_run import measure_speed
     from minigpt.speed import failed_measurements
 
     failed = failed_measurements(measure_speed(run_dir, rounds))

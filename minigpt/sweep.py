@@ -20,6 +20,7 @@ from minigpt.config import Config
 from minigpt.errors import UserError
 from minigpt.executors import Executor, ExecutorOptions
 from minigpt.store import RunStore
+from minigpt.trackers import TrackingSettings
 from minigpt.train import Budget
 from minigpt.trial import TrialSettings, TrialSpec, now
 from minigpt.variants import BASELINE, VariantError, VariantRegistry
@@ -51,11 +52,12 @@ class SweepPlan:
     max_vocab: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # preset, overrides, plugins: for the record
     fair: dict[str, Any] | None = None  # tuning grid, tuning seeds, size ladder, FLOPs budget (minigpt.stages)
+    tracking: TrackingSettings | None = None  # where every trial is also logged; no part of the plan's identity
 
     @property
     def settings(self) -> TrialSettings:
         plugins = tuple(str(Path(plugin).resolve()) for plugin in self.options.get("plugins", []))
-        return TrialSettings(self.data, self.budget, self.target_loss, plugins)
+        return TrialSettings(self.data, self.budget, self.target_loss, plugins, self.tracking)
 
     def describe(self) -> dict[str, Any]:
         return {

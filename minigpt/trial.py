@@ -19,6 +19,7 @@ from typing import Any
 from minigpt import metrics
 from minigpt.config import Config
 from minigpt.store import trial_id
+from minigpt.trackers import TrackingSettings, TrialTracking
 from minigpt.train import Budget
 
 
@@ -53,6 +54,7 @@ class TrialSettings:
     budget: Budget
     target_loss: float | None
     plugins: tuple[str, ...] = ()  # absolute paths: imported where the trial runs, before building
+    tracking: TrackingSettings | None = None  # the experiment trackers each trial also logs to
 
 
 def now() -> str:
@@ -120,7 +122,8 @@ def train_trial(
 ) -> dict[str, Any]:
     """Train the trial begun as `record`, calling on_point with every metric point; returns
     the finished record. Any exception becomes a `failed` (or `diverged`) record; Ctrl-C
-    marks it `interrupted` and propagates. `peak_flops` maps precision -> this device's peak."""
+    marks it `interrupted` and propagates. `peak_flops` maps precision -> this device's peak.
+    The trackers log each point after on_point, where the trainer has already synced for it."""
     import torch
 
     from minigpt.measure import probe_speed
@@ -129,11 +132,13 @@ def train_trial(
     device = device or spec.device
     precision = resolve_precision(spec.config.precision, torch.device(device))
     trainer, before = None, None
+    tracking = TrialTracking(settings.tracking, spec.id, record)
     try:
         before = probe_speed(device, precision)
         trainer = build_trainer(spec, settings, corpus, checkpoint_dir, device)
         for point in trainer.run():
             on_point(point)
+            tracking.log(point)
         record["status"] = "completed"
     except KeyboardInterrupt:
         record.update(status="interrupted", error="interrupted by the user")
@@ -143,6 +148,7 @@ def train_trial(
     finally:
         record.update(precision=precision, finished_at=now())
         record.update(closing_fields(trainer, peak_flops.get(precision), before, device, precision, record["status"]))
+        record.update(tracking.finish(record))
     return record
 
 

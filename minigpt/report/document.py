@@ -120,6 +120,13 @@ def failures_table(trials: pd.DataFrame) -> Table:
     return Table(["trial", "status", "reason"], rows)
 
 
+def tracking_table(trials: pd.DataFrame) -> Table:
+    """Each trial's runs in the experiment trackers it was logged to (`run --track`)."""
+    return Table(
+        ["trial", "tracker runs"], [[row.trial_id, row.tracking] for row in trials.itertuples() if row.tracking]
+    )
+
+
 def variants_table(report: RunReport) -> Table:
     first = report.trials.drop_duplicates("variant").set_index("variant")
     rows = [[v, first.at[v, "changed"] or "–", first.at[v, "description"] or ""] for v in report.order]
@@ -204,5 +211,8 @@ def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     blocks.append(("h2", "Trials that did not complete"))
     blocks.append(("table", failures) if failures.rows else ("p", f"All {len(report.trials)} trials completed."))
     blocks += [("h2", "Variants"), ("table", variants_table(report))]
+    tracked = tracking_table(report.trials)
+    if tracked.rows:
+        blocks += [("h2", "Tracker runs"), ("table", tracked)]
     blocks.append(("p", "Every trial's numbers: results.csv. Per variant and device: summary.csv."))
     return blocks

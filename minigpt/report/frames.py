@@ -34,6 +34,7 @@ def trial_columns() -> list[str]:
     return [
         "trial_id", "variant", "device", "device_name", "status", "precision", *trial_numbers(), "drift_flagged",
         "stop_reason", "concurrent", "changed", "description", "error", "stage", "size", "tuned",
+        "tracking",
     ]  # fmt: skip
 
 
@@ -109,6 +110,8 @@ def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
     row["stage"] = record.get("stage") or "eval"  # tune-short, tune-full (choosing tuned values) or eval
     row["tuned"] = describe_changes(record.get("tuned") or {})
     row["concurrent"] = bool(record.get("concurrent", False))  # shared its machine with other trials
+    # where `run --track` logged it: a tracker's link, or the path its run is kept at
+    row["tracking"] = "; ".join(f"{name}: {where}" for name, where in (record.get("tracking") or {}).items())
     drift = record.get("drift") or {}  # none where the trial never trained, or its closing probe failed
     row.update({f"drift_{key}": drift.get(key) for key in ("before", "after", "change")})
     row["drift_flagged"] = bool(record.get("drift_flagged", False))
