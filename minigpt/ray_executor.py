@@ -62,8 +62,9 @@ class RayOptions:
 
 @dataclass
 class TrialOutcome:
-    """What a task sends back: the record, the metric points (None when training never
-    started, so no metrics.jsonl is written, as locally) and the checkpoint files' bytes."""
+    """What a task sends back: the record, the metric points (None for a skipped trial, so no
+    metrics.jsonl is written; a trial that began training has one, as locally, even when it
+    failed before its first point) and the checkpoint files' bytes."""
 
     record: dict[str, Any]
     points: list[dict[str, Any]] | None
@@ -283,7 +284,7 @@ def train_on_worker(spec: TrialSpec, settings: TrialSettings, corpus: Any) -> Tr
     with tempfile.TemporaryDirectory(prefix="minigpt-trial-") as tmp:
         record = train_trial(record, spec, settings, corpus, Path(tmp), peaks, points.append, device)
         checkpoint = {file.name: file.read_bytes() for file in Path(tmp).iterdir() if not file.name.startswith(".")}
-    return TrialOutcome(record, points if record.get("steps") is not None else None, checkpoint, node_id, cpus)
+    return TrialOutcome(record, points, checkpoint, node_id, cpus)
 
 
 def worker_device(device: str) -> str:
