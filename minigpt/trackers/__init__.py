@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +25,22 @@ from typing import Any, Protocol
 from minigpt.errors import UserError
 from minigpt.registry import Registry
 
+TRACKER_ENVIRONMENT = ("WANDB_", "MLFLOW_")  # the trackers' own settings, passed on to every trial
 TRACKER_MODULES = ("minigpt.trackers.tensorboard", "minigpt.trackers.wandb", "minigpt.trackers.mlflow")
 
 
 @dataclass(frozen=True)
 class TrackingSettings:
     """What a trial's process needs to log it: the trackers, the sweep's name (the tracker's
-    group or experiment), the run directory and TensorBoard's log folder."""
+    group or experiment), the run directory, TensorBoard's log folder, and the trackers' own
+    settings from the sweep's environment (WANDB_*, MLFLOW_*): a trial's process may have
+    started before them (a forkserver) or on another machine (a Ray worker)."""
 
     names: tuple[str, ...]
     sweep: str
     run_dir: str
     tensorboard_dir: str
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 class TrialRun(Protocol):
@@ -77,7 +82,8 @@ def tracking_settings(names: Iterable[str], run_dir: Path, tensorboard_dir: str 
             )
     root = run_dir.resolve()
     logs = Path(tensorboard_dir).resolve() if tensorboard_dir else root / "tensorboard"
-    return TrackingSettings(tuple(chosen), root.name, str(root), str(logs))
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(TRACKER_ENVIRONMENT)))
+    return TrackingSettings(tuple(chosen), root.name, str(root), str(logs), environment)
 
 
 def flat_params(record: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +114,7 @@ class TrialTracking:
         self.runs: dict[str, TrialRun] = {}
         self.errors: dict[str, str] = {}
         self.links: dict[str, str] = {}
+        os.environ.update(dict(settings.environment) if settings else {})
         for name in settings.names if settings else ():
             self._guarded(name, lambda name=name: self.runs.__setitem__(name, _open(name, settings, trial_id, record)))
 
