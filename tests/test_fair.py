@@ -63,3 +63,18 @@ def test_a_variant_that_only_halves_the_lr_reads_no_clear_difference_once_both_a
     assert "apart from the evaluation seeds 0, 1, 2" in report
     results = (tmp_path / "report" / "results.csv").read_text()
     assert "tune-short" in results and "tune-full" in results
+
+
+@pytest.mark.parametrize(
+    ("sweep", "text"),
+    [
+        ({"budget": {"max_tokens": 600000}, "fair": {"max_flops": 5e11}}, "max_flops=5e+11"),
+        ({"budget": {"max_tokens": 600000}, "fair": {"token_rule": 600000}}, "token rule (600,000 tokens"),
+        ({"budget": {"max_tokens": 600000, "max_steps": None}}, "max_tokens=600000"),
+    ],
+)
+def test_the_report_states_the_budget_the_trials_trained_for(sweep: dict, text: str) -> None:
+    from minigpt.report.document import budget_text
+
+    assert text in budget_text(sweep)
+    assert "max_tokens" not in budget_text(sweep) or "fair" not in sweep

@@ -133,9 +133,23 @@ def variants_table(report: RunReport) -> Table:
     return Table(["variant", "changes from the baseline", "description"], rows)
 
 
+def budget_text(sweep: dict[str, Any]) -> str:
+    """The budget each trial trained for, as the sweep set it: a FLOPs budget or the size ladder's token
+    rule replaces the preset's budget that sweep.json's `budget` keeps."""
+    fair = sweep.get("fair") or {}
+    budget = sweep.get("budget") or {}
+    if fair.get("max_flops"):
+        return f"max_flops={fair['max_flops']:g} (the steps that spend it, per size and variant)"
+    if fair.get("token_rule"):
+        return (
+            f"the size ladder's token rule ({fair['token_rule']:,} tokens at the preset's size, scaled by parameters)"
+        )
+    return ", ".join(f"{k}={v}" for k, v in budget.items() if v is not None) or "unknown"
+
+
 def overview(report: RunReport) -> str:
     sweep, trials = report.sweep, report.trials
-    budget = ", ".join(f"{k}={v}" for k, v in (sweep.get("budget") or {}).items() if v is not None) or "unknown"
+    budget = budget_text(sweep)
     env = sweep.get("environment") or {}
     seeds = ", ".join(str(s) for s in sorted(trials["seed"].dropna().astype(int).unique()))
     completed = int((trials["status"] == "completed").sum())

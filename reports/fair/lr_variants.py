@@ -8,6 +8,11 @@ def half_lr(cfg):
     return cfg.replace(lr=cfg.lr / 2, min_lr=cfg.min_lr / 2)
 
 
+@variant("double-lr", "the baseline at twice its learning rate (min_lr following)")
+def double_lr(cfg):
+    return cfg.replace(lr=cfg.lr * 2, min_lr=cfg.min_lr * 2)
+
+
 @variant("adamw-base-lr", "AdamW at the baseline's learning rate, not at adamw's 3e-3")
 def adamw_base_lr(cfg):
     return cfg.replace(optimizer="adamw")
