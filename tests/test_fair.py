@@ -78,3 +78,23 @@ def test_the_report_states_the_budget_the_trials_trained_for(sweep: dict, text: 
 
     assert text in budget_text(sweep)
     assert "max_tokens" not in budget_text(sweep) or "fair" not in sweep
+
+
+@pytest.mark.slow
+def test_a_ladder_at_equal_flops_reports_each_size_its_front_and_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    plugin = tmp_path / "half.py"
+    plugin.write_text(HALF_LR)
+    code, _, err = run(tmp_path, monkeypatch, capsys, "--variants", "baseline,half-lr", "--plugins", str(plugin),
+                       "--seeds", "0,1", "--sizes", "n_embd=16,32", "--max-flops", "3e7")  # fmt: skip
+    assert code == 0, err
+    write_report(tmp_path / "run", tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "max\\_flops=3e+07" in report
+    per_size = report.split("## Difference from the baseline per size")[1].split("##")[0]
+    assert per_size.count("| n\\_embd16 |") == 2 and per_size.count("| n\\_embd32 |") == 2, per_size
+    assert "half-lr on cpu helps at" in per_size
+    assert "## Pareto fronts" in report and "the front against FLOPs:" in report
+    assert (tmp_path / "report" / "loss_vs_flops.png").stat().st_size > 0
+    assert (tmp_path / "report" / "diff_vs_params.png").stat().st_size > 0

@@ -202,6 +202,12 @@ def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
     return _save(figure, path)
 
 
+WALL_CAVEAT = (
+    "Wall seconds are each trial's own, measured minutes apart on a machine whose speed may drift, so the front "
+    "against them is a rough guide; the interleaved speed ratios above are the speed comparison to trust."
+)
+
+
 def pareto_blocks(report: RunReport) -> list[Block]:
     """Per device: each variant (and size) with its best loss, total FLOPs and wall seconds, and
     whether it is on the front (no other is both better and cheaper)."""
@@ -227,6 +233,7 @@ def pareto_blocks(report: RunReport) -> list[Block]:
         wall_front = [n for n, i in zip(names, frame.index, strict=True) if i in on_wall]
         blocks.append(("p", f"On {device}, the front against FLOPs: {', '.join(flops_front)}; against wall seconds: "
                             f"{', '.join(wall_front)}."))  # fmt: skip
+    blocks.append(("p", WALL_CAVEAT))
     columns = ["device", "variant", "best val loss", "bits/char", "FLOPs", "wall s", "FLOPs front", "wall front"]
     return [*blocks[:1], ("table", Table(columns, rows)), *blocks[1:]]
 
