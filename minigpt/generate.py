@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from minigpt.data import CharTokenizer
 from minigpt.errors import UserError
 from minigpt.model import GPT, KVCache
-from minigpt.store import RunStore
+from minigpt.store import RunStore, is_evaluation
 
 DEFAULT_PROMPT = "\n"
 DEFAULT_TEMPERATURE = 0.8  # for text meant to be read; generate() defaults to the model's own distribution
@@ -290,11 +290,8 @@ def best_trial(run_dir: str | Path, variant: str | None = None) -> dict[str, Any
 
             names = sorted({t.get("variant", "?") for t in store.trials()})
             raise RunSelectionError(f"run {store.root} has no trial of variant {variant!r}{suggest(variant, names)}")
-    usable = [
-        t
-        for t in trials
-        if t.get("status") == "completed" and t.get("best_val_loss") is not None and t.get("stage", "eval") == "eval"
-    ]
+    done = [t for t in trials if t.get("status") == "completed" and t.get("best_val_loss") is not None]
+    usable = [t for t in done if is_evaluation(t)]
     if not usable:
         statuses = ", ".join(sorted({str(t.get("status")) for t in trials}))
         which = f"of variant {variant!r} " if variant else ""

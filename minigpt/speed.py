@@ -25,7 +25,7 @@ from minigpt.errors import UserError
 from minigpt.interleave import measure_rounds
 from minigpt.measure import DRIFT_LIMIT, device_absent_reason, drift_fields, probe_speed
 from minigpt.stats import paired_ratio
-from minigpt.store import RunStore
+from minigpt.store import RunStore, is_evaluation
 from minigpt.trial import now
 
 SPEED_FILE = "speed.json"
@@ -177,7 +177,7 @@ def run_contenders(store: RunStore) -> tuple[dict[str, dict[str, Any]], list[str
     from minigpt.variants import BASELINE
 
     sweep = store.read_sweep()
-    records = [r for r in store.trials() if r.get("config") and r.get("stage", "eval") == "eval"]  # not tuning trials
+    records = [r for r in store.trials() if r.get("config") and is_evaluation(r)]
     if not sweep or not records:
         raise SpeedError(f"{store.root} holds no trials to time; run `minigpt-bench run --out {store.root}` first")
     variants = [v for v in sweep.get("variants", []) if any(r["variant"] == v for r in records)]

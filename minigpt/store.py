@@ -146,6 +146,12 @@ class RunStore:
         return points
 
 
+def is_evaluation(record: dict[str, Any]) -> bool:
+    """An evaluation trial, whose numbers answer the sweep, not a tuning one (trial.json's `stage`;
+    absent in runs from before tuning existed)."""
+    return record.get("stage", "eval") == "eval"
+
+
 def earlier_attempts(record: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The attempts a trial's next record keeps: the ones `record` kept, plus `record` itself
     when it is a failure being retried."""

@@ -25,7 +25,7 @@ from minigpt.train import Budget
 from minigpt.trial import TrialSettings, TrialSpec, now
 from minigpt.variants import BASELINE, VariantError, VariantRegistry
 
-# Small enough that three seeds of each finish in about five minutes on a 2-core CPU, with two
+# Small enough that three seeds of each finish in about six minutes on a 2-core CPU, with two
 # different answers: token-shift trains better at the same speed, adamw steps faster but
 # trains worse (the zoo report measured both).
 DEFAULT_VARIANTS = ("baseline", "token-shift", "adamw")

@@ -204,7 +204,7 @@ def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
 
 WALL_CAVEAT = (
     "Wall seconds are each trial's own, measured minutes apart on a machine whose speed may drift, so the front "
-    "against them is a rough guide; the interleaved speed ratios above are the speed comparison to trust."
+    "against them is a rough guide; the interleaved speed phase is the speed comparison to trust."
 )
 
 

@@ -114,7 +114,8 @@ class TrialTracking:
         self.runs: dict[str, TrialRun] = {}
         self.errors: dict[str, str] = {}
         self.links: dict[str, str] = {}
-        os.environ.update(dict(settings.environment) if settings else {})
+        if settings:
+            os.environ.update(settings.environment)
         for name in settings.names if settings else ():
             self._guarded(name, lambda name=name: self.runs.__setitem__(name, _open(name, settings, trial_id, record)))
 
