@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from minigpt.stats import SPEED_MARGIN  # a speed ratio within 2% of 1.0 does not matter
+
 ALPHA = 0.05  # the chance of any wrong verdict, over every look and variant of a device
 LOSS_MARGIN = 0.01  # nats per character: a loss difference smaller than this does not matter
-SPEED_MARGIN = 0.02  # a speed ratio within 2% of 1.0 does not matter
 FIRST_ROUND = 3  # seeds in the first round of --seeds auto
 DEFAULT_MAX_SEEDS = 10
 MOST_SEEDS_SUGGESTED = 10_000  # past this, "seeds needed" reads as out of reach
@@ -208,3 +209,35 @@ def decide(differences: Sequence[float], level: float, margin_below: float, marg
 def paired_differences(variant: dict[int, float], baseline: dict[int, float]) -> list[float]:
     """variant - baseline over the seeds both have a value for, in seed order."""
     return [variant[seed] - baseline[seed] for seed in sorted(variant.keys() & baseline.keys())]
+
+
+@dataclass(frozen=True)
+class Design:
+    """How a sweep reaches its verdicts: the margins, the error rate, and the looks of --seeds auto
+    (None: a fixed set of seeds, judged once)."""
+
+    margin: float = LOSS_MARGIN
+    speed_margin: float = SPEED_MARGIN
+    alpha: float = ALPHA
+    looks: tuple[int, ...] | None = None
+
+    def level(self, seeds_run: int, variants: int) -> float:
+        """The error rate one variant's interval spends after `seeds_run` seeds, among `variants`."""
+        if self.looks is None:
+            return self.alpha / max(1, variants)
+        return look_level(self.looks, seeds_run, variants, self.alpha)
+
+    def speed_band(self) -> tuple[float, float]:
+        """The equivalence band of a log speed ratio: ratios within (1 - margin, 1 + margin)."""
+        return -math.log(1 - self.speed_margin), math.log(1 + self.speed_margin)
+
+    @classmethod
+    def of_sweep(cls, sweep: dict[str, Any]) -> Design:
+        """The design a run recorded in sweep.json (its spec); the defaults for a run from before margins."""
+        spec = sweep.get("spec") or {}
+        auto = spec.get("seeds") == "auto"
+        return cls(
+            margin=float(spec.get("margin") or LOSS_MARGIN),
+            speed_margin=float(spec.get("speed_margin") or SPEED_MARGIN),
+            looks=tuple(looks(int(spec.get("max_seeds") or DEFAULT_MAX_SEEDS))) if auto else None,
+        )

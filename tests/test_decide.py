@@ -27,10 +27,8 @@ def simulate_differences(
     """Paired differences shaped (runs, variants, MAX_SEEDS): variant loss minus baseline loss per seed."""
     rng = np.random.default_rng(seed)
     shape = (runs, len(effects) + 1, MAX_SEEDS)
-    if noise == "normal":
-        losses = rng.standard_normal(shape)
-    else:  # Student's t with 3 degrees of freedom, scaled to unit variance: heavy tails
-        losses = rng.standard_t(3, shape) / math.sqrt(3)
+    # heavy: Student's t with 3 degrees of freedom, scaled to unit variance
+    losses = rng.standard_normal(shape) if noise == "normal" else rng.standard_t(3, shape) / math.sqrt(3)
     losses *= spread / math.sqrt(2)  # each difference has this spread
     return losses[:, 1:] - losses[:, :1] + np.asarray(effects)[None, :, None]
 
