@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from minigpt.errors import UserError
 from minigpt.stats import SPEED_MARGIN  # a speed ratio within 2% of 1.0 does not matter
 
 ALPHA = 0.05  # the chance of any wrong verdict, over every look and variant of a device
@@ -49,7 +50,7 @@ SPEED_LABELS = (UNDECIDED, SLOWER, FASTER, EQUIVALENT)  # of the log ratio: belo
 UNDECIDED_CODE, BELOW_CODE, ABOVE_CODE, EQUIVALENT_CODE = 0, 1, 2, 3
 
 
-class DesignError(ValueError):
+class DesignError(UserError):
     """A sequential design that cannot be planned (a user mistake: exit 2 where the CLI meets it)."""
 
 

@@ -47,7 +47,7 @@ def _evaluation(report: RunReport) -> pd.DataFrame:
 def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     """The fair-comparison sections; none for a sweep without --tune, --sizes or --max-flops."""
     fair = report.sweep.get("fair")
-    if not fair:
+    if not fair or not (fair.get("tune") or fair.get("sizes") or fair.get("max_flops")):  # --seeds auto alone
         return []
     blocks: list[Block] = [("h2", "Fair comparison")]
     sizes = size_names(report.sweep)

@@ -160,7 +160,7 @@ def summarize(
 def _call_verdicts(rows: list[tuple[dict[str, Any], list[float]]], design: Design) -> list[dict[str, Any]]:
     """Each compared variant's verdict from its paired differences, its interval spending the error
     rate split over the variants compared on the device (and over the looks of --seeds auto)."""
-    compared = sum(row["verdict"] is None for row, _ in rows)
+    compared = sum(row["variant"] != BASELINE for row, _ in rows)  # as the runner counts them: every variant
     for row, differences in rows:
         decision = decide(differences, design.level(row["trials"], compared), design.margin, alpha=design.alpha)
         _fill_decision(row, decision if row["verdict"] is None else NO_DECISION)
