@@ -25,7 +25,8 @@ from minigpt.report import (
     write_report,
 )
 
-FIGURES = ("loss_curves.png", "throughput.png", "best_val_loss.png", "speed_vs_quality.png", "time_to_target.png")
+FIGURES = ("loss_curves.png", "throughput.png", "loss_difference.png", "best_val_loss.png", "speed_vs_quality.png",
+           "time_to_target.png")  # fmt: skip
 HOSTILE = "wider MLP <script>alert('x')</script> & more"
 
 # best val loss and tokens/s per seed: `wide` is clearly worse, `tiny` overlaps the baseline.
