@@ -14,6 +14,8 @@ from typing import Any
 
 from minigpt.errors import DiskFull, is_disk_full
 
+TEMPORARY_SUFFIX = ".tmp"
+
 
 @contextmanager
 def atomic_target(path: str | Path) -> Iterator[Path]:
@@ -21,10 +23,10 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     with naming_a_full_disk(path):  # outside the cleanup: the space it names is what is left
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make every result private to its writer
-        try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
+        try:  # from here on every way out (an interrupt included) removes the temporary file
+            os.close(fd)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would make every result private to its writer
             yield Path(tmp)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
@@ -32,6 +34,16 @@ def atomic_target(path: str | Path) -> Iterator[Path]:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def remove_temporaries(directory: str | Path) -> list[Path]:
+    """Remove the temporary files that writers killed mid-write (SIGKILL, a crash) left in
+    `directory`; only a process that knows those writers are dead may call this. Returns them."""
+    directory = Path(directory)
+    found = sorted(directory.glob(f".*{TEMPORARY_SUFFIX}")) if directory.is_dir() else []
+    for leftover in found:
+        leftover.unlink(missing_ok=True)
+    return found
 
 
 @contextmanager

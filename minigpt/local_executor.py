@@ -88,6 +88,7 @@ def run_in_process(
         process.join()
     except KeyboardInterrupt:
         stop(process)
+        store.remove_partial_writes(spec.id)
         record = store.read_trial(spec.id)
         if record is None or record.get("status") == "running":
             store.write_trial(ended_record(spec, settings, "interrupted", "interrupted by the user"))
@@ -103,6 +104,7 @@ def lost_record(spec: TrialSpec, settings: TrialSettings, store: RunStore, exit_
     """What a trial whose process died holds: its own record if it finished writing one, else `failed`."""
     from minigpt.trial import ended_record
 
+    store.remove_partial_writes(spec.id)
     if store.has_ended(spec.id):
         return store.read_trial(spec.id)
     record = ended_record(spec, settings, "failed", f"the trial's process died (exit code {exit_code})")
@@ -147,6 +149,9 @@ def trial_process(
 
     if hasattr(os, "setpgrp"):
         os.setpgrp()  # Ctrl-C at a terminal reaches the sweep's process, which passes on exactly one
+    # The sweep stops this process with SIGINT, so it must never inherit an ignored SIGINT (a sweep
+    # started as a background job, or under a CI runner, has one, and the server passes it on).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=exit_with_parent, args=(alive,), daemon=True).start()
     store = RunStore(run_root)
     try:

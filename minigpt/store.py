@@ -93,6 +93,10 @@ class RunStore:
         attempts = earlier_attempts(read_json(path)) if "attempts" not in record else record["attempts"]
         atomic.write_json(path, {**record, "attempts": attempts} if attempts else record)
 
+    def remove_partial_writes(self, trial: str) -> None:
+        """Remove what a trial's process, killed mid-write, left of the files it was writing."""
+        atomic.remove_temporaries(self.trial_dir(trial))
+
     def read_trial(self, trial: str) -> dict[str, Any] | None:
         return read_json(self.trial_dir(trial) / "trial.json")
 

@@ -80,6 +80,15 @@ def on_step():
     os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
 """
 
+KILLED_MID_CHECKPOINT = """
+def inject():
+    def save_model(model, path):
+        Path(path).write_bytes(bytes(4096))  # part of the checkpoint made it to its temporary file
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    checkpoint.save_model = save_model
+"""
+
 DISK_FULL_IN_CHECKPOINT = """
 def inject():
     def save_model(model, path):
@@ -307,6 +316,17 @@ def test_speed_exits_1_when_a_measurement_failed(
     assert err.strip().splitlines() == ["error: the speed of x on cpu could not be measured"]
 
 
+@pytest.mark.slow
+def test_a_trial_killed_mid_write_leaves_no_temporary_file(sweep: Sweep, tmp_path: Path) -> None:  # noqa: F811
+    faulty_plugin(tmp_path / "plugins", "killedsave", KILLED_MID_CHECKPOINT)
+    out = tmp_path / "run"
+    code, _, err = sweep(out, "--variants", "killedsave", "--max-steps", "6", "--plugins", str(tmp_path / "plugins"))
+    assert code == 1, err
+    assert "exit code -9" in trials(out)["killedsave--cpu--s0"]["error"]
+    assert not leftovers(out)  # the sweep removed what the dead writer left
+    assert_every_json_whole(out)
+
+
 def test_report_exits_0_whatever_the_trials_statuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -339,7 +359,7 @@ def test_sigterm_during_a_checkpoint_write_leaves_every_json_whole_and_the_next_
     marker = faulty_plugin(tmp_path / "plugins", "slowsave", SLOW_CHECKPOINT)
     args = ("--variants", "slowsave,baseline", "--max-steps", "6", "--plugins", str(tmp_path / "plugins"))
     out = tmp_path / "run"
-    process = start_sweep(out, *args)
+    process = start_sweep(out, *args, sigint_ignored=True)  # the trial must not inherit an ignored SIGINT
     try:
         wait_for(lambda: (tmp_path / "plugins" / "writing").exists())
         process.send_signal(signal.SIGTERM)
@@ -350,7 +370,9 @@ def test_sigterm_during_a_checkpoint_write_leaves_every_json_whole_and_the_next_
     assert "run the same command again to resume" in " ".join(stdout.split())
     assert_every_json_whole(out)
     assert not leftovers(out)
-    assert trials(out)["slowsave--cpu--s0"]["status"] == "interrupted"
+    interrupted = trials(out)["slowsave--cpu--s0"]
+    assert interrupted["status"] == "interrupted"
+    assert interrupted["precision"] == "fp32"  # written by the trial itself, not by the sweep after a kill
     marker.unlink()
     code, out_text, err = sweep(out, *args)
     assert code == 0, err

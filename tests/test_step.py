@@ -37,6 +37,18 @@ FP16_MUON_TRAIN = [4.1835455894470215, 4.169044494628906, 4.172361373901367, 4.1
                    4.00525426864624, 3.9807071685791016, 3.983051061630249, 3.9239449501037598, 3.9503204822540283,
                    3.9475786685943604, 3.9112443923950195, 3.9257702827453613, 3.991041660308838, 3.866115093231201]  # fmt: skip
 RECORDED = Config(**TINY, eval_interval=1, eval_batches=2, dropout=0.1, warmup_steps=5)
+RECORDED_ON = ("AVX2", "2.13.0+cpu")  # torch's CPU capability and version where the losses above were recorded
+# Elsewhere torch's kernels round differently per instruction set: the largest relative differences
+# measured were 1.2e-7 in fp32 and 1.2e-5 in fp16 (AVX512 with AMX; 6e-8 in fp32 on an AVX512 EPYC).
+# Ten times those still catches any change to what a step computes, which moves a loss by far more.
+FP32_REL, FP16_REL = 1e-6, 1e-4
+
+
+def matches(losses: list[float], recorded: list[float], rel: float) -> bool:
+    """Bit for bit where the values were recorded, within `rel` on other kernels."""
+    if (torch.backends.cpu.get_cpu_capability(), torch.__version__) == RECORDED_ON:
+        return losses == recorded
+    return losses == pytest.approx(recorded, rel=rel, abs=0)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +72,10 @@ def points(cfg: Config, corpus: Corpus) -> list[dict]:
 @pytest.mark.usefixtures("one_thread")
 def test_the_trainer_loses_exactly_what_it_lost_before_the_step_was_its_own(shakespeare: Corpus) -> None:
     fp32 = points(RECORDED, shakespeare)
-    assert [p["train_loss"] for p in fp32] == FP32_TRAIN
-    assert [p["val_loss"] for p in fp32] == FP32_VAL
+    assert matches([p["train_loss"] for p in fp32], FP32_TRAIN, FP32_REL)
+    assert matches([p["val_loss"] for p in fp32], FP32_VAL, FP32_REL)
     fp16 = points(RECORDED.replace(precision="fp16", optimizer="muon"), shakespeare)
-    assert [p["train_loss"] for p in fp16] == FP16_MUON_TRAIN
+    assert matches([p["train_loss"] for p in fp16], FP16_MUON_TRAIN, FP16_REL)
 
 
 def suite_module(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -139,10 +139,16 @@ def test_absent_devices_are_skipped_with_a_reason(sweep: Sweep, tmp_path: Path) 
     assert "no CUDA device" in trial["error"]
 
 
-def start_sweep(out: Path, *args: str) -> subprocess.Popen:
+def start_sweep(out: Path, *args: str, sigint_ignored: bool = False) -> subprocess.Popen:
+    """`minigpt-bench run` in a process of its own; `sigint_ignored` starts it as a shell starts a
+    background job (and as CI runners start test suites): with SIGINT ignored, inherited."""
     command = [sys.executable, "-m", "minigpt.cli", "run", "--devices", "cpu", "--data", str(SHAKESPEARE),
                "--out", str(out), "--quiet", "--no-report", "--no-speed", *ONE_SEED, *TINY_SET, *args]  # fmt: skip
-    return subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    return subprocess.Popen(
+        command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=ignore_sigint,
+    )  # fmt: skip
 
 
 def wait_for(condition, timeout: float = 60) -> None:  # noqa: ANN001
@@ -192,19 +198,33 @@ def test_a_second_concurrent_run_is_refused(sweep: Sweep, tmp_path: Path) -> Non
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in this process, as in a terminal's foreground process,
+    even where the test runner was started with SIGINT ignored (as CI runners and background jobs
+    are): otherwise the Ctrl-C this test sends would never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_marks_the_running_trial_interrupted_and_exits_130(sweep: Sweep, tmp_path: Path) -> None:
     metrics = tmp_path / "trials/baseline--cpu--s0/metrics.jsonl"
+    sent = threading.Event()
 
     def press_ctrl_c_once_training() -> None:
         try:
             wait_for(lambda: metrics.is_file() and metrics.stat().st_size > 0)
         finally:  # even if training never started: the sweep must not run its 100,000 steps
             os.kill(os.getpid(), signal.SIGINT)  # as a terminal does: to the sweep's process, not the trial's
+            sent.set()
 
     threading.Thread(target=press_ctrl_c_once_training, daemon=True).start()
     code, out, _ = sweep(tmp_path, "--variants", "baseline,nope", "--max-steps", "100000")
-    assert code == 130
+    assert sent.is_set() and code == 130
+    assert trials(tmp_path)["baseline--cpu--s0"]["steps"] < 100_000  # the trial's own record: it stopped
     assert trials(tmp_path)["baseline--cpu--s0"]["status"] == "interrupted"
     assert "nope--cpu--s0" not in trials(tmp_path)
     assert "interrupted" in out
