@@ -57,18 +57,22 @@ class FairOptions:
 
     @property
     def active(self) -> bool:
-        return bool(self.tune or self.sizes or self.max_flops or self.seeds_auto)
+        return bool(self.shapes_trials or self.seeds_auto)
+
+    @property
+    def shapes_trials(self) -> bool:
+        """Tuning, sizes or a FLOPs budget change what the trials are; --seeds auto only how many
+        seeds each variant gets, so a sweep with it alone is the same plan as with a list of seeds."""
+        return bool(self.tune or self.sizes or self.max_flops)
 
     def describe(self) -> dict[str, Any]:
-        """What sweep.json records, and what a re-run must match. --max-seeds and --margin are not
-        part of it: a re-run with more seeds or another margin grows the same sweep."""
+        """What sweep.json records, and what a re-run must match."""
         return {
             "tune": [axis.describe() for axis in self.tune],
             "tune_seeds": self.tune_seeds if self.tune else [],
             "sizes": [size.describe() for size in self.sizes],
             "max_flops": self.max_flops,
             "token_rule": None if self.explicit_budget or self.max_flops or not self.sizes else self.preset_tokens,
-            **({"seeds": "auto"} if self.seeds_auto else {}),
         }
 
     @property
@@ -382,6 +386,6 @@ def run_fair_sweep(
         from minigpt.local_executor import LocalOptions
 
         executor = LocalOptions()
-    plan = replace(plan, fair=fair.describe())
+    plan = replace(plan, fair=fair.describe() if fair.shapes_trials else None)
     with executor.open() as execute:
         return StagedRun(plan, fair, store, observer).run(registry, fresh, execute)
