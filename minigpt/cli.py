@@ -63,10 +63,10 @@ def run(
     seeds: Annotated[
         str,
         typer.Option(
-            help="Comma-separated seeds (the verdicts pair them, so give at least three), or auto: rounds of "
-            "seeds until each variant is decided (3 first, then more only for the undecided)."
+            help="auto: rounds of seeds until each variant is decided (3 first, then more only for the "
+            "undecided, up to --max-seeds); or comma-separated seeds, at least three (the verdicts pair them)."
         ),
-    ] = "0,1,2",
+    ] = "auto",
     max_seeds: Annotated[
         int | None, typer.Option(help="Most seeds per variant with --seeds auto. \\[default: 10]")
     ] = None,

@@ -36,7 +36,7 @@ class RunSpec:
 
     variants: str | None = None  # None: the default contrast set
     devices: str = "auto"
-    seeds: str = "0,1,2"  # or "auto": rounds of seeds until each variant is decided
+    seeds: str = "auto"  # rounds of seeds until each variant is decided; or a comma list
     max_seeds: int | None = None  # with seeds = "auto"; None: minigpt.decide.DEFAULT_MAX_SEEDS
     margin: float = 0.01  # nats: a loss difference within it reads equivalent (minigpt.decide.LOSS_MARGIN)
     speed_margin: float = 0.02  # a speed ratio within 1 +- it reads equivalent (minigpt.stats.SPEED_MARGIN)
@@ -166,7 +166,6 @@ def plan_run(spec: RunSpec, registry: VariantRegistry) -> tuple[SweepPlan, FairO
     from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, plan_sweep
     from minigpt.trackers import tracking_settings
     from minigpt.train import Budget
-    from minigpt.variants import BASELINE
 
     auto, max_seeds, seeds = _seeds(spec)
     devices = parse_devices(spec.devices)
@@ -197,9 +196,7 @@ def plan_run(spec: RunSpec, registry: VariantRegistry) -> tuple[SweepPlan, FairO
     plan = replace(plan, tracking=tracking_settings(spec.track, Path(spec.out), spec.tensorboard_dir))
     fair = fair_options(list(spec.tune), spec.tune_seeds, spec.sizes, spec.max_flops, plan.seeds, recipe.config,
                         spec.explicit_budget, recipe.max_tokens)  # fmt: skip
-    if auto:
-        if BASELINE not in plan.variants:
-            raise SpecError("--seeds auto needs the baseline among --variants: every verdict compares with it")
+    if auto:  # without the baseline among the variants there is nothing to judge: the first round only
         fair = replace(fair, seeds_auto=True, max_seeds=max_seeds, margin=spec.margin)
     return plan, fair
 
@@ -240,7 +237,7 @@ def spec_of_run(run_dir: Path) -> RunSpec:
         variants=",".join(sweep["variants"]),
         devices=",".join(sweep["devices"]),
         # --seeds auto stays auto: the rounds it grew are its own to decide again
-        seeds="auto" if spec.seeds == "auto" else ",".join(str(seed) for seed in sweep["seeds"]),
+        seeds="auto" if recorded.get("seeds") == "auto" else ",".join(str(seed) for seed in sweep["seeds"]),
         preset=sweep.get("preset", spec.preset),
         out=str(run_dir),
     )

@@ -133,19 +133,31 @@ def test_the_report_reads_the_verdicts_the_rounds_stopped_on(tmp_path: Path) -> 
     assert "Seeds ran in rounds (--seeds auto): after 3, 5, 8, 10 seeds" in markdown.split("## Method")[1]
 
 
-def test_auto_needs_the_baseline_and_max_seeds_needs_auto(
+def test_max_seeds_needs_auto_and_the_margins_must_make_sense(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    code, _, err = run_cli(["run", "--seeds", "auto", "--variants", "token-shift", "--out", str(tmp_path / "a")],
+    code, _, err = run_cli(["run", "--seeds", "0,1", "--max-seeds", "5", "--out", str(tmp_path / "b")],
                            monkeypatch, capsys)  # fmt: skip
-    assert code == 2 and "--seeds auto needs the baseline" in err
-    code, _, err = run_cli(["run", "--max-seeds", "5", "--out", str(tmp_path / "b")], monkeypatch, capsys)
     assert code == 2 and "--max-seeds needs --seeds auto" in err
     code, _, err = run_cli(["run", "--seeds", "auto", "--max-seeds", "1", "--out", str(tmp_path / "c")],
                            monkeypatch, capsys)  # fmt: skip
     assert code == 2 and "--max-seeds must be at least 2" in err
     code, _, err = run_cli(["run", "--margin", "-1", "--out", str(tmp_path / "d")], monkeypatch, capsys)
     assert code == 2 and "--margin must be a positive number" in err
+    code, _, err = run_cli(["run", "--speed-margin", "1.5", "--out", str(tmp_path / "e")], monkeypatch, capsys)
+    assert code == 2 and "--speed-margin must be a fraction" in err
+    assert not any((tmp_path / name).exists() for name in "bcde")  # refused before anything was written
+
+
+def test_auto_without_the_baseline_runs_the_first_round_only(tmp_path: Path) -> None:
+    plan = plan_sweep(registry(), ["copy", "noisy"], ["cpu"], [0, 1, 2], BASE, str(SHAKESPEARE), Budget(max_steps=4))
+    executor = KnownLosses()
+    run_fair_sweep(
+        registry(), plan, FairOptions(seeds_auto=True), RunStore(tmp_path), QuietObserver(), executor=executor
+    )
+    assert sorted((spec.variant, spec.seed) for spec in executor.ran) == [
+        (v, s) for v in ("copy", "noisy") for s in range(3)
+    ]
 
 
 PLUGIN = """
