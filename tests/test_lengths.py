@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from minigpt.model import GPT
 from minigpt.precision import Precision
 from minigpt.train import Budget, Trainer
 
-from .conftest import ONE_SEED, SHAKESPEARE, TINY, TINY_SET, run_cli
+from .conftest import SHAKESPEARE, TINY, TINY_SET, run_cli
 
 FP32 = Precision.resolve("fp32", torch.device("cpu"))
 
@@ -123,20 +124,31 @@ def test_generation_sees_past_block_size_only_where_positions_extend() -> None:
 
 
 @pytest.mark.slow
-def test_a_sweep_records_each_length_and_what_does_not_apply(
+def test_a_sweep_records_each_length_and_its_report_compares_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    command = ["run", "--devices", "cpu", "--data", str(SHAKESPEARE), "--out", str(tmp_path), "--quiet",
-               "--no-report", "--no-speed", *ONE_SEED, *TINY_SET, "--variants", "baseline,learned-pos",
+    run, report = tmp_path / "run", tmp_path / "report"
+    command = ["run", "--devices", "cpu", "--data", str(SHAKESPEARE), "--out", str(run), "--quiet", "--no-speed",
+               "--no-report", "--seeds", "0,1", *TINY_SET, "--variants", "baseline,learned-pos,alibi",
                "--max-steps", "5", "--eval-lengths", "1,2"]  # fmt: skip
     code, _, err = run_cli(command, monkeypatch, capsys)
     assert code == 0, err
-    rope = json.loads((tmp_path / "trials/baseline--cpu--s0/trial.json").read_text())
-    learned = json.loads((tmp_path / "trials/learned-pos--cpu--s0/trial.json").read_text())
+    code, _, err = run_cli(["report", str(run), "--out", str(report)], monkeypatch, capsys)
+    assert code == 0, err
+    rope = json.loads((run / "trials/baseline--cpu--s0/trial.json").read_text())
+    learned = json.loads((run / "trials/learned-pos--cpu--s0/trial.json").read_text())
     assert rope["val_loss_at_2x"] > 0 and rope["val_loss_at_2x_sliding"] > 0
     assert learned["val_loss_at_1x"] > 0 and learned["val_loss_at_2x"] is None
     assert "learned positions" in learned["length_eval"]["not_applicable"]["2"]
-    assert json.loads((tmp_path / "sweep.json").read_text())["eval_lengths"] == [1, 2]
+    assert json.loads((run / "sweep.json").read_text())["eval_lengths"] == [1, 2]
+
+    results = pd.read_csv(report / "results.csv")
+    assert {"val_loss_at_1x", "val_loss_at_2x", "val_loss_at_2x_sliding"} <= set(results.columns)
+    markdown = (report / "report.md").read_text()
+    section = markdown[markdown.index("## Length generalization") :]
+    assert "Loss at each length on cpu, sliding windows" in section
+    assert "| alibi | " in section and "learned-pos from 2x on: learned positions have a table" in section
+    assert (report / "loss_by_position.png").is_file() and (report / "loss_by_length.png").is_file()
 
 
 def test_eval_lengths_must_be_whole_multiples(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
