@@ -2,6 +2,9 @@
 #   make run    the main job: `minigpt-bench run` with its defaults
 #   make test   lint, format check, the test suite, and the wheel check (.ci/check-wheel:
 #               the built wheel, installed without this checkout, runs from an empty folder)
+#   make mutmut mutation testing of the modules that decide verdicts and plans ([tool.mutmut] in
+#               pyproject.toml; not part of `make test`: it takes hours on 2 cores). Narrow it
+#               with MUTANTS='minigpt.stats*' and read the survivors with `mutmut results`.
 # On a machine without an NVIDIA GPU the set-up pins torch to a CPU build first (on a machine
 # that fetches from PyPI directly, point TORCH_INDEX_URL at a CPU wheel index), so resolving
 # the project's dependencies never pulls a multi-GB CUDA build.
@@ -12,7 +15,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 TORCH_INDEX_URL ?=
 EXTRAS ?= dev,hf,ray,tensorboard,wandb,mlflow
 
-.PHONY: setup run test wheel-check
+.PHONY: setup run test wheel-check mutmut
 
 $(BIN)/minigpt-bench: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,3 +36,9 @@ test: setup
 
 wheel-check: setup
 	VENV=$(VENV) bash .ci/check-wheel
+
+MUTANTS ?=
+
+mutmut: setup
+	$(BIN)/mutmut run $(MUTANTS)
+	$(BIN)/mutmut results

@@ -117,6 +117,13 @@ def run(
     max_flops: Annotated[
         float | None, typer.Option(help="Budget each trial in model FLOPs (FLOPs/token x tokens): equal compute.")
     ] = None,
+    eval_lengths: Annotated[
+        str | None,
+        typer.Option(
+            help="After training, score each trial's best checkpoint at these multiples of block_size, "
+            "e.g. 1,2,4 (non-overlapping and sliding windows): length generalization."
+        ),
+    ] = None,
     plugins: PluginsOption = None,
     executor: Annotated[str, typer.Option(help=f"Where trials run: {' or '.join(executor_names())}.")] = "local",
     # An executor's options are named after it and a field of its options (--ray-address: RayOptions.address).
@@ -273,6 +280,10 @@ def generate(
     ] = None,
     num_samples: Annotated[int, typer.Option(help="How many samples, drawn together in one batch.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same samples.")] = 0,
+    context: Annotated[
+        int | None,
+        typer.Option(help="Tokens each prediction sees; past block_size where the variant's positions extend."),
+    ] = None,
     plugins: PluginsOption = None,
 ) -> None:
     """Sample text from the best variant of a sweep, or from a checkpoint.
@@ -281,7 +292,14 @@ def generate(
     With --run, the plugins the sweep ran with are loaded; --plugins replaces them."""
     from minigpt.checkpoint import load_checkpoint
     from minigpt.config import ConfigError
-    from minigpt.generate import check_sampling, choose_checkpoint, describe_checkpoint, encode_prompt, write_samples
+    from minigpt.generate import (
+        check_sampling,
+        choose_checkpoint,
+        context_length,
+        describe_checkpoint,
+        encode_prompt,
+        write_samples,
+    )  # fmt: skip
     from minigpt.variants import recorded_plugins
 
     check_sampling(max_new_tokens, temperature, top_k, top_p, num_samples)
@@ -292,9 +310,12 @@ def generate(
         model, tokenizer, meta = load_checkpoint(path)
     except ConfigError as error:
         raise ConfigError(f"{error} (if a plugin defines it, add --plugins PATH)") from None
-    ids = encode_prompt(tokenizer, prompt, model.cfg.block_size)
+    length = context_length(model, context)
+    ids = encode_prompt(tokenizer, prompt, length)
     print(f"sampling from {picked or describe_checkpoint(path, meta)}", file=sys.stderr)
-    write_samples(model, tokenizer, ids, sys.stdout, max_new_tokens, temperature, top_k, top_p, num_samples, seed)
+    write_samples(
+        model, tokenizer, ids, sys.stdout, max_new_tokens, temperature, top_k, top_p, num_samples, seed, length
+    )  # fmt: skip
 
 
 def main() -> None:

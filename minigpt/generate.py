@@ -17,9 +17,12 @@ token changes, and with it every hidden state after the first layer, so no cache
 is valid any more (for any position scheme). Each later token is therefore predicted by a full
 forward pass over the cropped window, which is the plain loop's own computation.
 
-The prompt rule: at least 1 and at most block_size characters. A longer prompt would be cut to
-its last block_size characters before the model saw it, so it is refused rather than silently
-shortened.
+The context is block_size tokens unless asked otherwise (`context`, `generate --context N`): a
+model whose positions extend past its training length (RoPE, ALiBi, sinusoidal, none) may see
+more, and one that cannot (a learned position table) refuses, saying why.
+
+The prompt rule: at least 1 character and at most the context. A longer prompt would be cut to
+its last characters before the model saw it, so it is refused rather than silently shortened.
 """
 
 from __future__ import annotations
@@ -70,17 +73,31 @@ def check_sampling(
         raise GenerationError(f"num_samples must be >= 1, got {num_samples}")
 
 
-def check_prompt_length(length: int, block_size: int) -> None:
+def context_length(model: GPT, context: int | None) -> int:
+    """The tokens the model conditions on: block_size, or `context` where its positions reach that far."""
+    if context is None:
+        return model.cfg.block_size
+    if context < 1:
+        raise GenerationError(f"the context must be at least 1 token, got {context}")
+    if model.max_length is not None and context > model.max_length:
+        raise GenerationError(
+            f"this model cannot see {context} tokens: {model.position.limit_reason}; "
+            f"use a context of at most {model.max_length}"
+        )
+    return context
+
+
+def check_prompt_length(length: int, context: int) -> None:
     if length == 0:
         raise GenerationError("the prompt is empty; give at least one character")
-    if length > block_size:
+    if length > context:
         raise GenerationError(
-            f"the prompt has {length} characters but this model sees at most block_size = {block_size}; "
-            f"shorten it to its last {block_size} characters"
+            f"the prompt has {length} characters but this model sees at most {context} (its context); "
+            f"shorten it to its last {context} characters"
         )
 
 
-def encode_prompt(tokenizer: CharTokenizer, prompt: str, block_size: int) -> list[int]:
+def encode_prompt(tokenizer: CharTokenizer, prompt: str, context: int) -> list[int]:
     """The prompt's token ids; characters outside the vocabulary and over-long prompts are refused."""
     unknown = sorted({ch for ch in prompt if ch not in tokenizer.index})
     if unknown:
@@ -89,7 +106,7 @@ def encode_prompt(tokenizer: CharTokenizer, prompt: str, block_size: int) -> lis
             f"prompt character{plural} {', '.join(map(repr, unknown))} not in this model's vocabulary "
             f"({tokenizer.vocab_size} characters: {tokenizer.chars!r})"
         )
-    check_prompt_length(len(prompt), block_size)
+    check_prompt_length(len(prompt), context)
     return tokenizer.encode(prompt)
 
 
@@ -176,22 +193,22 @@ def matvec_linears(model: nn.Module) -> Iterator[None]:
 
 
 class Context:
-    """The tokens the model conditions on (at most block_size of them) and, while they fit in
-    one block, the KV cache that lets each new token cost one position instead of all of them."""
+    """The tokens the model conditions on (at most `length` of them) and, while they fit, the KV
+    cache that lets each new token cost one position instead of all of them."""
 
-    def __init__(self, model: GPT, prompt: torch.Tensor, use_cache: bool) -> None:
+    def __init__(self, model: GPT, prompt: torch.Tensor, use_cache: bool, length: int | None = None) -> None:
         self.model = model
-        self.block_size = model.cfg.block_size
-        self.window = prompt  # (B, T), T <= block_size
-        self.cache = KVCache(model.cfg) if use_cache else None
+        self.length = length or model.cfg.block_size
+        self.window = prompt  # (B, T), T <= length
+        self.cache = KVCache(model.cfg, length) if use_cache else None
 
     def first_logits(self) -> torch.Tensor:
         return self.model(self.window, cache=self.cache)[0][:, -1]
 
     def append(self, token: torch.Tensor) -> torch.Tensor:
         """Add token (B, 1) and return the logits (B, vocab) for the one after it."""
-        self.window = torch.cat((self.window, token), dim=1)[:, -self.block_size :]
-        if self.cache is not None and self.cache.length < self.block_size:
+        self.window = torch.cat((self.window, token), dim=1)[:, -self.length :]
+        if self.cache is not None and self.cache.length < self.length:
             return self.model(token, cache=self.cache)[0][:, -1]
         self.cache = None  # the window now slides: every step re-reads it from position 0
         return self.model(self.window)[0][:, -1]
@@ -211,6 +228,7 @@ def stream(
     num_samples: int = 1,
     seed: int = 0,
     use_cache: bool = True,
+    context: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the new token of every sample, shape (num_samples,), as soon as it is drawn.
     prompt_ids is one sequence; the samples all continue it, decoded together in one batch."""
@@ -219,16 +237,17 @@ def stream(
     prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)
     if prompt.dim() != 1:
         raise GenerationError(f"prompt_ids must be one sequence of token ids, got shape {tuple(prompt.shape)}")
-    check_prompt_length(prompt.numel(), model.cfg.block_size)
+    length = context_length(model, context)
+    check_prompt_length(prompt.numel(), length)
     generator = torch.Generator(device=device).manual_seed(seed)
     was_training = model.training
     model.eval()  # dropout off
     try:
         with matvec_linears(model):
-            context = Context(model, prompt.expand(num_samples, -1), use_cache)
+            window = Context(model, prompt.expand(num_samples, -1), use_cache, length)
             token = None
             for _ in range(max_new_tokens):
-                logits = context.first_logits() if token is None else context.append(token)
+                logits = window.first_logits() if token is None else window.append(token)
                 token = sample_next(logits, temperature, top_k, top_p, generator)
                 yield token[:, 0]
     finally:
@@ -245,11 +264,13 @@ def generate(
     num_samples: int = 1,
     seed: int = 0,
     use_cache: bool = True,
+    context: int | None = None,
 ) -> torch.Tensor:
     """The prompt followed by max_new_tokens sampled tokens: (num_samples, len(prompt) + max_new_tokens).
-    use_cache=False gives the same tokens, computed by the plain loop (for checks and benchmarks)."""
+    use_cache=False gives the same tokens, computed by the plain loop (for checks and benchmarks);
+    `context` is how many tokens each prediction sees (block_size when None)."""
     prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=next(model.parameters()).device)
-    steps = stream(model, prompt, max_new_tokens, temperature, top_k, top_p, num_samples, seed, use_cache)
+    steps = stream(model, prompt, max_new_tokens, temperature, top_k, top_p, num_samples, seed, use_cache, context)
     new = [token[:, None] for token in steps]
     return torch.cat([prompt.expand(num_samples, -1), *new], dim=1)
 
@@ -336,6 +357,7 @@ def write_samples(
     top_p: float | None = None,
     num_samples: int = 1,
     seed: int = 0,
+    context: int | None = None,
 ) -> list[str]:
     """Write each sample (prompt included) and a newline to `out`: the first one character by
     character as it is drawn, the rest (drawn in the same batch) after it, each preceded by a
@@ -344,7 +366,9 @@ def write_samples(
     out.write(prompt)
     out.flush()
     drawn = []
-    for tokens in stream(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, num_samples, seed):
+    for tokens in stream(
+        model, prompt_ids, max_new_tokens, temperature, top_k, top_p, num_samples, seed, context=context
+    ):
         drawn.append(tokens)
         out.write(tokenizer.decode(tokens[:1]))
         out.flush()

@@ -3,6 +3,7 @@ probe for the device's peak (the MFU denominator), and device names."""
 
 from __future__ import annotations
 
+import math
 import platform
 import resource
 import sys
@@ -17,7 +18,10 @@ from torch import nn
 from minigpt.precision import dtype_of, float32_matmuls
 
 DRIFT_LIMIT = 0.10  # a trial during which the machine's matmul speed moved more than this is flagged
-DRIFT_PROBE_SECONDS = 0.1  # per window; a probe takes two (the best of either is stable to about 1%)
+DRIFT_PROBE_SECONDS = 0.2  # at most: a probe ends sooner once its best product has settled
+DRIFT_PROBE_SETTLED = 16  # products in a row none of which beats the best by DRIFT_PROBE_GAIN: settled
+DRIFT_PROBE_GAIN = 0.01  # the probe is read to about 1%; smaller gains do not restart the count
+DRIFT_PROBE_SAMPLE_SECONDS = 0.002  # products timed per sync: enough for a sample of about this long
 DRIFT_PROBE_SIZE_CPU = 512  # small enough for a few products in the time box even where bf16 is slow
 DRIFT_PROBE_SIZE_GPU = 4096
 
@@ -165,12 +169,29 @@ def _time_matmuls(a: torch.Tensor, b: torch.Tensor, repeats: int, device: torch.
 def probe_speed(device: str, precision: str, size: int | None = None) -> tuple[float, int]:
     """This machine's matmul speed right now in the trial's precision, and the matrix size it
     used: probed before and after a trial at one size, the two tell whether the machine itself
-    changed speed meanwhile."""
+    changed speed meanwhile.
+
+    It times products one sample at a time and stops once DRIFT_PROBE_SETTLED samples in a row
+    fail to beat the best by DRIFT_PROBE_GAIN, or at DRIFT_PROBE_SECONDS. A fresh process's first
+    products run slower (threads, caches, clocks still starting), which would read as the machine
+    speeding up during the trial; the settling rule waits that out, and on an idle machine it
+    settles in a few dozen products (tens of milliseconds on a CPU) instead of a fixed time box."""
     size = size or (DRIFT_PROBE_SIZE_CPU if device == "cpu" else DRIFT_PROBE_SIZE_GPU)
-    # The best of two windows: a fresh process's first products run slower (threads, caches,
-    # clocks still starting), which would read as the machine speeding up during the trial.
-    windows = (matmul_peak_flops(torch.device(device), precision, size, DRIFT_PROBE_SECONDS) for _ in range(2))
-    return max(windows), size
+    target = torch.device(device)
+    with float32_matmuls(precision, target):
+        a, b = _square_pair(size, target, dtype_of(precision))
+        deadline = time.perf_counter() + DRIFT_PROBE_SECONDS
+        took = _time_matmuls(a, b, 1, target)  # also the warm-up: it never counts as the best
+        repeats = max(1, min(64, int(DRIFT_PROBE_SAMPLE_SECONDS / took)))
+        best, unbeaten = math.inf, 0
+        while unbeaten < DRIFT_PROBE_SETTLED and time.perf_counter() < deadline:
+            took = _time_matmuls(a, b, repeats, target)
+            unbeaten = 0 if took < best * (1 - DRIFT_PROBE_GAIN) else unbeaten + 1
+            best = min(best, took)
+    del a, b
+    if target.type == "cuda":
+        torch.cuda.empty_cache()
+    return 2 * size**3 / (best if math.isfinite(best) else took), size
 
 
 def drift_fields(before: float, after: float) -> dict[str, Any]:

@@ -21,6 +21,7 @@ Every declared metric is a non-negative quantity, so an interval is cut at zero.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -200,6 +201,33 @@ TRIAL_METRICS: tuple[Metric, ...] = (
 )  # fmt: skip
 
 
+LENGTH_METRIC = re.compile(r"val_loss_at_(\d+)x(_sliding)?")
+
+
+def length_metric_name(multiple: int, sliding: bool = False) -> str:
+    """trial.json's key and results.csv's column for the loss at `multiple` x block_size."""
+    return f"val_loss_at_{multiple}x" + ("_sliding" if sliding else "")
+
+
+def length_metric(multiple: int, sliding: bool = False) -> Metric:
+    """The validation loss of the best checkpoint at `multiple` x block_size (run --eval-lengths), one
+    metric per length and protocol: declared here for every length a run may ask for."""
+    protocol = "sliding windows, the last block_size/2 tokens of each scored" if sliding else "non-overlapping windows"
+    return Metric(
+        length_metric_name(multiple, sliding), "trial", "quality", "nats/char", ".4f",
+        f"val loss at {multiple}x" + (" sliding" if sliding else ""),
+        f"validation cross-entropy of the best checkpoint on windows of {multiple} x block_size, {protocol}",
+        aggregate="interval", lower_is_better=True,
+    )  # fmt: skip
+
+
+def length_metrics(record: Mapping[str, Any]) -> list[Metric]:
+    """The length metrics a record holds, by length, non-overlapping before sliding."""
+    found = [LENGTH_METRIC.fullmatch(key) for key in record]
+    keys = sorted((int(match[1]), bool(match[2])) for match in found if match)
+    return [length_metric(multiple, sliding) for multiple, sliding in keys]
+
+
 def declared(level: Level) -> tuple[Metric, ...]:
     """The declared metrics of `level`, read at call time (so an added metric is seen everywhere)."""
     return TRIAL_METRICS if level == "trial" else POINT_METRICS
@@ -209,6 +237,9 @@ def find(name: str, level: Level = "trial") -> Metric:
     for metric in declared(level):
         if metric.name == name:
             return metric
+    length = LENGTH_METRIC.fullmatch(name)
+    if length and level == "trial":
+        return length_metric(int(length[1]), bool(length[2]))
     raise KeyError(f"no {level} metric named {name!r}")
 
 

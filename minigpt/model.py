@@ -21,8 +21,8 @@ class KVCache:
     """One LayerCache per block; `length` is how many positions have been fed so far; `state`
     holds what components other than attention keep between calls (token shift's last input)."""
 
-    def __init__(self, cfg: Config) -> None:
-        self.layers = [LayerCache(cfg.block_size) for _ in range(cfg.n_layer)]
+    def __init__(self, cfg: Config, max_len: int | None = None) -> None:
+        self.layers = [LayerCache(max_len or cfg.block_size) for _ in range(cfg.n_layer)]
         self.state: dict[str, torch.Tensor] = {}
 
     @property
@@ -53,8 +53,8 @@ class GPT(nn.Module):
         """idx, targets: (B, T) token ids. Returns logits (B, T, vocab) and the mean loss.
         With a cache, idx holds only the new tokens, placed after those already cached."""
         start = cache.length if cache is not None else 0
-        if start + idx.size(1) > self.cfg.block_size:
-            raise ValueError(f"sequence of {start + idx.size(1)} exceeds block_size {self.cfg.block_size}")
+        if self.max_length is not None and start + idx.size(1) > self.max_length:
+            raise ValueError(f"sequence of {start + idx.size(1)} positions: {self.position.limit_reason}")
         x = self.drop(self.position.embed(self.embedding(self.wte(idx), start, cache), start))  # (B, T, C)
 
         def run_layer(layer: int, h: torch.Tensor) -> torch.Tensor:
@@ -62,6 +62,11 @@ class GPT(nn.Module):
 
         x = self.residual(x, run_layer)
         return self.head(self.lm_head(self.norm_f(x)), targets)  # (B, T, vocab), loss
+
+    @property
+    def max_length(self) -> int | None:
+        """The longest sequence it can score (None: any); past block_size it extrapolates."""
+        return self.position.max_length
 
     def num_params(self) -> int:
         """Trainable parameters, a tied matrix counted once."""

@@ -53,6 +53,7 @@ class RunSpec:
     tune_seeds: str | None = None
     sizes: str | None = None
     max_flops: float | None = None
+    eval_lengths: str | None = None
     plugins: tuple[str, ...] = ()
     executor: str = "local"
     ray_address: str | None = None
@@ -83,7 +84,14 @@ class RunSpec:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in kept.items()}
 
 
-COMMA_LISTS = {"variants", "devices", "seeds", "tune_seeds", "sizes"}  # a string, or an array joined with commas
+COMMA_LISTS = {
+    "variants",
+    "devices",
+    "seeds",
+    "tune_seeds",
+    "sizes",
+    "eval_lengths",
+}  # a string, or an array joined with commas
 REPEATED = {"set", "tune", "plugins", "track"}  # arrays of strings
 SCALAR_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 KIND_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
@@ -193,7 +201,11 @@ def plan_run(spec: RunSpec, registry: VariantRegistry) -> tuple[SweepPlan, FairO
             "spec": spec.record(),
         },  # fmt: skip
     )
-    plan = replace(plan, tracking=tracking_settings(spec.track, Path(spec.out), spec.tensorboard_dir))
+    plan = replace(
+        plan,
+        tracking=tracking_settings(spec.track, Path(spec.out), spec.tensorboard_dir),
+        eval_lengths=eval_lengths(spec.eval_lengths),
+    )
     fair = fair_options(list(spec.tune), spec.tune_seeds, spec.sizes, spec.max_flops, plan.seeds, recipe.config,
                         spec.explicit_budget, recipe.max_tokens)  # fmt: skip
     if auto:  # without the baseline among the variants there is nothing to judge: the first round only
@@ -217,6 +229,21 @@ def _seeds(spec: RunSpec) -> tuple[bool, int, list[int]]:
         return False, 0, parse_seeds(spec.seeds)
     max_seeds = DEFAULT_MAX_SEEDS if spec.max_seeds is None else spec.max_seeds
     return True, max_seeds, list(range(looks(max_seeds, FIRST_ROUND)[0]))
+
+
+def eval_lengths(text: str | None) -> tuple[int, ...]:
+    """--eval-lengths '1,2,4' -> (1, 2, 4): whole multiples of block_size, each once, ascending."""
+    from minigpt.sweep import PlanError
+
+    if text is None:
+        return ()
+    try:
+        multiples = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        multiples = set()
+    if not multiples or min(multiples) < 1:
+        raise PlanError(f"--eval-lengths expects whole multiples of block_size such as 1,2,4, got {text!r}")
+    return tuple(sorted(multiples))
 
 
 def spec_of_run(run_dir: Path) -> RunSpec:

@@ -95,6 +95,7 @@ class Group:
     initial: int = 0
     chosen: tune.Point = field(default_factory=dict)
     at_edge: list[str] = field(default_factory=list)
+    untuned: str | None = None  # why nothing was chosen: every tuning trial of a stage failed
 
     @property
     def key(self) -> str:
@@ -197,12 +198,25 @@ class StagedRun:
             self._announce(groups)
             if self.fair.tune:
                 self._tune(groups)
-            evaluation = self._batch(
-                [g.spec(seed, "eval", g.chosen, g.budget) for seed in self.plan.seeds for g in groups]
-            )
+            evaluation = [(g, g.spec(seed, "eval", g.chosen, g.budget)) for seed in self.plan.seeds for g in groups]
+            self._not_evaluated([(g, spec) for g, spec in evaluation if g.untuned])
+            self._batch([spec for g, spec in evaluation if not g.untuned])
+            records = [self.records[spec.id] for _, spec in evaluation]
             if self.fair.seeds_auto:
-                evaluation = self._seeds_until_decided(groups, evaluation)
-            return evaluation
+                records = self._seeds_until_decided(groups, records)
+            return records
+
+    def _not_evaluated(self, pairs: list[tuple[Group, TrialSpec]]) -> None:
+        """A group whose tuning chose nothing is not evaluated at a value nobody chose: each of its
+        evaluation trials is recorded as failed, saying why, and the sweep goes on."""
+        from minigpt.trial import ended_record
+
+        for group, spec in pairs:
+            self.observer.trial_started(spec)
+            record = ended_record(spec, self.plan.settings, "failed", f"not evaluated: {group.untuned}")
+            self.store.write_trial(record)
+            self.records[spec.id] = record
+            self.observer.trial_finished(spec, record, resumed=False)
 
     def _announce(self, groups: list[Group]) -> None:
         tune_seeds = len(self.fair.tune_seeds) if self.fair.tune else 0
@@ -244,7 +258,8 @@ class StagedRun:
     def _tune(self, groups: list[Group]) -> None:
         self._batch([spec for g in groups for spec in self._short_specs(g, g.grid)])
         for _ in range(tune.MAX_GROWTH):
-            grown = {g.key: tune.grow(self._best(g, g.grid, short=True), g.grid, g.config) for g in groups}
+            best = {g.key: self._best(g, g.grid, short=True) for g in groups}
+            grown = {g.key: tune.grow(best[g.key], g.grid, g.config) if best[g.key] else [] for g in groups}
             specs = [spec for g in groups for spec in self._short_specs(g, grown[g.key])]
             if not specs:
                 break
@@ -252,14 +267,19 @@ class StagedRun:
                 g.grid += grown[g.key]
             _add_trials(self.observer, len(specs))
             self._batch(specs)
-        promoted = {
-            g.key: tune.ranked(g.grid, self._scores(g, g.grid, True))[: tune.promoted_count(g.initial)] for g in groups
-        }
+        promoted = {g.key: self._promoted(g) for g in groups}
         seeds = self.fair.tune_seeds
         self._batch([g.spec(s, "tune-full", p, g.budget) for g in groups for s in seeds for p in promoted[g.key]])
         for g in groups:
-            g.chosen = self._best(g, promoted[g.key], short=False)
-            g.at_edge = [key for key, _ in tune.edges(g.chosen, g.grid)]
+            chosen = self._best(g, promoted[g.key], short=False)
+            if chosen is None:
+                stage = "tune-full" if promoted[g.key] else "tune-short"
+                g.untuned = (
+                    f"every {stage} trial of {g.key} failed, so tuning chose no value (see those trials' errors)"
+                )
+            else:
+                g.chosen = chosen
+                g.at_edge = [key for key, _ in tune.edges(g.chosen, g.grid)]
         self._record_choices(groups)
 
     def _seeds_until_decided(self, groups: list[Group], first: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -279,14 +299,14 @@ class StagedRun:
         undecided, and for the baseline; none when every variant is decided or at --max-seeds."""
         baseline = next((g for g in cell if g.variant == BASELINE), None)
         others = [g for g in cell if g.variant != BASELINE]
-        if baseline is None:
+        if baseline is None or baseline.untuned:
             return []
         base_losses = self._losses(baseline, seeds[baseline.key])
         running = []
         for group in others:
             run = seeds[group.key]
-            if len(run) < len(seeds[baseline.key]) or next_look(design.looks, len(run)) is None:
-                continue  # stopped at an earlier look, or at --max-seeds
+            if group.untuned or len(run) < len(seeds[baseline.key]) or next_look(design.looks, len(run)) is None:
+                continue  # tuning chose nothing, or stopped at an earlier look, or at --max-seeds
             differences = paired_differences(self._losses(group, run), base_losses)
             if not decide(differences, design.level(len(run), len(others)), design.margin).decided:
                 running.append(group)
@@ -316,13 +336,24 @@ class StagedRun:
         sweep["seeds"] = list(dict.fromkeys([*sweep.get("seeds", []), *(spec.seed for spec in specs)]))
         self.store.write_sweep(sweep)
 
-    def _best(self, group: Group, points: list[tune.Point], short: bool) -> tune.Point:
-        return tune.ranked(points, self._scores(group, points, short))[0]
+    def _promoted(self, group: Group) -> list[tune.Point]:
+        """The best points at the quarter budget, those that produced a loss only."""
+        scores = self._scores(group, group.grid, short=True)
+        finished = sum(math.isfinite(score) for score in scores)
+        return tune.ranked(group.grid, scores)[: min(tune.promoted_count(group.initial), finished)]
+
+    def _best(self, group: Group, points: list[tune.Point], short: bool) -> tune.Point | None:
+        """The best of the points, or None where none of them produced a loss: nothing to choose."""
+        scores = self._scores(group, points, short)
+        if not any(math.isfinite(score) for score in scores):
+            return None
+        return tune.ranked(points, scores)[0]
 
     def _record_choices(self, groups: list[Group]) -> None:
         sweep = self.store.read_sweep()
         sweep["tuning"] = {
             g.key: {"grid": g.grid, "chosen": g.chosen, "at_edge": g.at_edge, "size": g.size.name if g.size else None}
+            | ({"untuned": g.untuned} if g.untuned else {})
             for g in groups
         }
         self.store.write_sweep(sweep)

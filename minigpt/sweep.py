@@ -53,11 +53,12 @@ class SweepPlan:
     options: dict[str, Any] = field(default_factory=dict)  # preset, overrides, plugins: for the record
     fair: dict[str, Any] | None = None  # tuning grid, tuning seeds, size ladder, FLOPs budget (minigpt.stages)
     tracking: TrackingSettings | None = None  # where every trial is also logged; no part of the plan's identity
+    eval_lengths: tuple[int, ...] = ()  # multiples of block_size each trial is scored at after training
 
     @property
     def settings(self) -> TrialSettings:
         plugins = tuple(str(Path(plugin).resolve()) for plugin in self.options.get("plugins", []))
-        return TrialSettings(self.data, self.budget, self.target_loss, plugins, self.tracking)
+        return TrialSettings(self.data, self.budget, self.target_loss, plugins, self.tracking, self.eval_lengths)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -71,6 +72,7 @@ class SweepPlan:
             "base_config": self.base_config.to_dict(),
             "trials": [] if self.fair else [spec.id for spec in self.trials],  # a fair sweep adds its stages' own
             "fair": self.fair,
+            "eval_lengths": list(self.eval_lengths) or None,
             **self.options,
         }
 
@@ -85,6 +87,7 @@ class SweepPlan:
             "plugins": sorted(self.settings.plugins),
             "variants": {spec.variant: spec.config.to_dict() for spec in self.trials},
             "fair": self.fair,
+            "eval_lengths": list(self.eval_lengths) or None,  # None: not asked (and in runs from before)
         }
 
 
@@ -304,7 +307,7 @@ def check_same_plan(store: RunStore, identity: dict[str, Any]) -> None:
 
 
 def first_difference(before: dict[str, Any], now_: dict[str, Any]) -> str | None:
-    for key in ("base_config", "budget", "target_loss", "corpus", "max_vocab", "plugins", "fair"):
+    for key in ("base_config", "budget", "target_loss", "corpus", "max_vocab", "plugins", "fair", "eval_lengths"):
         if before.get(key) != now_.get(key):
             return _describe_difference(key, before.get(key), now_.get(key))
     for name, config in now_["variants"].items():

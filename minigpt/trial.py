@@ -55,6 +55,7 @@ class TrialSettings:
     target_loss: float | None
     plugins: tuple[str, ...] = ()  # absolute paths: imported where the trial runs, before building
     tracking: TrackingSettings | None = None  # the experiment trackers each trial also logs to
+    eval_lengths: tuple[int, ...] = ()  # multiples of block_size its best checkpoint is scored at
 
 
 def now() -> str:
@@ -139,6 +140,8 @@ def train_trial(
         for point in trainer.run():
             on_point(point)
             tracking.log(point)
+        if settings.eval_lengths:
+            record.update(length_fields(trainer, checkpoint_dir, settings.eval_lengths))
         record["status"] = "completed"
     except KeyboardInterrupt:
         record.update(status="interrupted", error="interrupted by the user")
@@ -150,6 +153,21 @@ def train_trial(
         record.update(closing_fields(trainer, peak_flops.get(precision), before, device, precision, record["status"]))
         record.update(tracking.finish(record))
     return record
+
+
+def length_fields(trainer: Any, checkpoint_dir: Path, multiples: tuple[int, ...]) -> dict[str, Any]:
+    """The best checkpoint's losses at `multiples` of block_size (minigpt.lengths), after training."""
+    from safetensors.torch import load_model
+
+    from minigpt.checkpoint import WEIGHTS
+    from minigpt.lengths import evaluate_lengths
+
+    began = time.perf_counter()
+    load_model(trainer.model, str(checkpoint_dir / WEIGHTS))  # the trainer is done with its own weights
+    precision = trainer.train_step.precision
+    with precision.float32_matmuls():
+        evaluation = evaluate_lengths(trainer.model, trainer.corpus.val, multiples, precision, trainer.device)
+    return {**evaluation.fields(), "length_eval_seconds": time.perf_counter() - began}
 
 
 def closing_fields(

@@ -7,7 +7,20 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.context import BaseContext
 
-PRELOAD = ["minigpt.train", "minigpt.trial"]
+# Everything a trial imports on its way to its first step, so that no trial pays for it: the
+# trainer, the trial's own process body (minigpt.local_executor), the checkpoint writer, and
+# torch._dynamo (with sympy, about a second on a 2-core CPU), which torch.optim's constructors
+# import on first use. The command line too, as `python -m minigpt.cli` (or the console script)
+# is the main module that every child re-runs under multiprocessing. tests/test_trial_server.py
+# checks that a trial imports nothing heavy beyond this list.
+PRELOAD = [
+    "minigpt.train",
+    "minigpt.trial",
+    "minigpt.local_executor",
+    "minigpt.checkpoint",
+    "minigpt.cli",
+    "torch._dynamo",
+]
 
 
 def trial_context() -> BaseContext:

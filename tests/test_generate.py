@@ -203,7 +203,7 @@ def test_bad_sampling_settings_are_refused(kwargs: dict) -> None:
 def test_prompt_length_rule() -> None:
     model = tiny_model()
     assert generate(model, list(range(BLOCK)), 2).shape == (1, BLOCK + 2)
-    with pytest.raises(GenerationError, match="at most block_size = 8"):
+    with pytest.raises(GenerationError, match=r"at most 8 \(its context\)"):
         generate(model, [1] * (BLOCK + 1), 2)
     with pytest.raises(GenerationError, match="empty"):
         generate(model, [], 2)
@@ -279,7 +279,7 @@ def test_cli_checkpoint_streams_several_samples(tmp_path: Path, monkeypatch, cap
     ("args", "message"),
     [
         (["--prompt", "abZ!"], "prompt characters '!', 'Z' not in this model's vocabulary"),
-        (["--prompt", "a" * (BLOCK + 1)], "the prompt has 9 characters but this model sees at most block_size = 8"),
+        (["--prompt", "a" * (BLOCK + 1)], "the prompt has 9 characters but this model sees at most 8 (its context)"),
         (["--top-p", "2"], "top_p must be in (0, 1]"),
         (["--variant", "baseline"], "use it with --run"),
     ],

@@ -123,12 +123,57 @@ def test_the_probe_ends_in_about_its_seconds_even_in_a_slow_dtype(
     assert max(sizes) == (1024 if multiply_adds_per_second == 1e11 else 256)
 
 
+def fake_products(monkeypatch: pytest.MonkeyPatch, seconds_per_product: list[float]) -> SimpleNamespace:
+    """Products that take the given seconds in turn (the last one from then on), on a fake clock."""
+    clock = SimpleNamespace(now=0.0, samples=0)
+
+    def timed(a: torch.Tensor, b: torch.Tensor, repeats: int, device: torch.device) -> float:
+        took = seconds_per_product[min(clock.samples, len(seconds_per_product) - 1)]
+        clock.samples += 1
+        clock.now += took * repeats
+        return took
+
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(measure, "_time_matmuls", timed)
+    monkeypatch.setattr(measure, "_square_pair", lambda n, device, dtype: (torch.empty(n, 1), torch.empty(n, 1)))
+    return clock
+
+
+def test_the_drift_probe_waits_out_a_slow_start_and_stops_once_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh process's first products are slow; the probe reads the settled speed, and stops
+    DRIFT_PROBE_SETTLED samples after it instead of spending its whole time box."""
+    settled = 512**3 / 1e11  # 1.3 ms a product
+    clock = fake_products(monkeypatch, [5 * settled, 3 * settled, 2 * settled, 1.5 * settled, settled])
+    flops, size = measure.probe_speed("cpu", "fp32")
+    assert size == measure.DRIFT_PROBE_SIZE_CPU and flops == pytest.approx(2e11)
+    assert clock.samples == 5 + measure.DRIFT_PROBE_SETTLED  # the warm-up, 3 slower samples, the best, 16 more
+    assert clock.now < measure.DRIFT_PROBE_SECONDS / 2
+
+
+def test_the_drift_probe_keeps_sampling_while_the_speed_still_improves_and_ends_at_its_time_box(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    improving = [0.01 * 0.98**i for i in range(200)]  # 2% faster every sample: never settled
+    clock = fake_products(monkeypatch, improving)
+    flops, _ = measure.probe_speed("cpu", "fp32")
+    assert measure.DRIFT_PROBE_SECONDS <= clock.now < measure.DRIFT_PROBE_SECONDS + 0.01
+    assert flops == pytest.approx(2 * 512**3 / improving[clock.samples - 1])  # the last, fastest sample
+
+
+def test_a_drift_probe_slower_than_its_time_box_still_reads_its_one_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_products(monkeypatch, [0.5])  # bf16 on a CPU without bf16 kernels, say
+    assert measure.probe_speed("cpu", "bf16")[0] == pytest.approx(2 * 512**3 / 0.5)
+
+
 FAULTS_PER_STEP = """
 import resource, sys
+from minigpt import step
 from minigpt.config import PRESETS
 from minigpt.data import BatchSampler, Corpus
 from minigpt.train import Budget, Trainer
 
+if sys.argv[2] == "default":  # glibc as it comes: the trainer's setting left out
+    step.keep_freed_memory = lambda: False
 corpus = Corpus.from_text(open(sys.argv[1]).read()[:100_000], "shakespeare")
 cfg = PRESETS["reference"].config()
 trainer = Trainer(cfg, corpus, "cpu", 0, Budget(max_steps=1))
@@ -142,13 +187,24 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 """
 
 
+def faults_per_step(malloc: str) -> float:
+    command = [sys.executable, "-c", FAULTS_PER_STEP, str(SHAKESPEARE), malloc]
+    done = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), check=True, timeout=300)
+    return float(done.stdout)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not allocator.glibc_malloc(), reason="glibc's malloc settings only exist on Linux with glibc")
 def test_cpu_training_steps_reuse_freed_memory_without_page_faults() -> None:
     """At the reference recipe's size a step frees a few MB that glibc by default hands back to
     the kernel: 1,000-2,700 page faults per step on the machine this was written on. The
-    trainer keeps that memory in the process, so a step after the first few faults almost never.
-    A fresh process, because once applied the setting holds for the rest of the process."""
-    command = [sys.executable, "-c", FAULTS_PER_STEP, str(SHAKESPEARE)]
-    done = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), check=True, timeout=120)
-    assert float(done.stdout) < 100
+    trainer keeps that memory in the process, so a step after the first few faults almost never
+    (0.1 to 47 per step across 8 runs, depending on the kernel and glibc). Both are counted here,
+    on this machine, so the test compares the setting with glibc's default rather than with a
+    count that belongs to one machine. Fresh processes, because once applied the setting holds
+    for the rest of a process."""
+    default = faults_per_step("default")
+    if default < 200:
+        pytest.skip(f"glibc's default here takes {default:.0f} page faults per step: nothing for the setting to save")
+    kept = faults_per_step("kept")
+    assert kept < default / 10, (kept, default)

@@ -78,8 +78,39 @@ def narrow_mlp(cfg):
 LEVELS = {"configuration.py": CONFIGURATION, "attention.py": ATTENTION, "block.py": BLOCK}
 
 
-def test_each_level_of_plugin_fits_in_15_lines() -> None:
-    assert all(len(text.splitlines()) <= 15 for text in LEVELS.values())
+@pytest.mark.parametrize(("name", "variant"), [("configuration.py", "wide-shallow"), ("attention.py", "cosine-attn"), ("block.py", "mlp-first")])  # fmt: skip
+def test_each_level_of_plugin_fits_in_15_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, variant: str
+) -> None:
+    """Each file is a whole plugin: loaded as --plugins loads it, it adds its variant, whose model
+    builds and trains a step, and the level it reaches is the one it names."""
+    import torch
+
+    from minigpt.components import attention, block
+    from minigpt.config import Config
+    from minigpt.model import GPT
+    from minigpt.variants import discover
+
+    from .conftest import TINY
+
+    text = LEVELS[name]
+    assert len(text.splitlines()) <= 15
+    path = tmp_path / name
+    path.write_text(text)
+    for registry in (attention, block):  # what this file registers is gone after the test
+        monkeypatch.setattr(registry, "_factories", dict(registry._factories))
+    found = discover([path])
+    assert found.get(variant).source == "plugin"
+    config = found.get(variant).configure(Config(**TINY, vocab_size=32))
+    torch.manual_seed(0)
+    model = GPT(config)
+    tokens = torch.randint(0, 32, (2, config.block_size))
+    logits, loss = model(tokens, tokens)
+    assert logits.shape == (2, config.block_size, 32) and torch.isfinite(loss)
+    loss.backward()
+    expected = {"configuration.py": {"n_layer": 1, "n_embd": 32}, "attention.py": {"attention": "cosine"},
+                "block.py": {"block": "mlp-first"}}[name]  # fmt: skip
+    assert {key: getattr(config, key) for key in expected} == expected
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,6 +252,26 @@ def start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Po
         return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+PORT_TRIES = 3
+
+
+def start_on_free_ports(args: Callable[[], list[str]], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A started node, its ports (and the head's address) chosen afresh by `args` for each try:
+    a port free_port() found can be taken by another process before Ray binds it, and a node
+    that lost its port does not start."""
+    for tries_left in reversed(range(PORT_TRIES)):
+        ports = ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={free_port()}"]
+        node = start_node([*args(), *ports], env, log)
+        try:
+            wait_until_started(node, log)
+            return node
+        except AssertionError:
+            stop_node(node)
+            if not tries_left:
+                raise
+    raise AssertionError("unreachable")
+
+
 def wait_until_started(node: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while "Ray runtime started" not in log.read_text(errors="replace"):
@@ -309,15 +329,20 @@ def two_node_cluster() -> Iterator[Cluster]:
         "RAY_worker_niceness": "0",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    cluster = Cluster(f"127.0.0.1:{free_port()}", env)
-    head_args = ["--head", f"--port={cluster.address.rsplit(':', 1)[1]}", "--include-dashboard=false"]
-    head_args.append(f"--temp-dir={root / 'tmp'}")
+    cluster = Cluster("", env)
+
+    def head_args() -> list[str]:
+        port = free_port()
+        cluster.address = f"127.0.0.1:{port}"
+        return ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={root / 'tmp'}"]
+
     nodes: list[subprocess.Popen] = []
     try:
-        for args, log in ((head_args, root / "head.log"), ([f"--address={cluster.address}"], root / "node.log")):
-            args += ["--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={free_port()}"]
-            nodes.append(start_node(args, env, log))
-            wait_until_started(nodes[-1], log)
+        for args, log in (
+            (head_args, root / "head.log"),
+            (lambda: [f"--address={cluster.address}"], root / "node.log"),
+        ):
+            nodes.append(start_on_free_ports(args, env, log))
         yield cluster
     finally:
         for node in reversed(nodes):

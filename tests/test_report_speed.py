@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from minigpt.report import load_speed, trial_columns, write_report
-from tests.test_report import make_run, write_speed
+from tests.test_report import RESULTS, make_run, write_speed
 
 
 def report(run: Path, out: Path) -> str:
@@ -47,7 +47,10 @@ def test_findings_give_each_ratio_its_interval_and_verdict(tmp_path: Path) -> No
     assert "interleaved over 12 rounds" in markdown
     assert "On cuda, speed was not measured: no CUDA device on this machine." in markdown
     assert "0.60x \\[0.58, 0.62\\] slower |" in markdown  # the summary table's speed column
-    assert "tokens/s)" not in markdown.split("## Summary")[0]  # no "fastest" by training-time tokens/s
+    findings = markdown.split("## Findings")[1].split("## Summary")[0]
+    training_speeds = {f"{(seeds[0][1] + seeds[1][1]) / 2:,.0f}" for seeds in RESULTS.values()}  # 1,050, 625, 1,450
+    assert not any(speed in findings for speed in training_speeds), findings  # no speed from training time
+    assert "fastest" not in findings.lower()  # the one speed claim is the interleaved ratio's
     assert (tmp_path / "out" / "throughput.png").is_file() and (tmp_path / "out" / "speed_vs_quality.png").is_file()
 
 
@@ -142,5 +145,5 @@ def test_per_round_ratios_are_judged_again_with_the_four_verdicts(tmp_path: Path
     assert summary.at["tiny", "speed_verdict"] == "equivalent"  # within the 2% margin, now a verdict
     logs = [math.log(r) for r in wide]
     assert summary.at["wide", "speed_ratio"] == pytest.approx(math.exp(sum(logs) / len(logs)))
-    assert "Speed on cpu, against the baseline, fastest first:" in markdown
+    assert "Speed on cpu, measured interleaved, against the baseline, highest ratio first:" in markdown
     assert "equivalent within ±2%" in markdown

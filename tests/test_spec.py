@@ -28,16 +28,22 @@ def tiny_spec(tmp_path: Path, out: Path) -> Path:
     )
 
 
+NOT_SPEC_KEYS = {"ctx", "spec_file"}  # typer's context, and --spec itself
+
+
 def test_every_run_option_is_a_spec_key_with_runs_own_default() -> None:
+    """Both ways round: a `run` option missing from RunSpec, or a spec key `run` lacks, fails."""
     import inspect
 
     from minigpt.cli import run
 
-    parameters = inspect.signature(run).parameters
-    for field in fields(RunSpec):
-        option = parameters["set_" if field.name == "set" else field.name].default
+    options = {("set" if name == "set_" else name): p for name, p in inspect.signature(run).parameters.items()}
+    keys = {field.name for field in fields(RunSpec)}
+    assert set(options) - NOT_SPEC_KEYS == keys
+    for key in sorted(keys):
+        option = options[key].default
         default = option if not isinstance(option, Path) else str(option)
-        assert (default or None) == (getattr(RunSpec(), field.name) or None), field.name
+        assert (default or None) == (getattr(RunSpec(), key) or None), key
 
 
 def test_a_file_builds_the_spec_and_the_command_line_wins(tmp_path: Path) -> None:

@@ -31,10 +31,12 @@ def registry() -> VariantRegistry:
 
 
 class FakeExecutor:
-    """Scores each trial by how far its lr is from `best_lr` (log scale), without training."""
+    """Scores each trial by how far its lr is from `best_lr` (log scale; one per seed where it is
+    a dict), without training; the trials of the variants in `failing` fail."""
 
-    def __init__(self, best_lr: float) -> None:
+    def __init__(self, best_lr: float | dict[int, float], failing: frozenset[str] = frozenset()) -> None:
         self.best_lr = best_lr
+        self.failing = failing
         self.ran: list = []
 
     def prepare(self) -> None:
@@ -52,8 +54,10 @@ class FakeExecutor:
     def __call__(self, specs, settings, corpus, store, peak_flops, observer) -> None:  # noqa: ANN001
         for spec in specs:
             self.ran.append(spec)
-            loss = 1.0 + math.log(spec.config.lr / self.best_lr) ** 2
-            store.write_trial({"trial_id": spec.id, "variant": spec.variant, "seed": spec.seed, "status": "completed",
+            best = self.best_lr.get(spec.seed, 0.004) if isinstance(self.best_lr, dict) else self.best_lr
+            loss = 1.0 + math.log(spec.config.lr / best) ** 2
+            status = "failed" if spec.variant in self.failing else "completed"
+            store.write_trial({"trial_id": spec.id, "variant": spec.variant, "seed": spec.seed, "status": status,
                                "best_val_loss": loss, "config": spec.config.to_dict(), **spec.labels})  # fmt: skip
 
 
@@ -62,10 +66,17 @@ def no_device_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sweep, "probe_devices", lambda specs, known: {})
 
 
-def fair_run(tmp_path: Path, best_lr: float, variants: str = "baseline", **fair: object) -> tuple[FakeExecutor, dict]:
-    plan = plan_sweep(registry(), variants, ["cpu"], [0, 1], BASE, str(SHAKESPEARE), Budget(max_steps=40))
+def fair_run(
+    tmp_path: Path,
+    best_lr: float | dict[int, float],
+    variants: str = "baseline",
+    budget: Budget | None = None,
+    failing: frozenset[str] = frozenset(),
+    **fair: object,
+) -> tuple[FakeExecutor, dict]:
+    plan = plan_sweep(registry(), variants, ["cpu"], [0, 1], BASE, str(SHAKESPEARE), budget or Budget(max_steps=40))
     options = FairOptions(**{"tune": parse_tune(["lr"], BASE), "tune_seeds": [1000], **fair})
-    executor = FakeExecutor(best_lr)
+    executor = FakeExecutor(best_lr, failing)
     run_fair_sweep(registry(), plan, options, RunStore(tmp_path), QuietObserver(), executor=executor)
     return executor, RunStore(tmp_path).read_sweep()["tuning"]
 
@@ -154,3 +165,57 @@ def test_the_ladder_scales_tokens_with_the_baselines_parameters_unless_a_budget_
     assert large.budget.max_tokens == round(64_000 * params["n_embd32"] / params["n_embd16"])
     given = groups("baseline", sizes=parse_sizes("n_embd=16,32"), preset_tokens=64_000, explicit_budget=True)
     assert {g.budget.max_tokens for g in given} == {64_000}
+
+
+@pytest.mark.parametrize(
+    ("budget", "short"),
+    [
+        (Budget(max_tokens=64_000), Budget(max_tokens=16_000)),
+        (Budget(max_seconds=8.0), Budget(max_seconds=2.0)),
+        (Budget(max_steps=41, max_tokens=64_001), Budget(max_steps=11, max_tokens=16_001)),  # rounded up
+    ],
+)
+def test_the_quarter_budget_is_a_quarter_of_a_token_or_time_budget_too(
+    tmp_path: Path, budget: Budget, short: Budget
+) -> None:
+    executor, _ = fair_run(tmp_path, best_lr=0.004, budget=budget)
+    budgets = {s.labels["stage"]: s.budget for s in executor.ran if s.labels["stage"] != "eval"}
+    assert budgets == {"tune-short": short, "tune-full": budget}
+
+
+def test_every_tuning_seed_counts_towards_a_points_score(tmp_path: Path) -> None:
+    """Seed 1000 alone prefers lr 0.004, seed 1001 alone 0.016; their mean loss is lowest at the
+    geometric mean, 0.008, which only scoring both seeds finds."""
+    executor, tuning = fair_run(tmp_path, best_lr={1000: 0.004, 1001: 0.016}, tune_seeds=[1000, 1001])
+    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.008)}
+    full = [(s.seed, s.config.lr) for s in executor.ran if s.labels["stage"] == "tune-full"]
+    assert sorted(seed for seed, _ in full) == [1000, 1000, 1001, 1001]
+
+
+def test_a_variant_whose_every_tuning_trial_failed_is_not_evaluated_at_a_value_nobody_chose(tmp_path: Path) -> None:
+    executor, tuning = fair_run(tmp_path, best_lr=0.008, variants="baseline,half-lr", failing=frozenset({"half-lr"}))
+    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.008)}  # the other variant is tuned as ever
+    failed = tuning["half-lr/cpu"]
+    assert "every tune-short trial of half-lr/cpu failed" in failed["untuned"] and failed["chosen"] == {}
+    ran = [s for s in executor.ran if s.variant == "half-lr"]
+    assert {s.labels["stage"] for s in ran} == {"tune-short"}  # nothing promoted, grown or evaluated
+    assert len(ran) == 5
+    store = RunStore(tmp_path)
+    for seed in (0, 1):
+        record = store.read_trial(f"half-lr--cpu--s{seed}")
+        assert record["status"] == "failed" and record["error"].startswith("not evaluated: every tune-short trial")
+    assert store.read_trial("baseline--cpu--s0")["status"] == "completed"
+
+
+def test_a_flops_budget_with_an_explicit_budget_trains_for_the_smaller_of_the_two() -> None:
+    def budget(given: Budget) -> Budget:
+        plan = plan_sweep(registry(), "baseline", ["cpu"], [0], BASE, str(SHAKESPEARE), given)
+        (group,) = plan_groups(registry(), plan, FairOptions(max_flops=3e9, explicit_budget=True), vocab_size=65)
+        return group.budget
+
+    allowed = flops_steps(BASE.replace(vocab_size=65), 3e9)
+    assert allowed > 5
+    assert budget(Budget(max_steps=5)).max_steps == 5  # the explicit budget is smaller
+    assert budget(Budget(max_steps=10**9)).max_steps == allowed  # the FLOPs budget is smaller
+    tokens = budget(Budget(max_tokens=64_000))  # steps from the FLOPs, the tokens kept as given
+    assert (tokens.max_steps, tokens.max_tokens) == (allowed, 64_000)

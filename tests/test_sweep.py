@@ -163,31 +163,83 @@ def statuses(out: Path) -> list[str]:
     return [t["status"] for t in RunStore(out).trials()]
 
 
+STALLING_PLUGIN = """
+import os
+import time
+from pathlib import Path
+
+from minigpt import variant
+from minigpt.components import mlp
+from minigpt.components.mlps import GeluMLP
+
+MARKER = Path(__file__).with_name("stall.armed")
+
+
+@mlp.register("stalling")
+class Stalling(GeluMLP):
+    \"\"\"A GELU MLP whose first training step waits while the marker exists, its process's ID
+    written beside the plugin: a trial that is certainly running for as long as a test needs.\"\"\"
+
+    def forward(self, x):
+        if self.training and MARKER.exists():
+            MARKER.with_name("stalled.pid").write_text(str(os.getpid()))
+            while MARKER.exists():
+                time.sleep(0.01)
+        return super().forward(x)
+
+
+@variant("stall", "a GELU MLP that waits at its first step while its marker exists")
+def stall(cfg):
+    return cfg.replace(mlp="stalling")
+"""
+
+
+def process_ended(pid: int) -> bool:
+    """Whether the process is gone (or a zombie: ended, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+
 @pytest.mark.slow
 def test_a_sweep_killed_with_sigkill_resumes_and_runs_each_trial_once(sweep: Sweep, tmp_path: Path) -> None:
-    args = ("--variants", "baseline,nope", "--seeds", "0,1", "--max-steps", "400", "--set", "eval_interval=100")
-    process = start_sweep(tmp_path, *args)
-    wait_for(lambda: statuses(tmp_path).count("completed") == 1 and "running" in statuses(tmp_path))
-    process.kill()
-    process.wait()
-    running = next(t["trial_id"] for t in RunStore(tmp_path).trials() if t["status"] == "running")
-    metrics = tmp_path / "trials" / running / "metrics.jsonl"
-    size = metrics.stat().st_size if metrics.exists() else 0
-    time.sleep(1.5)
-    assert (metrics.stat().st_size if metrics.exists() else 0) == size  # its trial's process ended with it
-    first_done = {t["trial_id"]: t for t in RunStore(tmp_path).trials() if t["status"] == "completed"}
-    code, out, err = sweep(tmp_path, *args)
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "stall.py").write_text(STALLING_PLUGIN)
+    (plugins / "stall.armed").touch()
+    out = tmp_path / "run"
+    args = ("--variants", "baseline,stall", "--plugins", str(plugins), "--seeds", "0,1", "--max-steps", "12")
+    process = start_sweep(out, *args)
+    try:
+        wait_for(lambda: (plugins / "stalled.pid").is_file(), timeout=300)  # stall s0 runs, after baseline s0
+        process.kill()
+        process.wait()
+        assert statuses(out) == ["completed", "running"]
+        stalled = int((plugins / "stalled.pid").read_text())
+        wait_for(lambda: process_ended(stalled), timeout=120)  # its trial's process ended with it
+    finally:
+        process.kill()
+        (plugins / "stall.armed").unlink()  # a trial left behind by a failure goes on and ends
+    first_done = {t["trial_id"]: t for t in RunStore(out).trials() if t["status"] == "completed"}
+    code, stdout, err = sweep(out, *args)
     assert code == 0, err
-    assert "4 trials, 3 to run" in out
-    found = trials(tmp_path)
+    assert "4 trials, 3 to run" in stdout
+    found = trials(out)
     assert len(found) == 4 and all(t["status"] == "completed" for t in found.values())
     for trial_id, before in first_done.items():
         assert found[trial_id]["started_at"] == before["started_at"]  # kept, not re-run
-    for path in tmp_path.rglob("*.json"):
+    for path in out.rglob("*.json"):
         json.loads(path.read_text())
     for trial_id in found:
-        steps = [p["step"] for p in RunStore(tmp_path).read_metrics(trial_id)]
-        assert steps == sorted(set(steps)) and steps[-1] == 400
+        steps = [p["step"] for p in RunStore(out).read_metrics(trial_id)]
+        assert steps == sorted(set(steps)) and steps[-1] == 12
 
 
 def test_a_second_concurrent_run_is_refused(sweep: Sweep, tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One tiny sweep logged to every installed tracker, offline; yields its run directory."""
     from minigpt.cli_run import run_spec
 
+    if not TRACKERS:
+        pytest.skip("no tracker extra is installed: pip install 'minigpt-bench[tensorboard,wandb,mlflow]'")
+
     root = tmp_path_factory.mktemp("tracked")
     (root / "wandb").mkdir()
     with pytest.MonkeyPatch.context() as patch:

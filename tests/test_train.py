@@ -4,6 +4,7 @@ learns, and Muon really steps the hidden matrices."""
 from __future__ import annotations
 
 import math
+import shutil
 import time
 
 import pytest
@@ -166,9 +167,11 @@ def test_muon_steps_the_hidden_matrices_with_orthogonalized_updates(shakespeare:
     hidden = hidden_matrices(model)
     assert {id(p) for g in muon.param_groups for p in g["params"]} == {id(p) for p in hidden}
     assert not {id(model.wte.weight), id(model.lm_head.weight)} & {id(p) for p in hidden}
-    # Newton-Schulz flattens the update's spectrum; Adam's elementwise update does not
-    assert flat_spectrum_share("muon", shakespeare) > 0.9
-    assert flat_spectrum_share("adamw", shakespeare) < 0.8
+    # Newton-Schulz flattens the update's spectrum; Adam's elementwise update does not. Measured
+    # over model seeds 0-3: Muon 0.906-0.938, AdamW 0.516-0.547; the bounds sit about halfway,
+    # so a different BLAS moving either by a few hundredths does not decide the test.
+    assert flat_spectrum_share("muon", shakespeare) > 0.75
+    assert flat_spectrum_share("adamw", shakespeare) < 0.7
 
 
 def losses_of(trainer: Trainer) -> list[float]:
@@ -182,7 +185,10 @@ def test_bf16_autocast_trains_with_finite_falling_loss_and_float32_weights(shake
     assert trainer.precision == "bf16"
     val = [p["val_loss"] for p in points if p["val_loss"] is not None]
     assert all(math.isfinite(v) for v in val)
-    assert val == sorted(val, reverse=True) and val[-1] < math.log(65) - 0.8  # 65 characters: ln 65 untrained
+    # Falling, not step by step: the last of four evaluations fell only 0.006-0.026 nats (seeds 0-2),
+    # within bf16's rounding, while the whole run fell 0.23-0.31 and ended 0.27-0.39 under the bound.
+    assert val[-1] < val[0] - 0.1
+    assert val[-1] < math.log(65) - 0.8  # 65 characters: ln 65 untrained
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
@@ -235,17 +241,35 @@ def test_tf32_on_cpu_is_plain_fp32(shakespeare: Corpus) -> None:
     assert Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=1)).precision == "fp32"  # auto on cpu
 
 
+def c_compiler() -> str | None:
+    return next(filter(None, (shutil.which(name) for name in ("g++", "c++", "clang++"))), None)
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(c_compiler() is None, reason="torch.compile's inductor backend needs a C++ compiler on a CPU")
 def test_compile_time_is_measured_apart_and_leaves_the_trajectory_alone(shakespeare: Corpus) -> None:
+    """Every compilation happens in the warm-up the trainer times apart, none in a timed step:
+    dynamo's own counters, read when the warm-up ends and after training, say so on any machine."""
+    from torch._dynamo.utils import counters
+
     cfg = Config(**{**TINY, "n_layer": 1}, lr=1e-2, warmup_steps=0, eval_interval=5, eval_batches=1)
     compiled = Trainer(cfg.replace(compile="default"), shakespeare, "cpu", 0, Budget(max_steps=10))
     eager = Trainer(cfg, shakespeare, "cpu", 0, Budget(max_steps=10))
+    warm_up, compiled_by = compiled.train_step.warm_up, {}
+
+    def counting_warm_up(x: torch.Tensor, y: torch.Tensor) -> float:
+        counters.clear()
+        seconds = warm_up(x, y)
+        compiled_by["warm-up"] = {kind: dict(counts) for kind, counts in counters.items()}
+        return seconds
+
+    compiled.train_step.warm_up = counting_warm_up
     compiled_losses, eager_losses = losses_of(compiled), losses_of(eager)
     result = compiled.result
     assert result.compile_seconds > 0 and eager.result.compile_seconds is None
     assert result.steps == 10 and len(result.step_seconds) == 10 and result.tokens == 10 * 4 * 16
-    assert result.step_seconds[0] < result.compile_seconds / 10
-    assert sum(result.step_seconds) < result.compile_seconds
+    assert compiled_by["warm-up"]["frames"]["ok"] >= 1 and compiled_by["warm-up"]["aot_autograd"]["ok"] >= 1
+    assert {kind: dict(counts) for kind, counts in counters.items()} == compiled_by["warm-up"]  # nothing since
     # no optimizer step in the warm-up: the weights follow the uncompiled trial's
     assert compiled_losses == pytest.approx(eager_losses, abs=1e-5)
     for mine, theirs in zip(compiled.model.parameters(), eager.model.parameters(), strict=True):

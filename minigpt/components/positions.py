@@ -1,7 +1,11 @@
 """Position schemes. Each may add to the token embeddings (`embed`), rotate queries and keys
 (`rotate`), and/or bias attention scores (`attn_bias`); the defaults do nothing, so a scheme
 overrides only what it uses. `start` is the absolute position of the first token in `x`
-(non-zero only when decoding with a KV cache)."""
+(non-zero only when decoding with a KV cache).
+
+A scheme works at any length unless it sets `max_length` (and says why in `limit_reason`): a
+table it computes is grown on demand, to exactly what a model built for the longer block_size
+would hold, so a model trained at one length can be evaluated or sampled at another."""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from minigpt.config import Config
 
 
 class PositionEncoding(nn.Module):
+    max_length: int | None = None  # the longest sequence it can place; None: any
+    limit_reason = ""
+
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.block_size = cfg.block_size
@@ -41,6 +48,8 @@ class LearnedPosition(PositionEncoding):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.max_length = cfg.block_size
+        self.limit_reason = f"learned positions have a table of block_size = {cfg.block_size} rows, none past it"
 
     def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
         return x + self.wpe.weight[start : start + x.size(1)]
@@ -52,15 +61,22 @@ class SinusoidalPosition(PositionEncoding):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
-        positions = torch.arange(cfg.block_size, dtype=torch.float32)[:, None]
-        freqs = torch.exp(torch.arange(0, cfg.n_embd, 2) * (-math.log(10000.0) / cfg.n_embd))
-        table = torch.zeros(cfg.block_size, cfg.n_embd)
+        self.n_embd = cfg.n_embd
+        self.register_buffer("table", self.table_for(cfg.block_size), persistent=False)
+
+    def table_for(self, length: int, device: torch.device | None = None) -> torch.Tensor:
+        positions = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+        freqs = torch.exp(torch.arange(0, self.n_embd, 2, device=device) * (-math.log(10000.0) / self.n_embd))
+        table = torch.zeros(length, self.n_embd, device=device)
         table[:, 0::2] = torch.sin(positions * freqs)
-        table[:, 1::2] = torch.cos(positions * freqs[: cfg.n_embd // 2])
-        self.register_buffer("table", table, persistent=False)
+        table[:, 1::2] = torch.cos(positions * freqs[: self.n_embd // 2])
+        return table  # (length, C)
 
     def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        return x + self.table[start : start + x.size(1)]
+        end = start + x.size(1)
+        if end > self.table.size(0):  # past the training length: the rows a longer model would have
+            self.table = self.table_for(end, self.table.device)
+        return x + self.table[start:end]
 
 
 @position.register("rope")
@@ -71,22 +87,27 @@ class RotaryPosition(PositionEncoding):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
-        half = cfg.rope_dims // 2
-        inv_freq = cfg.rope_base ** (-torch.arange(half, dtype=torch.float32) / half)
-        angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)  # (T, d/2)
-        self.half = half
+        self.half = cfg.rope_dims // 2
         self.rotated = cfg.rope_dims
-        self.register_buffer("cos", angles.cos().repeat(1, 2), persistent=False)  # (T, d)
+        self.inv_freq = cfg.rope_base ** (-torch.arange(self.half, dtype=torch.float32) / self.half)
+        cos, signed_sin = self.tables_for(cfg.block_size)
+        self.register_buffer("cos", cos, persistent=False)  # (T, d)
+        self.register_buffer("signed_sin", signed_sin, persistent=False)
+
+    def tables_for(self, length: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = self.inv_freq.to(device)
+        angles = torch.outer(torch.arange(length, dtype=torch.float32, device=device), inv_freq)  # (T, d/2)
         # the sign of rotate-half folded into sin: (-x2, x1) * sin == roll(x) * (-sin, sin)
-        self.register_buffer("signed_sin", torch.cat((-angles.sin(), angles.sin()), dim=1), persistent=False)
+        return angles.cos().repeat(1, 2), torch.cat((-angles.sin(), angles.sin()), dim=1)
 
     def rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
         if self.rotated < t.size(-1):
             rotated, passed = t.split((self.rotated, t.size(-1) - self.rotated), dim=-1)
             return torch.cat((self.rotate(rotated, start), passed), dim=-1)
-        cos = self.cos[start : start + t.size(-2)]
-        signed_sin = self.signed_sin[start : start + t.size(-2)]
-        return t * cos + t.roll(self.half, dims=-1) * signed_sin
+        end = start + t.size(-2)
+        if end > self.cos.size(0):  # past the training length: the rows a longer model would have
+            self.cos, self.signed_sin = self.tables_for(end, self.cos.device)
+        return t * self.cos[start:end] + t.roll(self.half, dims=-1) * self.signed_sin[start:end]
 
 
 @position.register("rope+learned")
@@ -96,6 +117,8 @@ class RotaryAndLearnedPosition(RotaryPosition):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.max_length = cfg.block_size
+        self.limit_reason = f"its learned table has block_size = {cfg.block_size} rows, none past it"
 
     def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
         return x + self.wpe.weight[start : start + x.size(1)]

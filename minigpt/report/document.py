@@ -238,7 +238,7 @@ def _finite(value: Any) -> bool:
 
 
 def speed_verdict_table(report: RunReport, device: str) -> Table | None:
-    """Speed on one device sorted by ratio (fastest first); None where it was not measured."""
+    """Speed on one device sorted by ratio, highest first; None where it was not measured."""
     if report.speed is None:
         return None
     rows = report.speed.measured(device)
@@ -270,7 +270,10 @@ def findings_blocks(report: RunReport) -> list[Block]:
     for device in report.devices:
         speed = speed_verdict_table(report, device)
         if speed is not None:
-            blocks += [("p", f"Speed on {device}, against the baseline, fastest first:"), ("table", speed)]
+            blocks += [
+                ("p", f"Speed on {device}, measured interleaved, against the baseline, highest ratio first:"),
+                ("table", speed),
+            ]
     blocks += [("p", sentence) for sentence in sentences[len(report.devices) :]]
     return blocks
 

@@ -87,7 +87,8 @@ def tuning_blocks(report: RunReport, fair: dict[str, Any]) -> list[Block]:
         "the best of those chosen; the verdicts use only the evaluation seeds, so the choice cannot flatter them."
     )
     rows = [
-        [info.get("size") or "–", *key.split("/")[-2:], str(len(info["grid"])), _point(info["chosen"]),
+        [info.get("size") or "–", *key.split("/")[-2:], str(len(info["grid"])),
+         "none: every tuning trial failed" if info.get("untuned") else _point(info["chosen"]),
          ", ".join(info["at_edge"]) or "no"]
         for key, info in tuning.items()
     ]  # fmt: skip

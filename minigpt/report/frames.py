@@ -82,8 +82,10 @@ def load_frames(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     records = store.trials()
     if not records:
         raise ReportError(f"{run_dir} holds no trials yet; `minigpt-bench run --out {run_dir}` writes them")
+    lengths = [m.name for m in metrics.length_metrics({key: None for record in records for key in record})]
     trials = _numeric(
-        pd.DataFrame([_trial_row(record) for record in records], columns=trial_columns()), trial_numbers()
+        pd.DataFrame([_trial_row(record, lengths) for record in records], columns=trial_columns() + lengths),
+        trial_numbers() + lengths,
     )
     points = [
         {
@@ -110,9 +112,10 @@ def _open_store(run_dir: str | Path) -> RunStore:
     return RunStore(path)
 
 
-def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
+def _trial_row(record: dict[str, Any], lengths: list[str]) -> dict[str, Any]:
+    """results.csv's row; `lengths` are the columns of --eval-lengths losses any trial of the run has."""
     record = metrics.with_derived(record)
-    row = {key: record.get(key) for key in trial_columns()}
+    row = {key: record.get(key) for key in [*trial_columns(), *lengths]}
     row["changed"] = describe_changes(record.get("changed") or {})
     row["stage"] = record.get("stage") or "eval"  # tune-short, tune-full (choosing tuned values) or eval
     row["tuned"] = describe_changes(record.get("tuned") or {})

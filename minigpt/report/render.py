@@ -14,6 +14,7 @@ from minigpt.report.document import Block, document
 from minigpt.report.fair import fair_blocks, main_frames
 from minigpt.report.figures import variant_palette, write_figures
 from minigpt.report.frames import RunReport, load_bench, load_frames, summarize, variant_order
+from minigpt.report.lengths import length_blocks
 from minigpt.report.speed import load_speed
 from minigpt.store import RunStore
 
@@ -130,6 +131,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path) -> Path:
     _write_csv(report.all_trials if report.all_trials is not None else report.trials, out_dir / "results.csv")
     _write_csv(report.summary, out_dir / "summary.csv")
     blocks = document(report, write_figures(report, out_dir)) + fair_blocks(report, out_dir)
+    blocks += length_blocks(report, Path(run_dir), out_dir)
     atomic.write_text(out_dir / "report.md", render_markdown(blocks))
     atomic.write_text(out_dir / "report.html", render_html(blocks, out_dir))
     return out_dir / "report.html"
