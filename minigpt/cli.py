@@ -61,8 +61,23 @@ def run(
     ] = None,
     devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
     seeds: Annotated[
-        str, typer.Option(help="Comma-separated seeds; the verdicts pair them, so give at least three.")
-    ] = "0,1,2",
+        str,
+        typer.Option(
+            help="auto: rounds of seeds until each variant is decided (3 first, then more only for the "
+            "undecided, up to --max-seeds); or comma-separated seeds, at least three (the verdicts pair them)."
+        ),
+    ] = "auto",
+    max_seeds: Annotated[
+        int | None, typer.Option(help="Most seeds per variant with --seeds auto. \\[default: 10]")
+    ] = None,
+    margin: Annotated[
+        float,
+        typer.Option(help="Loss margin in nats: a difference whose interval lies within ±M reads equivalent."),
+    ] = 0.01,
+    speed_margin: Annotated[
+        float,
+        typer.Option(help="Speed margin as a fraction: a speed ratio whose interval lies within 1±M reads equivalent."),
+    ] = 0.02,
     data: Annotated[
         str,
         typer.Option(

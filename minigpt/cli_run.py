@@ -68,7 +68,7 @@ def run_spec(spec: RunSpec) -> None:
     console.print(f"results: {out}")
     if not spec.no_speed:
         try:
-            measure_speed(out, spec.speed_rounds)
+            measure_speed(out, spec.speed_rounds, show=False)  # its verdicts end the run, with the loss verdicts
         except Exception as error:  # the trials are done and kept: the report must still be written
             print(f"warning: the speed comparison failed ({type(error).__name__}: {error}); "
                   f"retry with `minigpt-bench speed {out}`", file=sys.stderr)  # fmt: skip
@@ -80,6 +80,7 @@ def run_spec(spec: RunSpec) -> None:
         kept.append(default_report_dir(out))
     for line in publish_sweep(plan.tracking, kept):
         print(line, file=sys.stderr)
+    print_verdicts(out)
     failures = failures_line(records, out)
     if failures:
         sys.stdout.flush()  # the last line, also where stdout and stderr go to one pipe
@@ -87,9 +88,51 @@ def run_spec(spec: RunSpec) -> None:
         raise typer.Exit(1)
 
 
-def measure_speed(run_dir: Path, rounds: int) -> dict:
+def print_verdicts(run_dir: Path) -> None:
+    """The answer the run was for: per device the loss verdict table, then the speed one, as the
+    report's Findings open with them."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from minigpt.report.document import loss_verdict_table, speed_verdict_table
+    from minigpt.report.render import build
+
+    try:
+        report = build(run_dir)
+    except UserError as error:  # no trial completed: nothing to judge
+        console.print(f"verdicts: none ({error})", markup=False, highlight=False, soft_wrap=True)
+        return
+    titles = (f"±{report.design.margin:g} nats", f"±{100 * report.design.speed_margin:g}%")
+    for device in report.devices:
+        for kind, margin, verdicts in (
+            ("loss", titles[0], loss_verdict_table(report, device)),
+            ("speed", titles[1], speed_verdict_table(report, device)),
+        ):
+            if verdicts is None or not verdicts.rows:
+                continue
+            # the report's table less its last column (smallest detectable), to fit 80 columns
+            shown = TERMINAL_COLUMNS.get(kind, len(verdicts.columns))
+            title = f"{kind} vs baseline on {device}, equivalent within {margin}"
+            table = Table(
+                title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True
+            )
+            for column in verdicts.columns[:shown]:
+                verdict = column == "verdict"
+                table.add_column(column.replace("adjusted p", "adj. p"), no_wrap=not verdict,
+                                 min_width=len("equivalent") if verdict else None,
+                                 justify="left" if column in ("variant", "verdict") else "right")  # fmt: skip
+            for row in verdicts.rows:
+                table.add_row(*map(escape, row[:shown]))
+            console.print(table)
+
+
+TERMINAL_COLUMNS = {"loss": 7}
+
+
+def measure_speed(run_dir: Path, rounds: int, show: bool = True) -> dict:
     """The interleaved speed phase with a progress bar, then its table (one line when no device
-    has two variants to compare); returns what speed.json holds."""
+    has two variants to compare) unless not `show`; returns what speed.json holds."""
     from rich.progress import Progress
 
     from minigpt.progress import speed_table
@@ -107,5 +150,6 @@ def measure_speed(run_dir: Path, rounds: int) -> dict:
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * (len(devices) - len(untimed)))
         speed = measure_run_speed(run_dir, rounds, on_round=lambda: progress.advance(task))
-    console.print(speed_table(speed))
+    if show:
+        console.print(speed_table(speed))
     return speed

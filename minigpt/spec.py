@@ -11,6 +11,7 @@ current directory, as on the command line. An option given on the command line w
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -35,7 +36,10 @@ class RunSpec:
 
     variants: str | None = None  # None: the default contrast set
     devices: str = "auto"
-    seeds: str = "0,1,2"
+    seeds: str = "auto"  # rounds of seeds until each variant is decided; or a comma list
+    max_seeds: int | None = None  # with seeds = "auto"; None: minigpt.decide.DEFAULT_MAX_SEEDS
+    margin: float = 0.01  # nats: a loss difference within it reads equivalent (minigpt.decide.LOSS_MARGIN)
+    speed_margin: float = 0.02  # a speed ratio within 1 +- it reads equivalent (minigpt.stats.SPEED_MARGIN)
     data: str = "tiny-shakespeare"
     max_steps: int | None = None
     max_tokens: int | None = None
@@ -167,10 +171,11 @@ def plan_run(spec: RunSpec, registry: VariantRegistry) -> tuple[SweepPlan, FairO
     """The sweep plan and the fair-comparison options a spec asks for, every part checked."""
     from minigpt.config import resolve_recipe
     from minigpt.stages import fair_options
-    from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep
+    from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, plan_sweep
     from minigpt.trackers import tracking_settings
     from minigpt.train import Budget
 
+    auto, max_seeds, seeds = _seeds(spec)
     devices = parse_devices(spec.devices)
     recipe = resolve_recipe(spec.preset, devices, spec.set)
     budget = Budget(
@@ -183,7 +188,7 @@ def plan_run(spec: RunSpec, registry: VariantRegistry) -> tuple[SweepPlan, FairO
         registry,
         spec.variants or DEFAULT_VARIANTS,
         devices,
-        parse_seeds(spec.seeds),
+        seeds,
         recipe.config,
         spec.data,
         budget,
@@ -203,7 +208,27 @@ def plan_run(spec: RunSpec, registry: VariantRegistry) -> tuple[SweepPlan, FairO
     )
     fair = fair_options(list(spec.tune), spec.tune_seeds, spec.sizes, spec.max_flops, plan.seeds, recipe.config,
                         spec.explicit_budget, recipe.max_tokens)  # fmt: skip
+    if auto:  # without the baseline among the variants there is nothing to judge: the first round only
+        fair = replace(fair, seeds_auto=True, max_seeds=max_seeds, margin=spec.margin)
     return plan, fair
+
+
+def _seeds(spec: RunSpec) -> tuple[bool, int, list[int]]:
+    """(--seeds auto?, --max-seeds, the seeds of the first round or the fixed seeds), each option checked."""
+    from minigpt.decide import DEFAULT_MAX_SEEDS, FIRST_ROUND, looks
+    from minigpt.sweep import parse_seeds
+
+    if not (math.isfinite(spec.margin) and spec.margin > 0):
+        raise SpecError(f"--margin must be a positive number of nats, got {spec.margin:g}")
+    if not (math.isfinite(spec.speed_margin) and 0 < spec.speed_margin < 1):
+        raise SpecError(f"--speed-margin must be a fraction between 0 and 1 (0.02: 2%), got {spec.speed_margin:g}")
+    auto = spec.seeds.strip() == "auto"
+    if not auto:
+        if spec.max_seeds is not None:
+            raise SpecError("--max-seeds needs --seeds auto: with a list of seeds, the list says how many")
+        return False, 0, parse_seeds(spec.seeds)
+    max_seeds = DEFAULT_MAX_SEEDS if spec.max_seeds is None else spec.max_seeds
+    return True, max_seeds, list(range(looks(max_seeds, FIRST_ROUND)[0]))
 
 
 def eval_lengths(text: str | None) -> tuple[int, ...]:
@@ -238,7 +263,8 @@ def spec_of_run(run_dir: Path) -> RunSpec:
         spec,
         variants=",".join(sweep["variants"]),
         devices=",".join(sweep["devices"]),
-        seeds=",".join(str(seed) for seed in sweep["seeds"]),
+        # --seeds auto stays auto: the rounds it grew are its own to decide again
+        seeds="auto" if recorded.get("seeds") == "auto" else ",".join(str(seed) for seed in sweep["seeds"]),
         preset=sweep.get("preset", spec.preset),
         out=str(run_dir),
     )

@@ -6,7 +6,11 @@ For each size, variant and device (a "group"):
    where the best lies at an edge of the grid, the grid grows a step that way (at most twice);
 2. tune-full: the best half of the points (at least two) at the full budget; the best of these
    is the group's choice;
-3. eval: the evaluation seeds at the chosen values (or untuned, without --tune).
+3. eval: the evaluation seeds at the chosen values (or untuned, without --tune);
+4. with --seeds auto, more eval seeds in rounds: after each round every variant not yet decided
+   is judged against the baseline at its size and device (minigpt.decide), and only those still
+   undecided, with the baseline, get the next round's seeds, until each is decided or has
+   --max-seeds seeds.
 
 Every stage runs through the sweep's executor into the same store, so tuning trials are
 resumable and isolated like any other; their IDs extend VARIANT--DEVICE--sSEED with the size,
@@ -23,10 +27,11 @@ from typing import Any
 
 from minigpt import tune
 from minigpt.config import Config, ConfigError
+from minigpt.decide import DEFAULT_MAX_SEEDS, LOSS_MARGIN, Design, decide, looks, next_look, paired_differences
 from minigpt.executors import ExecutorOptions
 from minigpt.sizes import Size, SizeError, size_tokens
 from minigpt.store import RunStore
-from minigpt.sweep import SweepObserver, SweepPlan, open_run, run_trials
+from minigpt.sweep import SweepObserver, SweepPlan, open_run, rotated, run_trials
 from minigpt.train import Budget
 from minigpt.trial import TrialSpec
 from minigpt.variants import BASELINE, VariantRegistry
@@ -42,6 +47,9 @@ class FairOptions:
     max_flops: float | None = None
     explicit_budget: bool = False  # --max-steps/--max-tokens/--max-seconds given: every size as given
     preset_tokens: int = 0  # the preset's budget, which the token rule scales
+    seeds_auto: bool = False  # --seeds auto: eval seeds in rounds until each variant is decided
+    max_seeds: int = DEFAULT_MAX_SEEDS
+    margin: float = LOSS_MARGIN
 
     def __post_init__(self) -> None:
         if self.max_flops is not None and not (math.isfinite(self.max_flops) and self.max_flops > 0):
@@ -49,6 +57,12 @@ class FairOptions:
 
     @property
     def active(self) -> bool:
+        return bool(self.shapes_trials or self.seeds_auto)
+
+    @property
+    def shapes_trials(self) -> bool:
+        """Tuning, sizes or a FLOPs budget change what the trials are; --seeds auto only how many
+        seeds each variant gets, so a sweep with it alone is the same plan as with a list of seeds."""
         return bool(self.tune or self.sizes or self.max_flops)
 
     def describe(self) -> dict[str, Any]:
@@ -60,6 +74,10 @@ class FairOptions:
             "max_flops": self.max_flops,
             "token_rule": None if self.explicit_budget or self.max_flops or not self.sizes else self.preset_tokens,
         }
+
+    @property
+    def design(self) -> Design:
+        return Design(margin=self.margin, looks=tuple(looks(self.max_seeds)) if self.seeds_auto else None)
 
 
 @dataclass
@@ -183,7 +201,10 @@ class StagedRun:
             evaluation = [(g, g.spec(seed, "eval", g.chosen, g.budget)) for seed in self.plan.seeds for g in groups]
             self._not_evaluated([(g, spec) for g, spec in evaluation if g.untuned])
             self._batch([spec for g, spec in evaluation if not g.untuned])
-            return [self.records[spec.id] for _, spec in evaluation]
+            records = [self.records[spec.id] for _, spec in evaluation]
+            if self.fair.seeds_auto:
+                records = self._seeds_until_decided(groups, records)
+            return records
 
     def _not_evaluated(self, pairs: list[tuple[Group, TrialSpec]]) -> None:
         """A group whose tuning chose nothing is not evaluated at a value nobody chose: each of its
@@ -261,6 +282,60 @@ class StagedRun:
                 g.at_edge = [key for key, _ in tune.edges(g.chosen, g.grid)]
         self._record_choices(groups)
 
+    def _seeds_until_decided(self, groups: list[Group], first: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rounds of eval seeds for the variants not yet decided (and their baselines), look by look."""
+        design, evaluation = self.fair.design, list(first)
+        seeds = {g.key: list(self.plan.seeds) for g in groups}
+        while True:
+            specs = [spec for cell in _cells(groups) for spec in self._next_round(cell, seeds, design)]
+            if not specs:
+                return evaluation
+            _add_trials(self.observer, len(specs))
+            self._record_seeds(specs)
+            evaluation += self._batch(specs)
+
+    def _next_round(self, cell: list[Group], seeds: dict[str, list[int]], design: Design) -> list[TrialSpec]:
+        """One size and device's next round: the seeds up to the next look for each variant still
+        undecided, and for the baseline; none when every variant is decided or at --max-seeds."""
+        baseline = next((g for g in cell if g.variant == BASELINE), None)
+        others = [g for g in cell if g.variant != BASELINE]
+        if baseline is None or baseline.untuned:
+            return []
+        base_losses = self._losses(baseline, seeds[baseline.key])
+        running = []
+        for group in others:
+            run = seeds[group.key]
+            if group.untuned or len(run) < len(seeds[baseline.key]) or next_look(design.looks, len(run)) is None:
+                continue  # tuning chose nothing, or stopped at an earlier look, or at --max-seeds
+            differences = paired_differences(self._losses(group, run), base_losses)
+            if not decide(differences, design.level(len(run), len(others)), design.margin).decided:
+                running.append(group)
+        if not running:
+            return []
+        done = len(seeds[baseline.key])
+        added = list(
+            range(max(seeds[baseline.key]) + 1, max(seeds[baseline.key]) + 1 + next_look(design.looks, done) - done)
+        )
+        for group in [baseline, *running]:
+            seeds[group.key] += added
+        names = [baseline, *running]
+        return [
+            g.spec(seed, "eval", g.chosen, g.budget)
+            for turn, seed in enumerate(added, done)
+            for g in rotated(names, turn)
+        ]
+
+    def _losses(self, group: Group, seeds: list[int]) -> dict[int, float]:
+        losses = {
+            seed: _loss(self.records.get(group.spec(seed, "eval", group.chosen, group.budget).id)) for seed in seeds
+        }
+        return {seed: loss for seed, loss in losses.items() if loss is not None}
+
+    def _record_seeds(self, specs: list[TrialSpec]) -> None:
+        sweep = self.store.read_sweep()
+        sweep["seeds"] = list(dict.fromkeys([*sweep.get("seeds", []), *(spec.seed for spec in specs)]))
+        self.store.write_sweep(sweep)
+
     def _promoted(self, group: Group) -> list[tune.Point]:
         """The best points at the quarter budget, those that produced a loss only."""
         scores = self._scores(group, group.grid, short=True)
@@ -282,6 +357,14 @@ class StagedRun:
             for g in groups
         }
         self.store.write_sweep(sweep)
+
+
+def _cells(groups: list[Group]) -> list[list[Group]]:
+    """The groups by size and device: each variant is judged against the baseline of its cell."""
+    cells: dict[tuple[str, str], list[Group]] = {}
+    for group in groups:
+        cells.setdefault((group.size.name if group.size else "", group.device), []).append(group)
+    return list(cells.values())
 
 
 def _loss(record: dict[str, Any] | None) -> float | None:
@@ -334,6 +417,6 @@ def run_fair_sweep(
         from minigpt.local_executor import LocalOptions
 
         executor = LocalOptions()
-    plan = replace(plan, fair=fair.describe())
+    plan = replace(plan, fair=fair.describe() if fair.shapes_trials else None)
     with executor.open() as execute:
         return StagedRun(plan, fair, store, observer).run(registry, fresh, execute)

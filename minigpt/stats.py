@@ -173,7 +173,8 @@ def verdict(difference: Interval, adjusted_p: float | None = None) -> str:
     return "better" if difference.high < 0 else "worse"
 
 
-TIE = 0.02  # speed ratios within 2% of 1.0 are no clear difference, whatever the interval says
+SPEED_MARGIN = 0.02  # speed ratios whose interval lies within 2% of 1.0 are equivalent (run --speed-margin)
+TIE = SPEED_MARGIN  # the name this margin had while it was an unstated tie rule
 
 
 @dataclass(frozen=True)
@@ -191,15 +192,19 @@ def paired_ratio(ratios: Sequence[float]) -> PairedRatio:
     centre = statistics.fmean(logs)
     half = t_quantile_975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
     ratio, low, high = math.exp(centre), math.exp(centre - half), math.exp(centre + half)
-    return PairedRatio(ratio, low, high, speed_verdict(ratio, low, high) if len(logs) > 1 else "no clear difference")
+    return PairedRatio(ratio, low, high, speed_verdict(ratio, low, high) if len(logs) > 1 else "undecided")
 
 
-def speed_verdict(ratio: float, low: float, high: float) -> str:
-    if low > 1 and ratio > 1 + TIE:
+def speed_verdict(ratio: float, low: float, high: float, margin: float = SPEED_MARGIN) -> str:
+    """equivalent when the interval lies within (1 - margin, 1 + margin); faster or slower when it
+    excludes 1 and does not; undecided otherwise (the four verdicts of minigpt.decide)."""
+    if 1 - margin < low and high < 1 + margin:
+        return "equivalent"
+    if low > 1:
         return "faster"
-    if high < 1 and ratio < 1 - TIE:
+    if high < 1:
         return "slower"
-    return "no clear difference"
+    return "undecided"
 
 
 @dataclass(frozen=True)

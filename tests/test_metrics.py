@@ -24,8 +24,8 @@ CONTRACT = (
     "step_ms_p90", "peak_memory_mb", "flops_per_token", "mfu", "time_to_target_s",
 )  # fmt: skip
 REPORT_HEADERS = {  # the summary table's columns that are not metrics
-    "variant", "device", "changes", "precision", "completed", "Δ vs baseline [95%]", "Δ %", "Holm p", "verdict",
-    "speed vs baseline [95%], interleaved",
+    "variant", "device", "changes", "precision", "completed", "Δ vs baseline [adjusted]", "Δ %", "adjusted p",
+    "verdict", "speed vs baseline [interval], interleaved",
 }  # fmt: skip
 
 

@@ -25,7 +25,8 @@ from minigpt.report import (
     write_report,
 )
 
-FIGURES = ("loss_curves.png", "throughput.png", "best_val_loss.png", "speed_vs_quality.png", "time_to_target.png")
+FIGURES = ("loss_curves.png", "throughput.png", "loss_difference.png", "best_val_loss.png", "speed_vs_quality.png",
+           "time_to_target.png")  # fmt: skip
 HOSTILE = "wider MLP <script>alert('x')</script> & more"
 
 # best val loss and tokens/s per seed: `wide` is clearly worse, `tiny` overlaps the baseline.
@@ -79,18 +80,21 @@ def make_run(root: Path, results: dict = RESULTS, failed: bool = True) -> Path:
     return root
 
 
-def write_speed(root: Path, flagged: bool = False) -> None:
-    """speed.json as the interleaved speed phase writes it: `wide` slower, `tiny` no clear difference."""
+def write_speed(root: Path, flagged: bool = False, ratios: dict[str, list[float]] | None = None) -> None:
+    """speed.json as the interleaved speed phase wrote it before the four verdicts (no per-round
+    ratios): `wide` slower, `tiny` no clear difference; with `ratios`, each round's ratio as it writes now."""
 
     def entry(ratio: float, low: float, high: float, verdict: str) -> dict[str, object]:
         return {"step_ms_median": 80 / ratio, "tokens_per_sec": 800 * ratio, "speed_ratio": ratio,
-                "speed_ratio_low": low, "speed_ratio_high": high, "speed_verdict": verdict, "ratios": [ratio] * 12}  # fmt: skip
+                "speed_ratio_low": low, "speed_ratio_high": high, "speed_verdict": verdict}  # fmt: skip
 
     variants = {
         "baseline": entry(1.0, 1.0, 1.0, "baseline"),
         "wide": entry(0.60, 0.58, 0.62, "slower"),
         "tiny": entry(1.01, 0.98, 1.04, NO_CLEAR_DIFFERENCE),
     }
+    for name, rounds in (ratios or {}).items():
+        variants[name]["ratios"] = rounds
     drift = {"before": 2.0e11, "after": 2.24e11, "change": 0.12, "flagged": flagged}
     speed = {
         "rounds": 12, "steps_per_round": 3, "warmup_rounds": 2, "measured_at": "2025-01-01T00:00:00",
@@ -159,7 +163,7 @@ def test_summary_calls_only_clear_differences(report_dir: Path) -> None:
     assert list(summary.reset_index().columns) == summary_columns()
     assert summary.at["baseline", "verdict"] == "reference"
     assert summary.at["wide", "verdict"] == "worse"
-    assert summary.at["tiny", "verdict"] == NO_CLEAR_DIFFERENCE
+    assert summary.at["tiny", "verdict"] == "undecided"
     assert summary.at["wide", "diff_vs_baseline"] == pytest.approx(0.305)  # paired: (0.30 + 0.31) / 2
     # differences 0.30, 0.31: t = 0.305 / 0.005 = 61 on 1 df; Holm doubles the smaller of two p-values
     assert summary.at["wide", "p_value"] == pytest.approx(2 / math.pi * math.atan(1 / 61), rel=1e-6)

@@ -42,6 +42,7 @@ def test_findings_give_each_ratio_its_interval_and_verdict(tmp_path: Path) -> No
     run = make_run(tmp_path / "run")
     write_speed(run)
     markdown = report(run, tmp_path / "out")
+    # a speed.json from before the four verdicts keeps the verdicts it holds
     assert "wide 0.60x \\[0.58, 0.62\\], slower; tiny 1.01x \\[0.98, 1.04\\], no clear difference." in markdown
     assert "interleaved over 12 rounds" in markdown
     assert "On cuda, speed was not measured: no CUDA device on this machine." in markdown
@@ -129,3 +130,20 @@ def test_a_variant_whose_speed_failed_is_named_and_the_others_still_compare(tmp_
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "tiny's speed could not be measured (RuntimeError: out of memory)" in markdown
     assert "wide 0.60x" in markdown
+
+
+def test_per_round_ratios_are_judged_again_with_the_four_verdicts(tmp_path: Path) -> None:
+    """speed.json keeps every round's ratio: the report judges them under the run's speed margin,
+    the error rate split over the device's variants, and gives the adjusted p-value."""
+    run = make_run(tmp_path / "run")
+    wide = [0.60, 0.61, 0.59, 0.60, 0.62, 0.58]
+    tiny = [1.001, 0.999, 1.002, 0.998, 1.000, 1.000]
+    write_speed(run, ratios={"wide": wide, "tiny": tiny})
+    markdown = report(run, tmp_path / "out")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("variant")
+    assert summary.at["wide", "speed_verdict"] == "slower" and summary.at["wide", "speed_p_adjusted"] < 0.05
+    assert summary.at["tiny", "speed_verdict"] == "equivalent"  # within the 2% margin, now a verdict
+    logs = [math.log(r) for r in wide]
+    assert summary.at["wide", "speed_ratio"] == pytest.approx(math.exp(sum(logs) / len(logs)))
+    assert "Speed on cpu, measured interleaved, against the baseline, highest ratio first:" in markdown
+    assert "equivalent within ±2%" in markdown

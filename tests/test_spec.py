@@ -144,7 +144,7 @@ def test_the_example_spec_is_a_valid_spec() -> None:
 def test_spec_of_a_grown_run_names_every_runs_variants_and_seeds_and_keeps_the_recorded_options(tmp_path: Path) -> None:
     from minigpt.spec import spec_of_run
 
-    recorded = RunSpec(variants="a", tune=("lr",), tune_seeds="9", sizes="xs,s", devices="auto").record()
+    recorded = RunSpec(variants="a", seeds="0", tune=("lr",), tune_seeds="9", sizes="xs,s", devices="auto").record()
     sweep = {"variants": ["a", "b"], "devices": ["cpu"], "seeds": [0, 1, 2], "preset": "cpu-fast", "spec": recorded}
     (tmp_path / "sweep.json").write_text(json.dumps(sweep))
     spec = spec_of_run(tmp_path)

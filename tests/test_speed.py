@@ -28,16 +28,17 @@ def test_paired_ratio_is_the_geometric_mean_with_a_t_interval_on_logs() -> None:
     assert paired.ratio == pytest.approx(math.exp(statistics.fmean(logs)))
     assert paired.low == pytest.approx(math.exp(statistics.fmean(logs) - half), rel=1e-4)
     assert paired.high == pytest.approx(math.exp(statistics.fmean(logs) + half), rel=1e-4)
-    assert paired.verdict == "no clear difference"  # the interval [0.95, 1.25] holds 1.0
+    assert paired.verdict == "undecided"  # the interval [0.95, 1.25] holds 1.0 and reaches past the 2% margin
 
 
 def test_verdicts() -> None:
     assert paired_ratio([1.20, 1.21, 1.19, 1.20]).verdict == "faster"
     assert paired_ratio([0.80, 0.81, 0.79, 0.80]).verdict == "slower"
-    assert speed_verdict(1.015, 1.01, 1.02) == "no clear difference"  # clear, but within 2%
-    assert speed_verdict(0.985, 0.98, 0.99) == "no clear difference"
-    assert speed_verdict(1.10, 0.99, 1.2) == "no clear difference"
-    assert paired_ratio([1.3]).verdict == "no clear difference"  # one round: no interval
+    assert speed_verdict(1.015, 1.01, 1.019) == "equivalent"  # faster, but by less than the 2% margin
+    assert speed_verdict(0.985, 0.98, 0.99) == "slower"  # excludes 1, reaches the margin
+    assert speed_verdict(0.985, 0.98, 0.99, margin=0.03) == "equivalent"  # the margin is a setting
+    assert speed_verdict(1.10, 0.99, 1.2) == "undecided"
+    assert paired_ratio([1.3]).verdict == "undecided"  # one round: no interval
 
 
 class FakeContender:
@@ -100,11 +101,11 @@ def compared(costs: dict[str, float], seed: int, drift: float = 0.02, rounds: in
     return compare(contenders, seconds, "baseline")  # type: ignore[arg-type]
 
 
-def test_an_identical_variant_reads_no_clear_difference_while_the_machine_slows_down() -> None:
+def test_an_identical_variant_reads_neither_faster_nor_slower_while_the_machine_slows_down() -> None:
     """Every step runs 2% slower than the one before (the machine ends 7x slower than it began):
     a variant always timed second would look 2% slower; steps in alternating order cancel it."""
     verdicts = [compared({"baseline": 1.0, "same": 1.0}, seed)["same"] for seed in range(40)]
-    assert sum(v["speed_verdict"] != "no clear difference" for v in verdicts) <= 2  # about 5% at most
+    assert sum(v["speed_verdict"] in ("faster", "slower") for v in verdicts) <= 2  # about 5% at most
     assert statistics.median(v["speed_ratio"] for v in verdicts) == pytest.approx(1.0, abs=0.005)
 
 

@@ -5,16 +5,17 @@ report.md, a self-contained report.html, results.csv (one row per trial) and sum
     from minigpt.report import write_report
     write_report("runs/default", "reports/default")  # returns reports/default/report.html
 
-Every mean over seeds comes with a 95% Student's t interval. A variant is called better or
-worse than the baseline only when the interval of its difference from the baseline (on the
-same device) excludes zero; otherwise it reads "no clear difference".
-
-Loss verdicts control the family-wise error per device with Holm's step-down method. Speed is
-compared only through the interleaved speed phase (speed.json): ratios paired within rounds.
+Every mean over seeds comes with a 95% Student's t interval. A variant's verdict against the
+baseline (on the same device) is better, worse, equivalent (within the margin) or undecided,
+read from one interval of its paired difference whose error rate is split over the variants
+and, for `run --seeds auto`, over the looks (minigpt.decide): at most 5% chance of any wrong
+verdict per device. Speed is compared only through the interleaved speed phase (speed.json):
+ratios paired within rounds, judged the same way.
 
 Which columns the CSV files and tables hold comes from the metric schema (minigpt.metrics).
 
-Modules, each depending only on those above it (and on minigpt.stats: intervals, p-values, Holm),
+Modules, each depending only on those above it (and on minigpt.stats and minigpt.decide: intervals,
+p-values, verdicts),
 speed (speed.json), frames (run directory -> pandas), figures (seaborn), findings (sentences,
 measurement warnings), document (blocks: tables), render (Markdown, HTML, CSV, write_report).
 """

@@ -9,8 +9,10 @@ from typing import Any
 import pandas as pd
 
 from minigpt import metrics
+from minigpt.decide import MOST_SEEDS_SUGGESTED, UNDECIDED
 from minigpt.report.findings import DRIFT_EXPLAINED, findings, measurement_warnings, ratio_text
 from minigpt.report.frames import RunReport
+from minigpt.variants import BASELINE
 
 
 @dataclass(frozen=True)
@@ -46,15 +48,15 @@ def summary_table(report: RunReport) -> Table:
     shown = {kind: report.shown_metrics(kind) for kind in ("size", "quality", "cost")}
     columns = [
         "variant", "device", "changes", "precision", *map(_header, shown["size"]), "completed",
-        *map(_header, shown["quality"]), "Δ vs baseline [95%]", "Δ %", "Holm p", "verdict",
-        "speed vs baseline [95%], interleaved", *map(_header, shown["cost"]),
+        *map(_header, shown["quality"]), "Δ vs baseline [adjusted]", "Δ %", "adjusted p", "verdict",
+        "speed vs baseline [interval], interleaved", *map(_header, shown["cost"]),
     ]  # fmt: skip
     rows = [
         [
             report.label(row["variant"]), row["device"], _text(row["changed"]), _text(row["precision"]),
             *_cells(shown["size"], row), f"{row['completed']}/{row['trials']}", *_cells(shown["quality"], row),
             _with_interval(row["diff_vs_baseline"], row["diff_low"], row["diff_high"], "+.4f"),
-            _number(row["diff_pct"], "+.2f"), _number(row["p_holm"], ".3g"), row["verdict"], _speed_cell(row),
+            _number(row["diff_pct"], "+.2f"), _number(row["p_adjusted"], ".3g"), row["verdict"], _speed_cell(row),
             *_cells(shown["cost"], row),
         ]
         for row in report.summary.to_dict("records")
@@ -162,19 +164,118 @@ def overview(report: RunReport) -> str:
     )
 
 
-READING = (
-    "Δ is the variant's best validation loss minus the baseline's on the same device (negative: lower "
-    "loss). Intervals are 95% Student's t over seeds; Δ pairs trials by seed when both ran the same seeds "
-    "(two or more), and uses Welch's interval otherwise. A variant is called better or worse only when the "
-    "interval of Δ excludes zero and its t-test p-value, adjusted by Holm's step-down method over the "
-    "variants compared on that device (Holm p), is below 0.05: however many variants run, the chance of any "
-    "false call per device stays at 5%; the intervals shown are not adjusted. Speed vs baseline is the "
-    "variant's tokens/s over the baseline's, paired within each round of the interleaved speed phase "
-    "(> 1 is faster), called faster or slower only when its 95% interval over rounds excludes 1. Tokens/s and "
-    "step times in results.csv were measured during training: trials ran minutes apart on a machine whose "
-    "speed drifts, so they are not comparable across trials. MFU is model FLOPs per second during training "
-    "over the matmul peak measured on this device in the trial's precision."
-)
+def method_text(report: RunReport) -> list[str]:
+    """How the verdicts were reached, for the end of the report: the design, the margins, the error rate."""
+    design = report.design
+    alpha = f"{100 * design.alpha:g}%"
+    if design.looks is None:
+        seeds = (
+            "The seeds were fixed in advance and judged once. Each variant's interval spends "
+            f"{alpha} split evenly over the variants compared on its device (Bonferroni), so the chance of "
+            f"any wrong verdict on a device is at most {alpha}."
+        )
+    else:
+        looks = ", ".join(str(n) for n in design.looks)
+        seeds = (
+            f"Seeds ran in rounds (--seeds auto): after {looks} seeds every variant not yet decided was judged "
+            "again, and only those still undecided (with the baseline, for pairing) got the next round. Each look "
+            "spends a share of the error rate proportional to the seeds its round added (linear alpha spending), "
+            "split evenly over the variants compared on the device (Bonferroni); each interval is a Student's t "
+            "interval at one minus that share. By the union bound the chance that any interval, at any look, of "
+            f"any variant misses its true difference is at most {alpha}, whenever a variant stops; so is the "
+            "chance of any wrong verdict on a device, looking after every round."
+        )
+    return [
+        "Δ is the variant's best validation loss minus the baseline's on the same device and seed, averaged over "
+        "the seeds both completed (negative: lower loss); Δ % is Δ over the baseline's mean loss. A variant reads "
+        f"equivalent when the interval of Δ lies within ±{design.margin:g} nats (--margin: a difference that "
+        "small does not matter), better or worse when it excludes zero and does not, and undecided otherwise; "
+        "the interval shown is the one the verdict reads. Adjusted p is the p-value of the verdict's own test "
+        "(a t test of no difference; for equivalent, the two one-sided tests against the margin) scaled by the "
+        f"share of the error rate its interval spent: a verdict is reached when it is below {design.alpha:g}. "
+        "Smallest detectable is the half-width of that interval: the smallest |Δ| these seeds, with this spread, "
+        "call better or worse. An undecided variant's seeds needed is the fewest seeds at which an interval "
+        "with the same mean and spread, at the same level, would decide: a guide, not a promise.",
+        seeds,
+        "Speed vs baseline is the variant's tokens/s over the baseline's, paired within each round of the "
+        "interleaved speed phase (> 1 is faster), judged the same way on the logarithms of the per-round ratios: "
+        f"equivalent within ±{100 * design.speed_margin:g}% (--speed-margin), faster or slower when the "
+        f"interval excludes 1, the error rate {alpha} split over the device's variants. Tokens/s and step times "
+        "in results.csv were measured during training: trials ran minutes apart on a machine whose speed "
+        "drifts, so they are not comparable across trials. MFU is model FLOPs per second during training over "
+        "the matmul peak measured on this device in the trial's precision.",
+    ]
+
+
+def loss_verdict_table(report: RunReport, device: str) -> Table:
+    """The answer on one device: each variant's Δ, interval, verdict and seeds, sorted by Δ (best first)."""
+    rows = report.summary[(report.summary["device"] == device) & (report.summary["variant"] != BASELINE)]
+    rows = rows.sort_values("diff_vs_baseline", na_position="last")
+    columns = ["variant", "Δ nats", "Δ %", "interval", "verdict", "adjusted p", "seeds", "smallest detectable"]
+    return Table(columns, [_loss_verdict_cells(row) for row in rows.to_dict("records")])
+
+
+def _loss_verdict_cells(row: dict[str, Any]) -> list[str]:
+    interval = "–" if not math.isfinite(row["diff_low"]) else f"[{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
+    return [
+        row["variant"], _number(row["diff_vs_baseline"], "+.4f"), _number(row["diff_pct"], "+.2f"), interval,
+        verdict_text(row["verdict"], row.get("seeds_needed")), _number(row["p_adjusted"], ".3g"),
+        str(int(row["seeds"])) if _finite(row["seeds"]) else "–", _number(row["detectable"], ".4f"),
+    ]  # fmt: skip
+
+
+def verdict_text(verdict: str, needed: Any) -> str:
+    """A verdict; an undecided one with the seeds its spread suggests a decision needs."""
+    if verdict != UNDECIDED:
+        return verdict
+    if _finite(needed):
+        return f"undecided (~{int(needed)} seeds)"
+    return f"undecided (over {MOST_SEEDS_SUGGESTED:,} seeds)"
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def speed_verdict_table(report: RunReport, device: str) -> Table | None:
+    """Speed on one device sorted by ratio, highest first; None where it was not measured."""
+    if report.speed is None:
+        return None
+    rows = report.speed.measured(device)
+    rows = rows[rows["variant"] != BASELINE].sort_values("speed_ratio", ascending=False)
+    if rows.empty:
+        return None
+    columns = ["variant", "speed", "Δ %", "interval", "verdict", "adjusted p"]
+    return Table(columns, [
+        [row["variant"], _number(row["speed_ratio"], ".3f") + "x", _number(100 * (row["speed_ratio"] - 1), "+.1f"),
+         _ratio_interval(row), row["speed_verdict"], _number(row["speed_p_adjusted"], ".3g")]
+        for row in rows.to_dict("records")
+    ])  # fmt: skip
+
+
+def _ratio_interval(row: dict[str, Any]) -> str:
+    low, high = row["speed_ratio_low"], row["speed_ratio_high"]
+    return f"[{low:.3f}, {high:.3f}]" if _finite(low) and _finite(high) else "–"
+
+
+def findings_blocks(report: RunReport) -> list[Block]:
+    """Per device the loss verdict table and its sentence, then speed the same way."""
+    sentences = findings(report)
+    blocks: list[Block] = []
+    for index, device in enumerate(report.devices):
+        loss = loss_verdict_table(report, device)
+        if loss.rows:
+            blocks += [("p", f"Loss on {device}, against the baseline, best first:"), ("table", loss)]
+        blocks.append(("p", sentences[index]))
+    for device in report.devices:
+        speed = speed_verdict_table(report, device)
+        if speed is not None:
+            blocks += [
+                ("p", f"Speed on {device}, measured interleaved, against the baseline, highest ratio first:"),
+                ("table", speed),
+            ]
+    blocks += [("p", sentence) for sentence in sentences[len(report.devices) :]]
+    return blocks
 
 
 def hidden_sentences(report: RunReport) -> list[str]:
@@ -211,9 +312,9 @@ def warnings_blocks(report: RunReport) -> list[Block]:
 
 def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [("h1", f"minigpt-bench report: {report.name}"), ("p", overview(report))]
-    blocks += [("h2", "Findings"), *[("p", sentence) for sentence in findings(report)]]
+    blocks += [("h2", "Findings"), *findings_blocks(report)]
     blocks += warnings_blocks(report)
-    blocks += [("h2", "Summary per variant and device"), ("table", summary_table(report)), ("p", READING)]
+    blocks += [("h2", "Summary per variant and device"), ("table", summary_table(report))]
     blocks += [("table", metrics_table(report)), *[("p", sentence) for sentence in hidden_sentences(report)]]
     if figures:
         blocks += [("h2", "Figures"), *[("figure", figure) for figure in figures]]
@@ -229,4 +330,5 @@ def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     if tracked.rows:
         blocks += [("h2", "Tracker runs"), ("table", tracked)]
     blocks.append(("p", "Every trial's numbers: results.csv. Per variant and device: summary.csv."))
+    blocks += [("h2", "Method"), *[("p", paragraph) for paragraph in method_text(report)]]
     return blocks

@@ -47,7 +47,7 @@ def _evaluation(report: RunReport) -> pd.DataFrame:
 def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     """The fair-comparison sections; none for a sweep without --tune, --sizes or --max-flops."""
     fair = report.sweep.get("fair")
-    if not fair:
+    if not fair or not (fair.get("tune") or fair.get("sizes") or fair.get("max_flops")):  # --seeds auto alone
         return []
     blocks: list[Block] = [("h2", "Fair comparison")]
     sizes = size_names(report.sweep)
@@ -68,7 +68,7 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
 
 DIFF_CAPTION = (
     "Best validation loss minus the baseline's at the same size, against the variant's parameter count "
-    "(mean over evaluation seeds and its 95% interval; below zero is better; bits per character on the right)."
+    "(mean over evaluation seeds and the interval its verdict reads; below zero is better; bits per character on the right)."
 )
 FLOPS_CAPTION = (
     "Validation loss against training FLOPs (FLOPs per token x tokens), the mean over evaluation seeds per "
@@ -107,12 +107,12 @@ def _point(point: dict[str, Any]) -> str:
 
 
 def per_size_summary(report: RunReport) -> pd.DataFrame:
-    """summarize() per size (Holm within each size and device), with the size and its parameters."""
+    """summarize() per size (the error rate split within each size and device), with the size and its parameters."""
     evaluation = _evaluation(report)
     frames = []
     for size in list(evaluation["size"].dropna().unique()) or [None]:
         trials = evaluation if size is None else evaluation[evaluation["size"] == size]
-        summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])])
+        summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])], design=report.design)
         frames.append(summary.assign(size=size if isinstance(size, str) else "–"))
     return pd.concat(frames, ignore_index=True)
 
@@ -133,11 +133,11 @@ def per_size_table(summary: pd.DataFrame) -> Table:
          _interval(row["best_val_loss"], row["best_val_loss_low"], row["best_val_loss_high"], ".4f"),
          _cell(row["best_val_bpc"]),
          _interval(row["diff_vs_baseline"], row["diff_low"], row["diff_high"], "+.4f"),
-         _cell(row["p_holm"], ".3g"), row["verdict"]]
+         _cell(row["p_adjusted"], ".3g"), row["verdict"]]
         for row in summary.to_dict("records")
     ]  # fmt: skip
-    columns = ["size", "variant", "device", "params", "best val loss [95%]", "bits/char", "Δ vs baseline [95%]",
-               "Holm p", "verdict"]  # fmt: skip
+    columns = ["size", "variant", "device", "params", "best val loss [95%]", "bits/char",
+               "Δ vs baseline [adjusted interval]", "adjusted p", "verdict"]  # fmt: skip
     return Table(columns, rows)
 
 

@@ -186,13 +186,47 @@ def plot_best_loss(report: RunReport, path: Path) -> Path | None:
                 [row["best_val_loss_high"] - row["best_val_loss"]],
             ]
             ax.errorbar(row["best_val_loss"], index, xerr=xerr, fmt="D", color=colour, ms=8, capsize=5, lw=2)
-            ax.annotate(f"  {row['verdict']}", (row["best_val_loss"], index), xytext=(0, 9), textcoords="offset points", fontsize="small", color=colour)  # fmt: skip
             if row["variant"] == BASELINE:
                 ax.axvline(row["best_val_loss"], color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
         _variant_axis(ax, frame, report)
         ax.set(title=f"on {device}", xlabel="best validation loss, nats per character (lower is better)")
         _bits_axis(ax, "x")
     figure.suptitle("Best validation loss: seeds as dots, mean and 95% interval as diamond and whiskers")
+    return _save(figure, path)
+
+
+VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#c62828", "equivalent": "#1f5fa8", "undecided": "#b26b00"}
+
+
+def plot_loss_difference(report: RunReport, path: Path) -> Path | None:
+    """A forest plot: each variant's mean paired difference from the baseline with the interval its
+    verdict reads, the equivalence band of the margin shaded, the verdict written beside it."""
+    rows = report.summary[(report.summary["variant"] != BASELINE) & report.summary["diff_vs_baseline"].notna()]
+    devices = [d for d in report.devices if (rows["device"] == d).any()]
+    if not devices:
+        return None
+    height = 1.8 + 0.42 * rows.groupby("device").size().max()
+    figure, axes = _figure(len(devices), max(10.0, 5.5 * len(devices) + 1.5), height)
+    margin = report.design.margin
+    for ax, device in zip(axes, devices, strict=True):
+        frame = rows[rows["device"] == device].sort_values("diff_vs_baseline").reset_index(drop=True)
+        ax.axvspan(-margin, margin, color=VERDICT_COLOURS["equivalent"], alpha=0.12, lw=0)
+        ax.axvline(0.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
+        for index, row in frame.iterrows():
+            colour = report.palette[row["variant"]]
+            xerr = [[row["diff_vs_baseline"] - row["diff_low"]], [row["diff_high"] - row["diff_vs_baseline"]]]
+            ax.errorbar(row["diff_vs_baseline"], index, xerr=xerr, fmt="D", color=colour, ms=7, capsize=5, lw=2)
+            end = row["diff_high"] if math.isfinite(row["diff_high"]) else row["diff_vs_baseline"]
+            ax.annotate(f"  {row['verdict']} ({int(row['seeds'])} seeds)", (end, index), va="center",
+                        fontsize="small", color=VERDICT_COLOURS.get(row["verdict"], BASELINE_COLOUR))  # fmt: skip
+        _variant_axis(ax, frame, report)
+        ax.set(title=f"on {device}", xlabel="best validation loss minus the baseline's, nats per character")
+        ax.margins(x=0.3)
+        _bits_axis(ax, "x")
+    figure.suptitle(
+        f"Loss vs the baseline, paired by seed: mean and the interval each verdict reads; "
+        f"shaded: equivalent within ±{margin:g} nats"
+    )
     return _save(figure, path)
 
 
@@ -279,9 +313,13 @@ PLOTS = {
         plot_throughput,
         "Speed per variant on each device: its tokens/s over the baseline's, paired within each round of the interleaved speed phase (diamond: ratio; whiskers: 95% interval over rounds; dashed line: the baseline).",
     ),
+    "loss_difference.png": (
+        plot_loss_difference,
+        "The verdicts: each variant's best validation loss minus the baseline's, paired by seed (diamond: mean; whiskers: the interval the verdict reads, adjusted for the variants and looks; shaded: the equivalence margin; dashed: no difference), sorted best first.",
+    ),
     "best_val_loss.png": (
         plot_best_loss,
-        "Best validation loss per variant: each seed as a dot, the mean and its 95% interval, and the verdict against the baseline (dashed line); nats per character below, bits per character above.",
+        "Best validation loss per variant: each seed as a dot, the mean and its own 95% interval (the baseline dashed). Seeds share data order, so the verdicts come from the paired differences above, not from these intervals overlapping; nats per character below, bits per character above.",
     ),
     "speed_vs_quality.png": (
         plot_speed_quality,

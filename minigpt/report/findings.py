@@ -7,10 +7,13 @@ import math
 import pandas as pd
 
 from minigpt import metrics
+from minigpt.decide import BETTER, EQUIVALENT, UNDECIDED, WORSE
 from minigpt.report.frames import RunReport
 from minigpt.report.speed import SpeedPhase
 from minigpt.stats import NO_CLEAR_DIFFERENCE
 from minigpt.variants import BASELINE
+
+VERDICT_ORDER = (BETTER, WORSE, EQUIVALENT, UNDECIDED, NO_CLEAR_DIFFERENCE)
 
 DRIFT_EXPLAINED = (
     "Each trial and the speed phase probe this machine's matmul speed before and after they run; a change "
@@ -46,11 +49,11 @@ def loss_finding(rows: pd.DataFrame, device: str, quality: list[metrics.Metric])
         return f"On {device}: no trial completed, so there is nothing to compare."
     parts = [
         f"{label}: {', '.join(rows.loc[rows['verdict'] == label, 'variant'])}"
-        for label in ("better", "worse", NO_CLEAR_DIFFERENCE)
+        for label in VERDICT_ORDER
         if (rows["verdict"] == label).any()
     ]
     tested = int(rows["p_value"].notna().sum())
-    holm = f" ({tested} variant{'s' if tested != 1 else ''} tested, Holm-adjusted)" if tested else ""
+    holm = f" ({tested} variant{'s' if tested != 1 else ''} compared)" if tested else ""
     best = scored.loc[scored["best_val_loss"].idxmin()]
     compared = "; ".join(parts) if parts else "no variant to compare with a completed baseline"
     values = ", ".join(f"{m.format(best[m.column])} {m.unit}" for m in quality)

@@ -12,16 +12,23 @@ from typing import Any
 import pandas as pd
 
 from minigpt import metrics
+from minigpt.decide import LOSS_LABELS, NO_DECISION, Decision, Design, decide, paired_differences
 from minigpt.errors import UserError
 from minigpt.report.speed import SPEED_VALUES, SpeedPhase, speed_frame
-from minigpt.stats import NO_VALUES, Interval, difference_interval, holm, mean_interval, verdict
+from minigpt.stats import Interval, holm, mean_interval
 from minigpt.store import RunStore
 from minigpt.variants import BASELINE
 
 STATUSES = ("completed", "failed", "diverged", "skipped", "interrupted", "running")
 DRIFT_NUMBERS = ("drift_before", "drift_after", "drift_change")
-# The loss comparison with the baseline on the same device, the verdict column last.
-COMPARISON_COLUMNS = ("diff_vs_baseline", "diff_low", "diff_high", "diff_pct", "p_value", "p_holm", "verdict")
+# The loss comparison with the baseline on the same device, the verdict column last. diff_low and
+# diff_high bound the interval the verdict reads (adjusted for the variants and the looks, minigpt.decide);
+# p_adjusted is the verdict's own test's p-value on the same scale (below 0.05: decided); p_holm is Holm's
+# adjustment of the unadjusted p-values, as reports before the four verdicts gave it.
+COMPARISON_COLUMNS = (
+    "diff_vs_baseline", "diff_low", "diff_high", "diff_pct", "p_value", "p_holm", "p_adjusted", "confidence",
+    "seeds", "detectable", "seeds_needed", "verdict",
+)  # fmt: skip
 
 
 def trial_numbers() -> list[str]:
@@ -134,37 +141,55 @@ def variant_order(trials: pd.DataFrame, sweep: dict[str, Any]) -> list[str]:
     return sorted(names, key=lambda name: name != BASELINE)
 
 
-def summarize(trials: pd.DataFrame, order: Sequence[str], speed: SpeedPhase | None = None) -> pd.DataFrame:
+def summarize(
+    trials: pd.DataFrame, order: Sequence[str], speed: SpeedPhase | None = None, design: Design | None = None
+) -> pd.DataFrame:
     """One row per variant and device: status counts, loss with 95% intervals, the difference from
-    the baseline on the same device and its verdict, and the interleaved speed from `speed`."""
+    the baseline on the same device and its verdict (minigpt.decide, under `design`: the sweep's
+    margins and looks), and the interleaved speed from `speed`."""
+    design = design or Design()
     completed = trials[trials["status"] == "completed"]
     rows = []
     for device in dict.fromkeys(trials["device"]):
         baseline = completed[(completed["variant"] == BASELINE) & (completed["device"] == device)]
         groups = [trials[(trials["variant"] == variant) & (trials["device"] == device)] for variant in order]
-        rows += _call_verdicts([_summary_row(group, baseline) for group in groups if not group.empty])
+        rows += _call_verdicts([_summary_row(group, baseline) for group in groups if not group.empty], design)
     columns = summary_columns()
     summary = pd.DataFrame(rows, columns=[c for c in columns if c not in SPEED_VALUES])
     measured = speed.frame if speed is not None else speed_frame([])
     return summary.merge(measured, on=["variant", "device"], how="left")[columns]
 
 
-def _call_verdicts(rows: list[tuple[dict[str, Any], Interval]]) -> list[dict[str, Any]]:
-    """Holm's method over one device's variants that have a p-value: with many variants, some
-    interval would exclude zero by chance alone; Holm keeps the chance of any false call at 5%."""
+def _call_verdicts(rows: list[tuple[dict[str, Any], list[float]]], design: Design) -> list[dict[str, Any]]:
+    """Each compared variant's verdict from its paired differences, its interval spending the error
+    rate split over the variants compared on the device (and over the looks of --seeds auto)."""
+    compared = sum(row["variant"] != BASELINE for row, _ in rows)  # as the runner counts them: every variant
+    for row, differences in rows:
+        decision = decide(differences, design.level(row["trials"], compared), design.margin, alpha=design.alpha)
+        _fill_decision(row, decision if row["verdict"] is None else NO_DECISION)
     adjusted = holm([row["p_value"] for row, _ in rows])
-    for (row, diff), p_holm in zip(rows, adjusted, strict=True):
+    for (row, _), p_holm in zip(rows, adjusted, strict=True):
         row["p_holm"] = p_holm
-        row["verdict"] = row["verdict"] or verdict(diff, p_holm)
     return [row for row, _ in rows]
 
 
-def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> tuple[dict[str, Any], Interval]:
-    """The row (its verdict None where a test decides it) and the loss difference from the baseline."""
+def _fill_decision(row: dict[str, Any], decision: Decision) -> None:
+    row.update(
+        diff_vs_baseline=decision.mean, diff_low=decision.low, diff_high=decision.high, p_value=decision.p,
+        p_adjusted=decision.p_adjusted, confidence=1 - decision.level, seeds=decision.n or row["completed"],
+        detectable=decision.detectable, seeds_needed=decision.needed,
+    )  # fmt: skip
+    row["diff_pct"] = 100 * _ratio(decision.mean, row.pop("baseline_mean"))
+    if row["verdict"] is None:
+        row["verdict"] = decision.label(LOSS_LABELS)
+
+
+def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> tuple[dict[str, Any], list[float]]:
+    """The row (its verdict None where a test decides it) and the paired loss differences from the baseline."""
     done = group[group["status"] == "completed"]
     variant = group["variant"].iloc[0]
     is_baseline = variant == BASELINE
-    diff = NO_VALUES if is_baseline else difference_interval(_by_seed(done), _by_seed(baseline))
+    differences = [] if is_baseline else paired_differences(_by_seed(done), _by_seed(baseline))
     counts = group["status"].value_counts()
     row = {
         "variant": variant,
@@ -172,18 +197,14 @@ def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> tuple[dict[str,
         "trials": len(group),
         **{status: int(counts.get(status, 0)) for status in STATUSES},
         "precision": ", ".join(sorted(group["precision"].dropna().astype(str).unique())) or None,
-        "diff_vs_baseline": diff.mean,
-        "diff_low": diff.low,
-        "diff_high": diff.high,
-        "diff_pct": 100 * _ratio(diff.mean, mean_interval(baseline["best_val_loss"]).mean),
-        "p_value": diff.p,
+        "baseline_mean": mean_interval(baseline["best_val_loss"]).mean,
         "verdict": _fixed_verdict(is_baseline, done, baseline),
         "changed": group["changed"].iloc[0],
         "description": group["description"].iloc[0],
     }
     for metric in metrics.TRIAL_METRICS:
         row.update(_aggregate(metric, group, done))
-    return row, diff
+    return row, differences
 
 
 def _aggregate(metric: metrics.Metric, group: pd.DataFrame, done: pd.DataFrame) -> dict[str, Any]:
@@ -265,6 +286,7 @@ class RunReport:
     speed_note: str | None = None  # why there is no speed comparison
     all_trials: pd.DataFrame | None = None  # every stage and size, where `trials` holds the evaluation of one size
     all_metrics: pd.DataFrame | None = None
+    design: Design = Design()  # the margins and looks the verdicts were judged under
 
     @property
     def devices(self) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from minigpt import atomic
+from minigpt.decide import Design
 from minigpt.report.document import Block, document
 from minigpt.report.fair import fair_blocks, main_frames
 from minigpt.report.figures import variant_palette, write_figures
@@ -91,13 +92,14 @@ def build(run_dir: str | Path) -> RunReport:
     bench, bench_note = load_bench(run_dir)
     order = variant_order(trials, sweep)
     bench_names = [] if bench is None else [v for v in dict.fromkeys(bench["variant"]) if v not in order]
-    speed, speed_note = load_speed(run_dir)
+    design = Design.of_sweep(sweep)
+    speed, speed_note = load_speed(run_dir, design)
     return RunReport(
         name=Path(run_dir).resolve().name,
         sweep=sweep,
         trials=trials,
         metrics=metrics,
-        summary=summarize(trials, order, speed),
+        summary=summarize(trials, order, speed, design),
         bench=bench,
         bench_note=bench_note,
         order=order,
@@ -106,6 +108,7 @@ def build(run_dir: str | Path) -> RunReport:
         speed_note=speed_note,
         all_trials=all_trials,
         all_metrics=all_metrics,
+        design=design,
     )
 
 

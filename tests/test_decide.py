@@ -1,0 +1,161 @@
+"""The sequential verdicts (minigpt.decide), proved by simulation: simulated paired differences
+run through the decision code the runner uses, many sweeps at once (numpy), peeking every round.
+
+Each simulated sweep has a baseline and several variants; every seed draws a baseline loss and a
+loss per variant, so the variants' differences share the baseline's noise as in a real sweep.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from minigpt import decide
+
+MARGIN = decide.LOSS_MARGIN
+SPREAD = MARGIN / 2  # the spread of one paired difference: a 600k-token sweep's tightest variants
+RUNS = 4000
+VARIANTS = 4
+MAX_SEEDS = 10
+
+
+def simulate_differences(
+    effects: list[float], noise: str, runs: int = RUNS, seed: int = 0, spread: float = SPREAD
+) -> np.ndarray:
+    """Paired differences shaped (runs, variants, MAX_SEEDS): variant loss minus baseline loss per seed."""
+    rng = np.random.default_rng(seed)
+    shape = (runs, len(effects) + 1, MAX_SEEDS)
+    # heavy: Student's t with 3 degrees of freedom, scaled to unit variance
+    losses = rng.standard_normal(shape) if noise == "normal" else rng.standard_t(3, shape) / math.sqrt(3)
+    losses *= spread / math.sqrt(2)  # each difference has this spread
+    return losses[:, 1:] - losses[:, :1] + np.asarray(effects)[None, :, None]
+
+
+def sequential_verdicts(differences: np.ndarray, level_at: object) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, seeds used) per run and variant: judged after every round, each variant stopping
+    at its first decision; level_at(seeds) is the error rate an interval spends at that look."""
+    counts = decide.looks(differences.shape[-1])
+    codes = []
+    for n in counts:
+        seen = differences[..., :n]
+        low, high = decide.intervals(seen.mean(-1), seen.std(-1, ddof=1), n, level_at(n))
+        codes.append(decide.verdict_codes(low, high, MARGIN))
+    final, at = decide.first_decisions(np.stack(codes, axis=-1))
+    return final, np.asarray(counts)[at]
+
+
+def the_design(variants: int):
+    counts = decide.looks(MAX_SEEDS)
+    return lambda n: decide.look_level(counts, n, variants)
+
+
+def naive(n: int) -> float:
+    """A fixed-size 95% t test after every round, as if each look were the only one."""
+    return 0.05
+
+
+def false_difference_rate(codes: np.ndarray) -> float:
+    """The share of sweeps with any variant called better or worse (all have no true difference)."""
+    wrong = (codes == decide.BELOW_CODE) | (codes == decide.ABOVE_CODE)
+    return float(wrong.any(axis=-1).mean())
+
+
+def monte_carlo_ceiling(rate: float = decide.ALPHA, runs: int = RUNS) -> float:
+    """The largest rate a procedure that holds `rate` shows in `runs` sweeps, but for 1 in 1000."""
+    return rate + 3.1 * math.sqrt(rate * (1 - rate) / runs)
+
+
+@pytest.mark.parametrize("spread", [SPREAD, 4 * MARGIN])  # the second: equivalence stops almost none
+@pytest.mark.parametrize("noise", ["normal", "heavy"])
+def test_no_difference_rarely_called_better_or_worse(noise: str, spread: float) -> None:
+    differences = simulate_differences([0.0] * VARIANTS, noise, spread=spread)
+    codes, _ = sequential_verdicts(differences, the_design(VARIANTS))
+    assert false_difference_rate(codes) <= monte_carlo_ceiling()
+
+
+@pytest.mark.parametrize("noise", ["normal", "heavy"])
+def test_the_check_catches_a_naive_procedure(noise: str) -> None:
+    """The test above can fail: a t test at 95% after every round, no adjustment, calls a
+    difference in far more than 5% of sweeps with none."""
+    differences = simulate_differences([0.0] * VARIANTS, noise, spread=4 * MARGIN)
+    codes, _ = sequential_verdicts(differences, naive)
+    assert false_difference_rate(codes) > monte_carlo_ceiling()
+
+
+def test_false_equivalence_is_rare_at_the_margin() -> None:
+    """A true difference of exactly the margin, either sign, is not "the same": calling it
+    equivalent is the other kind of wrong verdict, and its rate is held too."""
+    differences = simulate_differences([MARGIN, -MARGIN, MARGIN, -MARGIN], "normal", spread=MARGIN)
+    codes, _ = sequential_verdicts(differences, the_design(VARIANTS))
+    assert float((codes == decide.EQUIVALENT_CODE).any(axis=-1).mean()) <= monte_carlo_ceiling()
+
+
+def test_twice_the_margin_is_mostly_decided() -> None:
+    differences = simulate_differences([-2 * MARGIN, 2 * MARGIN, 0.0, 0.0], "normal")
+    codes, seeds = sequential_verdicts(differences, the_design(VARIANTS))
+    assert (codes[:, 0] == decide.BELOW_CODE).mean() > 0.8  # better
+    assert (codes[:, 1] == decide.ABOVE_CODE).mean() > 0.8  # worse
+    assert seeds[:, :2].mean() < MAX_SEEDS  # and most stop before the last round
+
+
+def test_no_difference_mostly_reads_equivalent() -> None:
+    differences = simulate_differences([0.0] * VARIANTS, "normal")
+    codes, _ = sequential_verdicts(differences, the_design(VARIANTS))
+    assert (codes == decide.EQUIVALENT_CODE).mean() > 0.8
+
+
+def test_the_runner_decides_as_the_simulation_does() -> None:
+    """decide() on one variant's seeds (what the runner and the report call) gives the codes
+    the vectorized path gives for the same draws."""
+    differences = simulate_differences([0.0, 2 * MARGIN, MARGIN], "heavy", runs=50, seed=3)
+    counts = decide.looks(MAX_SEEDS)
+    for n in counts:
+        level = decide.look_level(counts, n, 3)
+        seen = differences[..., :n]
+        low, high = decide.intervals(seen.mean(-1), seen.std(-1, ddof=1), n, level)
+        codes = decide.verdict_codes(low, high, MARGIN)
+        for run in range(50):
+            for variant in range(3):
+                decision = decide.decide(list(seen[run, variant]), level, MARGIN)
+                assert decision.code == codes[run, variant]
+                assert decision.low == pytest.approx(low[run, variant])
+
+
+def test_looks_spend_the_whole_rate_once() -> None:
+    counts = decide.looks(10)
+    assert counts == [3, 5, 8, 10]
+    assert sum(decide.look_shares(counts)) == pytest.approx(1.0)
+    assert decide.looks(2) == [2]
+    assert decide.look_level([3], 3, 4) == pytest.approx(0.05 / 4)  # a fixed set of seeds: one look
+    assert decide.next_look(counts, 5) == 8 and decide.next_look(counts, 10) is None
+    with pytest.raises(decide.DesignError, match="--max-seeds"):
+        decide.looks(1)
+
+
+def test_four_verdicts_from_intervals() -> None:
+    codes = decide.verdict_codes([-0.05, 0.02, -0.004, -0.02, -0.012], [-0.03, 0.04, 0.006, 0.01, -0.002], MARGIN)
+    labels = [decide.LOSS_LABELS[c] for c in codes]
+    assert labels == ["better", "worse", "equivalent", "undecided", "better"]
+    speed = decide.verdict_codes([math.log(1.05), math.log(0.985)], [math.log(1.09), math.log(0.995)], 0.02)
+    assert [decide.SPEED_LABELS[c] for c in speed] == ["faster", "equivalent"]
+
+
+def test_decision_carries_its_evidence() -> None:
+    same = decide.decide([0.0, 0.0, 0.0], 0.05, MARGIN)  # a copy of the baseline: identical seeds
+    assert same.label() == "equivalent" and same.low == same.high == 0.0 and same.p_adjusted == 0.0
+    shift = decide.decide([-0.031, -0.032, -0.033], 0.05 / 4, MARGIN)
+    assert shift.label() == "better" and shift.p_adjusted < 0.05 and shift.high < 0
+    assert shift.p_adjusted == pytest.approx(min(1, shift.p * 4))
+    unsure = decide.decide([-0.02, 0.01, -0.005], 0.05, MARGIN)
+    assert unsure.label() == "undecided" and unsure.needed is not None and unsure.needed > 3
+    assert unsure.detectable == pytest.approx((unsure.high - unsure.low) / 2)
+    assert decide.decide([0.1], 0.05, MARGIN).label() == "undecided"  # one seed: no interval
+
+
+def test_seeds_needed_grow_with_the_spread() -> None:
+    tight = decide.seeds_needed(0.0, 0.002, 0.01, MARGIN)
+    loose = decide.seeds_needed(0.0, 0.02, 0.01, MARGIN)
+    assert tight is not None and loose is not None and tight < loose
+    assert decide.seeds_needed(0.0, 1.0, 0.01, MARGIN) is None  # a spread 100x the margin: out of reach
