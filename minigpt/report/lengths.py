@@ -13,10 +13,11 @@ from typing import Any
 import pandas as pd
 
 from minigpt import metrics
+from minigpt.decide import LOSS_LABELS, Design, decide, paired_differences
 from minigpt.report.document import Table
 from minigpt.report.figures import _figure, _save
 from minigpt.report.frames import RunReport
-from minigpt.stats import difference_interval, holm, mean_interval, verdict
+from minigpt.stats import mean_interval
 from minigpt.store import RunStore, is_evaluation
 from minigpt.variants import BASELINE
 
@@ -35,7 +36,7 @@ def length_blocks(report: RunReport, run_dir: Path, out_dir: Path) -> list[Block
         return []
     records = [r for r in RunStore(run_dir).trials() if r.get("status") == "completed" and is_evaluation(r)]
     losses = length_frame(records, multiples)
-    comparisons = compare(losses, report.order)
+    comparisons = compare(losses, report.order, report.design)
     blocks: list[Block] = [("h2", "Length generalization"), ("p", method_text(records)),
                            *[("p", sentence) for sentence in length_sentences(comparisons, report)]]  # fmt: skip
     for device in report.devices:
@@ -66,28 +67,32 @@ def length_frame(records: list[dict[str, Any]], multiples: list[int]) -> pd.Data
     return pd.DataFrame(rows, columns=["variant", "device", "seed", "multiple", "sliding", "loss", "not_applicable"])
 
 
-def compare(losses: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Per device, length and protocol: each variant's mean loss and its paired difference from the
-    baseline, with Holm's method over the variants compared there."""
+def compare(losses: pd.DataFrame, order: list[str], design: Design) -> pd.DataFrame:
+    """Per device, length and protocol: each variant's mean loss and its verdict against the baseline
+    from the paired differences, judged as the main comparison judges them (minigpt.decide, the
+    error rate split over the variants compared there, the sweep's loss margin)."""
     rows = []
     for (device, multiple, sliding), group in losses.groupby(["device", "multiple", "sliding"], sort=False):
         baseline = _by_seed(group[group["variant"] == BASELINE])
-        compared = []
-        for variant in [v for v in order if v in set(group["variant"])]:
+        present = [v for v in order if v in set(group["variant"])]
+        compared = sum(v != BASELINE for v in present)
+        for variant in present:
             own = group[group["variant"] == variant]
             by_seed = _by_seed(own)
+            reasons = own["not_applicable"].dropna()
             row = {"device": device, "multiple": multiple, "sliding": sliding, "variant": variant,
                    "loss": mean_interval(by_seed.values()).mean if by_seed else math.nan,
-                   "not_applicable": own["not_applicable"].dropna().iloc[0] if own["not_applicable"].notna().any()
-                   else None}  # fmt: skip
-            if variant == BASELINE or not by_seed or not baseline:
-                row.update(verdict="reference" if variant == BASELINE else "not applicable" if not by_seed else None)
-                rows.append(row)
-                continue
-            diff = difference_interval(by_seed, baseline)
-            compared.append((row, diff))
-        for (row, diff), p_holm in zip(compared, holm([d.p for _, d in compared]), strict=True):
-            row.update(diff=diff.mean, low=diff.low, high=diff.high, p_holm=p_holm, verdict=verdict(diff, p_holm))
+                   "not_applicable": reasons.iloc[0] if not reasons.empty else None}  # fmt: skip
+            if variant == BASELINE:
+                row["verdict"] = "reference"
+            elif not by_seed or not baseline:
+                row["verdict"] = "not applicable" if not by_seed else "no baseline to compare"
+            else:
+                differences = paired_differences(by_seed, baseline)
+                decision = decide(differences, design.level(len(differences), compared), design.margin,
+                                  alpha=design.alpha)  # fmt: skip
+                row.update(diff=decision.mean, low=decision.low, high=decision.high, p_adjusted=decision.p_adjusted,
+                           verdict=decision.label(LOSS_LABELS))  # fmt: skip
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -100,7 +105,7 @@ def _by_seed(frame: pd.DataFrame) -> dict[int, float]:
 def length_table(
     comparisons: pd.DataFrame, device: str, sliding: bool, multiples: list[int], order: list[str]
 ) -> Table:
-    columns = ["variant"] + [f"{m}x: loss, Δ vs baseline [95%], verdict" for m in multiples]
+    columns = ["variant"] + [f"{m}x: loss, Δ vs baseline [interval], verdict" for m in multiples]
     rows = []
     here = comparisons[(comparisons["device"] == device) & (comparisons["sliding"] == sliding)]
     for variant in order:
@@ -131,7 +136,8 @@ def method_text(records: list[dict[str, Any]]) -> str:
         f"windows score every token once, so a window's first tokens see little context; sliding windows end "
         f"every {stride} tokens and score only their last {stride}, so every scored token sees at least the "
         f"length minus {stride} tokens before it ({scored:,} tokens scored, the same at every length). "
-        "Differences are paired by seed, with Holm's method over the variants at each length."
+        "Differences are paired by seed and judged as the main comparison is (see the method at the end), "
+        "the error rate split over the variants at each length and protocol."
     )
 
 
@@ -145,15 +151,16 @@ def length_sentences(comparisons: pd.DataFrame, report: RunReport) -> list[str]:
         longest = here["multiple"].max()
         at = here[here["multiple"] == longest]
         parts = []
-        for verdict_name in ("better", "worse"):
+        for verdict_name, said in (("better", "better than the baseline"), ("worse", "worse than the baseline"),
+                                   ("equivalent", "equivalent to it"), ("undecided", "undecided")):  # fmt: skip
             chosen = at[at["verdict"] == verdict_name].sort_values("diff")
             if not chosen.empty:
                 named = ", ".join(f"{r.variant} ({r.diff:+.3f} nats)" for r in chosen.itertuples())
-                parts.append(f"{verdict_name} than the baseline: {named}")
+                parts.append(f"{said}: {named}")
         unable = at[at["not_applicable"].notna()]["variant"].tolist()
         if unable:
             parts.append(f"not applicable: {', '.join(unable)}")
-        summary = "; ".join(parts) or "no variant differs clearly from the baseline"
+        summary = "; ".join(parts) or "no variant was compared"
         sentences.append(f"On {device} at {longest}x the training length (sliding windows), {summary}.")
     return sentences
 
