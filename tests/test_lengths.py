@@ -148,6 +148,9 @@ def test_a_sweep_records_each_length_and_its_report_compares_them(
     section = markdown[markdown.index("## Length generalization") :]
     assert "Loss at each length on cpu, sliding windows" in section
     assert "| alibi | " in section and "learned-pos from 2x on: learned positions have a table" in section
+    assert (
+        "| baseline | " in section and "(reference)" in section
+    )  # a scored trial reads as a number, not "not applicable"
     assert (report / "loss_by_position.png").is_file() and (report / "loss_by_length.png").is_file()
 
 

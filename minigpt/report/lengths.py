@@ -118,12 +118,14 @@ def length_table(
 
 
 def _cell(row: pd.Series) -> str:
-    if row.get("not_applicable"):
+    if isinstance(row.get("not_applicable"), str):
         return "not applicable"
     if row["verdict"] == "reference":
         return f"{row['loss']:.4f} (reference)"
     if not isinstance(row.get("diff"), float) or math.isnan(row["diff"]):
         return f"{row['loss']:.4f}" if math.isfinite(row["loss"]) else "–"
+    if not math.isfinite(row["low"]):  # one seed: a difference, no interval
+        return f"{row['loss']:.4f}, {row['diff']:+.4f}, {row['verdict']}"
     return f"{row['loss']:.4f}, {row['diff']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}], {row['verdict']}"
 
 
