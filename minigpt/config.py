@@ -254,9 +254,11 @@ PRESETS = {
         32_768_000,
     ),
     "cpu-fast": Preset(
-        "the tuned default recipe for a laptop-class CPU: RoPE, Muon on the hidden matrices, batch 32 x 64",
+        "the tuned default recipe for a laptop-class CPU: RoPE, Muon on the hidden matrices (attention's "
+        "queries, keys and values orthogonalized as three matrices), batch 32 x 64",
         {
             "optimizer": "muon",
+            "muon_split": "qkv",  # reports/muon-splits: 0.055 lower loss than one fused matrix, same speed
             "batch_size": 32,
             "lr": 1.5e-2,
             "min_lr": 1.5e-3,

@@ -2,7 +2,8 @@
 give the same output: `sdpa` (torch's fused kernel), `manual` (explicit masked softmax) and
 `looped` (one module per head, concatenated). Each also says where each head's query, key and
 value projection lives (`projection_heads`), so that an optimizer that treats matrices as
-wholes (Muon) can see the same matrices whatever the layout."""
+wholes (Muon) sees the same matrices whatever the layout: the same weights then also train
+alike, and the implementations differ in speed only."""
 
 from __future__ import annotations
 
