@@ -1,6 +1,6 @@
 """Time to quality, the default recipe of this checkout against that of an older commit:
 
-    python reports/muon-splits/time_to_target.py --old main [--pairs 3] [--seeds 0]
+    python reports/muon-splits/time_to_target.py --old main [--pairs 3] [--seed 0] [--set eval_interval=10]
 
 Whole `run` processes (`--variants baseline --devices cpu --target-loss 1.886 --stop-at-target`,
 the preset's defaults otherwise: the seed's size, 4 x 128, block 64) alternating old, new, new,
@@ -34,9 +34,11 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=1.886, help="validation loss to reach [default: 1.886]")
     parser.add_argument("--seed", default="0", help="the trial's seed [default: 0]")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one process may take [default: 900]")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to both runs")
     args = parser.parse_args()
     run_args = ["--variants", "baseline", "--devices", "cpu", "--seeds", args.seed,
                 "--target-loss", str(args.target), "--stop-at-target"]  # fmt: skip
+    run_args += [option for assignment in args.set for option in ("--set", assignment)]
     old_commit = runner.commit_of(args.old)
     with runner.old_worktree(old_commit) as old_root, tempfile.TemporaryDirectory(prefix="minigpt-ttq-") as tmp:
         checkouts = {"old": runner.Checkout("old", old_root, old_commit), "new": runner.this_checkout("new")}
