@@ -188,7 +188,7 @@ def test_muon_split_is_a_checked_config_key() -> None:
 def test_set_muon_split_reaches_trial_json(tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = cli("run", "--devices", "cpu", "--max-steps", "2", *ONE_SEED, *TINY_SET, "--set", "muon_split=qkv",
-               "--out", str(out))  # fmt: skip
+               "--no-speed", "--no-report", "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     trial = json.loads((out / "trials" / "baseline--cpu--s0" / "trial.json").read_text())
     assert trial["config"]["muon_split"] == "qkv"
