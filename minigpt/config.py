@@ -15,6 +15,9 @@ from minigpt.errors import UserError
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 COMPILE_MODES = ("false", "default", "reduce-overhead", "max-autotune")
+# what Muon orthogonalizes as one matrix of attention's input projections, whatever the module
+# layout: every query, key and value head together, the three roles apart, or each head apart
+MUON_SPLITS = ("fused", "qkv", "head")
 
 
 class ConfigError(UserError):
@@ -61,6 +64,7 @@ class Config:
     beta2: float = 0.99
     grad_clip: float = 1.0
     optimizer: str = "adamw"
+    muon_split: str = "fused"  # one of MUON_SPLITS: Muon's matrices of attention's q, k, v projections
     schedule: str = "cosine"  # lr schedule after warm-up: cosine, linear, constant, wsd
     decay_fraction: float = 0.2  # wsd: the share of the budget, at its end, spent decaying to min_lr
     eval_interval: int = 250
@@ -98,7 +102,7 @@ class Config:
             raise ConfigError(f"softcap and z_loss must be >= 0, got softcap={self.softcap} z_loss={self.z_loss}")
         if not 0 < self.decay_fraction <= 1:
             raise ConfigError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
-        for key, choices in (("compile", COMPILE_MODES), ("precision", PRECISIONS)):
+        for key, choices in (("compile", COMPILE_MODES), ("precision", PRECISIONS), ("muon_split", MUON_SPLITS)):
             if getattr(self, key) not in choices:
                 raise ConfigError(f"{key} must be one of {'|'.join(choices)}, got {getattr(self, key)!r}")
 
@@ -250,9 +254,11 @@ PRESETS = {
         32_768_000,
     ),
     "cpu-fast": Preset(
-        "the tuned default recipe for a laptop-class CPU: RoPE, Muon on the hidden matrices, batch 32 x 64",
+        "the tuned default recipe for a laptop-class CPU: RoPE, Muon on the hidden matrices (attention's "
+        "queries, keys and values orthogonalized as three matrices), batch 32 x 64",
         {
             "optimizer": "muon",
+            "muon_split": "qkv",  # reports/muon-splits: 0.055 lower loss than one fused matrix, same speed
             "batch_size": 32,
             "lr": 1.5e-2,
             "min_lr": 1.5e-3,

@@ -1,6 +1,9 @@
 """Causal self-attention implementations. All share one interface and, for the same weights,
 give the same output: `sdpa` (torch's fused kernel), `manual` (explicit masked softmax) and
-`looped` (one module per head, concatenated)."""
+`looped` (one module per head, concatenated). Each also says where each head's query, key and
+value projection lives (`projection_heads`), so that an optimizer that treats matrices as
+wholes (Muon) sees the same matrices whatever the layout: the same weights then also train
+alike, and the implementations differ in speed only."""
 
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ from torch.nn import functional as F
 from minigpt.components.positions import PositionEncoding
 from minigpt.components.registries import attention
 from minigpt.config import Config
+
+# rows start:stop of a (rows, n_embd) weight: one head's projection, where it lives
+HeadRows = tuple[nn.Parameter, int, int]
+ROLES = ("q", "k", "v")
 
 
 class LayerCache:
@@ -92,6 +99,17 @@ class CausalSelfAttention(nn.Module):
         self.q_norm = HeadNorm(cfg) if cfg.qk_norm else None
         self.k_norm = HeadNorm(cfg) if cfg.qk_norm else None
 
+    def projection_heads(self) -> dict[str, list[HeadRows]]:
+        """Each role's heads ("q": n_head, "k" and "v": kv_heads each) as rows of c_attn, whose
+        rows are the query heads, then the key heads, then the value heads."""
+        weight, D = self.c_attn.weight, self.head_size
+        firsts = {"q": 0, "k": self.n_head, "v": self.n_head + self.n_kv_head}
+        counts = {"q": self.n_head, "k": self.n_kv_head, "v": self.n_kv_head}
+        return {
+            role: [(weight, (firsts[role] + h) * D, (firsts[role] + h + 1) * D) for h in range(counts[role])]
+            for role in ROLES
+        }
+
     def forward(
         self, x: torch.Tensor, position: PositionEncoding, start: int = 0, cache: LayerCache | None = None
     ) -> torch.Tensor:
@@ -165,6 +183,10 @@ class Head(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
 
+def whole_rows(linear: nn.Linear) -> HeadRows:
+    return linear.weight, 0, linear.weight.size(0)
+
+
 @attention.register("looped")
 class LoopedAttention(nn.Module):
     """The seed's older design: a Python loop over per-head modules, outputs concatenated.
@@ -180,6 +202,15 @@ class LoopedAttention(nn.Module):
         self.k_norm = HeadNorm(cfg) if cfg.qk_norm else None
         self.kv_heads = cfg.kv_heads
         self.window = cfg.window
+
+    def projection_heads(self) -> dict[str, list[HeadRows]]:
+        """Each role's heads as whole per-head weights, in the order the batched layout keeps them."""
+        kv_heads = self.heads[: self.kv_heads]
+        return {
+            "q": [whole_rows(head.query) for head in self.heads],
+            "k": [whole_rows(head.key) for head in kv_heads],
+            "v": [whole_rows(head.value) for head in kv_heads],
+        }
 
     def forward(
         self, x: torch.Tensor, position: PositionEncoding, start: int = 0, cache: LayerCache | None = None

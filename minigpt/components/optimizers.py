@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
-from minigpt.components.muon import BatchedMuon
+from minigpt.components.attentions import ROLES
+from minigpt.components.muon import BatchedMuon, RowBlock
 from minigpt.components.registries import optimizer
-from minigpt.config import Config
+from minigpt.config import MUON_SPLITS, Config
 
 
 def fused_supported(device: torch.device) -> bool:
@@ -170,11 +171,43 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     return [p for name, p in model.named_parameters() if name.startswith("blocks.") and p.dim() == 2]
 
 
+def muon_matrices(model: nn.Module, split: str) -> list[list[RowBlock]]:
+    """Attention's input projections as the logical matrices Muon orthogonalizes, by role
+    whatever the module layout (a fused c_attn or one module per head): `fused` one matrix of
+    every query, key and value head; `qkv` the queries, the keys and the values apart; `head`
+    one matrix per head and role. Modules that do not declare `projection_heads` keep one
+    matrix per parameter."""
+    if split not in MUON_SPLITS:
+        raise ValueError(f"muon_split must be one of {', '.join(MUON_SPLITS)}, got {split!r}")
+    matrices: list[list[RowBlock]] = []
+    for module in model.modules():
+        declared = getattr(module, "projection_heads", None)
+        if declared is None:
+            continue
+        heads = declared()
+        if split == "fused":
+            matrices.append([rows for role in ROLES for rows in heads[role]])
+        elif split == "qkv":
+            matrices += [heads[role] for role in ROLES if heads[role]]
+        else:
+            matrices += [[rows] for role in ROLES for rows in heads[role]]
+    return matrices
+
+
 @optimizer.register("muon")
 def build_muon(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
     hidden = hidden_matrices(model)
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if id(p) not in hidden_ids]
-    # "match_rms_adamw" scales Muon's update to AdamW's RMS, so one lr serves both.
-    muon = BatchedMuon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.95, adjust_lr_fn="match_rms_adamw")
+    matrices = [m for m in muon_matrices(model, cfg.muon_split) if all(id(p) in hidden_ids for p, _, _ in m)]
+    # "match_rms_adamw" scales Muon's update to AdamW's RMS, so one lr serves both; it follows
+    # the logical matrix's shape, so a fused c_attn gets no more than its heads apart would.
+    muon = BatchedMuon(
+        hidden,
+        matrices=matrices,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        momentum=0.95,
+        adjust_lr_fn="match_rms_adamw",
+    )
     return OptimizerGroup([muon, adamw(rest, cfg, device)])
