@@ -139,7 +139,7 @@ def test_run_times_its_variants_in_interleaved_rounds(
     args = run_args(tmp_path / "run", "--variants", "baseline,same", "--plugins", str(tmp_path / "same.py"))
     code, out, err = run_cli([*args, "--speed-rounds", "3"], monkeypatch, capsys)
     assert code == 0, err
-    assert "interleaved speed" in out
+    assert "speed vs baseline on cpu" in out  # the run ends with the speed verdicts
     speed = json.loads((tmp_path / "run" / "speed.json").read_text())
     same = speed["devices"]["cpu"]["variants"]["same"]
     assert len(same["ratios"]) == 3
