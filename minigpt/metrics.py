@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -221,9 +221,9 @@ def length_metric(multiple: int, sliding: bool = False) -> Metric:
     )  # fmt: skip
 
 
-def length_metrics(record: Mapping[str, Any]) -> list[Metric]:
-    """The length metrics a record holds, by length, non-overlapping before sliding."""
-    found = [LENGTH_METRIC.fullmatch(key) for key in record]
+def length_metrics(keys: Iterable[str]) -> list[Metric]:
+    """The length metrics among a record's keys, each once, by length, non-overlapping before sliding."""
+    found = [LENGTH_METRIC.fullmatch(key) for key in set(keys)]
     keys = sorted((int(match[1]), bool(match[2])) for match in found if match)
     return [length_metric(multiple, sliding) for multiple, sliding in keys]
 

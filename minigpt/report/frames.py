@@ -82,7 +82,7 @@ def load_frames(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     records = store.trials()
     if not records:
         raise ReportError(f"{run_dir} holds no trials yet; `minigpt-bench run --out {run_dir}` writes them")
-    lengths = [m.name for m in metrics.length_metrics({key: None for record in records for key in record})]
+    lengths = [m.name for m in metrics.length_metrics(key for record in records for key in record)]
     trials = _numeric(
         pd.DataFrame([_trial_row(record, lengths) for record in records], columns=trial_columns() + lengths),
         trial_numbers() + lengths,
@@ -189,7 +189,7 @@ def _summary_row(group: pd.DataFrame, baseline: pd.DataFrame) -> tuple[dict[str,
     done = group[group["status"] == "completed"]
     variant = group["variant"].iloc[0]
     is_baseline = variant == BASELINE
-    differences = [] if is_baseline else paired_differences(_by_seed(done), _by_seed(baseline))
+    differences = [] if is_baseline else paired_differences(by_seed(done), by_seed(baseline))
     counts = group["status"].value_counts()
     row = {
         "variant": variant,
@@ -228,9 +228,10 @@ def _nonnegative(interval: Interval) -> Interval:
     return replace(interval, low=max(interval.low, 0.0)) if math.isfinite(interval.low) else interval
 
 
-def _by_seed(trials: pd.DataFrame) -> dict[int, float]:
-    kept = trials[trials["best_val_loss"].notna()]
-    return dict(zip(kept["seed"].astype(int), kept["best_val_loss"].astype(float), strict=True))
+def by_seed(trials: pd.DataFrame, column: str = "best_val_loss") -> dict[int, float]:
+    """seed -> value of `column`, over the rows that have one."""
+    kept = trials[trials[column].notna()]
+    return dict(zip(kept["seed"].astype(int), kept[column].astype(float), strict=True))
 
 
 def _ratio(numerator: float, denominator: float) -> float:

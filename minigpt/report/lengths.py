@@ -16,7 +16,7 @@ from minigpt import metrics
 from minigpt.decide import LOSS_LABELS, Design, decide, paired_differences
 from minigpt.report.document import Table
 from minigpt.report.figures import _figure, _save
-from minigpt.report.frames import RunReport
+from minigpt.report.frames import RunReport, by_seed
 from minigpt.stats import mean_interval
 from minigpt.store import RunStore, is_evaluation
 from minigpt.variants import BASELINE
@@ -29,9 +29,8 @@ SMOOTHING = 8  # positions averaged in the per-position figure, so its lines are
 def length_blocks(report: RunReport, run_dir: Path, out_dir: Path) -> list[Block]:
     """The section, and its figures written to out_dir; nothing for a sweep without --eval-lengths."""
     multiples = report.sweep.get("eval_lengths") or []
-    figures = {"loss_by_length.png": plot_loss_by_length, "loss_by_position.png": plot_loss_by_position}
     if not multiples:
-        for name in figures:
+        for name in CAPTIONS:
             (out_dir / name).unlink(missing_ok=True)
         return []
     records = [r for r in RunStore(run_dir).trials() if r.get("status") == "completed" and is_evaluation(r)]
@@ -45,9 +44,9 @@ def length_blocks(report: RunReport, run_dir: Path, out_dir: Path) -> list[Block
             blocks += [("p", f"Loss at each length on {device}, {protocol}:"), ("table", table)]
     reasons = not_applicable_reasons(records)
     blocks += [("p", f"Not applicable: {reason}") for reason in reasons]
-    for name, plot in figures.items():
-        if plot(losses, records, report, out_dir / name) is not None:
-            blocks.append(("figure", (name, CAPTIONS[name])))
+    drawn = (plot_loss_by_length(losses, report, out_dir / "loss_by_length.png"),
+             plot_loss_by_position(records, report, out_dir / "loss_by_position.png"))  # fmt: skip
+    blocks += [("figure", (path.name, CAPTIONS[path.name])) for path in drawn if path is not None]
     return blocks
 
 
@@ -73,33 +72,28 @@ def compare(losses: pd.DataFrame, order: list[str], design: Design) -> pd.DataFr
     error rate split over the variants compared there, the sweep's loss margin)."""
     rows = []
     for (device, multiple, sliding), group in losses.groupby(["device", "multiple", "sliding"], sort=False):
-        baseline = _by_seed(group[group["variant"] == BASELINE])
+        baseline = by_seed(group[group["variant"] == BASELINE], "loss")
         present = [v for v in order if v in set(group["variant"])]
         compared = sum(v != BASELINE for v in present)
         for variant in present:
             own = group[group["variant"] == variant]
-            by_seed = _by_seed(own)
+            own_losses = by_seed(own, "loss")
             reasons = own["not_applicable"].dropna()
             row = {"device": device, "multiple": multiple, "sliding": sliding, "variant": variant,
-                   "loss": mean_interval(by_seed.values()).mean if by_seed else math.nan,
+                   "loss": mean_interval(own_losses.values()).mean if own_losses else math.nan,
                    "not_applicable": reasons.iloc[0] if not reasons.empty else None}  # fmt: skip
             if variant == BASELINE:
                 row["verdict"] = "reference"
-            elif not by_seed or not baseline:
-                row["verdict"] = "not applicable" if not by_seed else "no baseline to compare"
+            elif not own_losses or not baseline:
+                row["verdict"] = "not applicable" if not own_losses else "no baseline to compare"
             else:
-                differences = paired_differences(by_seed, baseline)
+                differences = paired_differences(own_losses, baseline)
                 decision = decide(differences, design.level(len(differences), compared), design.margin,
                                   alpha=design.alpha)  # fmt: skip
                 row.update(diff=decision.mean, low=decision.low, high=decision.high, p_adjusted=decision.p_adjusted,
                            verdict=decision.label(LOSS_LABELS))  # fmt: skip
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _by_seed(frame: pd.DataFrame) -> dict[int, float]:
-    kept = frame[frame["loss"].notna()]
-    return dict(zip(kept["seed"].astype(int), kept["loss"].astype(float), strict=True))
 
 
 def length_table(
@@ -178,9 +172,7 @@ def not_applicable_reasons(records: list[dict[str, Any]]) -> list[str]:
     return list(reasons.values())
 
 
-def plot_loss_by_length(
-    losses: pd.DataFrame, records: list[dict[str, Any]], report: RunReport, path: Path
-) -> Path | None:
+def plot_loss_by_length(losses: pd.DataFrame, report: RunReport, path: Path) -> Path | None:
     scored = losses[losses["loss"].notna()]
     if scored.empty:
         return None
@@ -201,9 +193,7 @@ def plot_loss_by_length(
     return _save(figure, path)
 
 
-def plot_loss_by_position(
-    losses: pd.DataFrame, records: list[dict[str, Any]], report: RunReport, path: Path
-) -> Path | None:
+def plot_loss_by_position(records: list[dict[str, Any]], report: RunReport, path: Path) -> Path | None:
     curves = [
         (r["variant"], r["length_eval"]["per_position"])
         for r in records
