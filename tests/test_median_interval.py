@@ -25,3 +25,9 @@ def test_more_values_tighten_the_interval_to_inner_order_statistics() -> None:
 def test_fewer_than_six_values_have_no_interval() -> None:
     found = median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
     assert found.median == 3.0 and not found.has_interval and math.isnan(found.coverage)
+
+
+def test_many_values_reach_past_a_third_of_the_order_statistics() -> None:
+    found = median_interval([float(v) for v in range(1, 101)])  # n = 100: k = 40 (coverage 0.965; k = 41 gives 0.943)
+    assert (found.low, found.high) == (40.0, 61.0)
+    assert found.coverage == pytest.approx(1 - 2 * sum(math.comb(100, i) for i in range(40)) / 2**100)

@@ -4,6 +4,7 @@ difference intervals (paired and Welch), the verdict rule and Holm's step-down m
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from minigpt.report import (
     two_sided_p,
     verdict,
 )
-from minigpt.stats import T_975, regularized_beta
+from minigpt.stats import ALPHA, NO_VALUES, SPEED_MARGIN, T_975, paired_ratio, regularized_beta, speed_verdict
 from tests.test_report import make_run
 
 
@@ -151,3 +152,86 @@ def test_a_difference_counts_only_when_its_interval_excludes_zero() -> None:
     assert verdict(Interval(0.05, 0.01, 0.09, 3)) == "worse"
     assert verdict(Interval(-0.05, -0.12, 0.02, 3)) == NO_CLEAR_DIFFERENCE
     assert verdict(Interval(-0.5, math.nan, math.nan, 1)) == NO_CLEAR_DIFFERENCE  # one seed claims nothing
+
+
+def test_t_cdf_refuses_zero_degrees_of_freedom() -> None:
+    with pytest.raises(ValueError, match="positive degrees of freedom, got 0"):
+        t_cdf(1.0, 0)
+
+
+def test_an_infinite_t_statistic_is_certain() -> None:
+    assert two_sided_p(math.inf, 3) == 0.0 and two_sided_p(-math.inf, 3) == 0.0
+
+
+def test_a_difference_with_one_side_missing_has_no_values() -> None:
+    assert difference_interval({}, {0: 1.0}) == NO_VALUES
+    assert difference_interval({0: 1.0}, {}) == NO_VALUES
+
+
+def test_two_matching_seeds_are_already_paired() -> None:
+    # differences 0.1 and 0.1: no spread once paired, while Welch's interval on the raw values is wide
+    paired = difference_interval({0: 2.0, 1: 3.0}, {0: 1.9, 1: 2.9})
+    assert (paired.mean, paired.n) == (pytest.approx(0.1), 2)
+    assert paired.low == pytest.approx(0.1) and paired.high == pytest.approx(0.1)
+
+
+def test_one_seed_on_one_side_gives_the_difference_of_means_without_an_interval() -> None:
+    one = difference_interval({0: 2.0}, {0: 1.0, 1: 1.2})
+    assert one.mean == pytest.approx(0.9) and one.n == 1
+    assert math.isnan(one.low) and math.isnan(one.high) and math.isnan(one.p)
+
+
+def test_welch_degrees_of_freedom_follow_welch_satterthwaite() -> None:
+    # five seeds a side, variance 2.5 each: se^2 = 0.5 + 0.5 = 1, df = 1 / (2 * 0.5^2 / 4) = 8 exactly
+    welch = difference_interval({seed: float(seed) for seed in range(5)}, {10 + i: i + 1.0 for i in range(5)})
+    assert (welch.mean, welch.n) == (pytest.approx(-1.0), 5)
+    assert welch.low == pytest.approx(-1.0 - 2.3060, abs=1e-4)  # t(8) = 2.3060
+    assert welch.high == pytest.approx(-1.0 + 2.3060, abs=1e-4)
+    assert welch.p == pytest.approx(two_sided_p(-1.0, 8), rel=1e-12)
+
+
+def test_welch_with_one_wide_side_of_two_seeds_keeps_one_degree_of_freedom() -> None:
+    # the spread is almost all the two-seed side's, so Welch's df is just above 1 and rounds down to 1
+    welch = difference_interval({0: 0.0, 1: 10.0}, {2: 1.0, 3: 1.0, 4: 1.001})
+    se = math.sqrt(50 / 2 + statistics.variance([1.0, 1.0, 1.001]) / 3)
+    assert welch.high - welch.mean == pytest.approx(12.7062 * se, abs=1e-3)  # t(1), not t(2) = 4.3027
+
+
+def test_an_adjusted_p_value_must_be_below_alpha_for_a_call() -> None:
+    lower = Interval(-0.05, -0.09, -0.01, 3)
+    assert verdict(lower, adjusted_p=0.01) == "better"
+    assert verdict(Interval(0.05, 0.01, 0.09, 3), adjusted_p=0.01) == "worse"
+    assert verdict(lower, adjusted_p=ALPHA) == NO_CLEAR_DIFFERENCE  # at alpha is not below it
+    assert verdict(lower, adjusted_p=0.2) == NO_CLEAR_DIFFERENCE
+
+
+def test_paired_ratio_of_one_round_has_no_interval_and_no_verdict() -> None:
+    one = paired_ratio([1.05])
+    assert one.ratio == pytest.approx(1.05) and one.low == pytest.approx(1.05) and one.high == pytest.approx(1.05)
+    assert one.verdict == "undecided"
+
+
+def test_paired_ratio_of_two_rounds_has_a_t_interval_and_a_verdict() -> None:
+    logs = [math.log(1.10), math.log(1.11)]
+    half = 12.7062 * statistics.stdev(logs) / math.sqrt(2)  # t(1)
+    two = paired_ratio([1.10, 1.11])
+    assert two.ratio == pytest.approx(math.sqrt(1.10 * 1.11))
+    assert two.low == pytest.approx(math.exp(statistics.fmean(logs) - half), rel=1e-6)
+    assert two.high == pytest.approx(math.exp(statistics.fmean(logs) + half), rel=1e-6)
+    assert two.low > 1 and two.verdict == "faster"
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (0.99, 1.01, "equivalent"),
+        (0.99, 1 + SPEED_MARGIN, "undecided"),  # touching the margin is not inside it
+        (1 - SPEED_MARGIN, 1.01, "undecided"),
+        (1.03, 1.1, "faster"),
+        (1.0, 1.1, "undecided"),  # an interval that reaches 1 does not exclude it
+        (0.9, 0.97, "slower"),
+        (0.9, 1.0, "undecided"),
+    ],
+)
+def test_speed_verdict_needs_the_interval_strictly_past_its_bounds(low: float, high: float, expected: str) -> None:
+    assert speed_verdict((low + high) / 2, low, high) == expected
