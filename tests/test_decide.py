@@ -159,3 +159,26 @@ def test_seeds_needed_grow_with_the_spread() -> None:
     loose = decide.seeds_needed(0.0, 0.02, 0.01, MARGIN)
     assert tight is not None and loose is not None and tight < loose
     assert decide.seeds_needed(0.0, 1.0, 0.01, MARGIN) is None  # a spread 100x the margin: out of reach
+
+
+def test_first_decisions_take_each_variants_first_decided_look() -> None:
+    # (sweeps, variants, looks) = (2, 2, 3): an undecided variant keeps its last look
+    codes = np.array([[[0, 1, 2], [0, 0, 0]], [[3, 0, 0], [0, 0, 2]]])
+    final, first = decide.first_decisions(codes)
+    assert final.tolist() == [[1, 0], [3, 2]]
+    assert first.tolist() == [[1, 2], [0, 2]]
+
+
+def test_the_speed_band_is_the_log_of_the_ratio_band() -> None:
+    low, high = decide.Design(speed_margin=0.05).speed_band()
+    assert low == pytest.approx(-math.log(0.95)) and high == pytest.approx(math.log(1.05))
+
+
+def test_the_design_is_read_back_from_the_sweeps_spec() -> None:
+    spec = {"seeds": "auto", "margin": 0.02, "speed_margin": 0.05, "max_seeds": 6}
+    design = decide.Design.of_sweep({"spec": spec})
+    assert design == decide.Design(margin=0.02, speed_margin=0.05, looks=(3, 5, 6))
+    assert decide.Design.of_sweep({"spec": {"seeds": "auto"}}).looks == (3, 5, 8, 10)
+    fixed = decide.Design.of_sweep({"spec": {"seeds": [0, 1, 2], "max_seeds": 6}})
+    assert fixed == decide.Design() and fixed.looks is None
+    assert decide.Design.of_sweep({}) == decide.Design()  # a run from before margins

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from minigpt.config import Config
-from minigpt.sizes import NAMED_SIZES, TOKEN_CAP, SizeError, parse_sizes, size_tokens
+from minigpt.sizes import NAMED_SIZES, TOKEN_CAP, Size, SizeError, parse_sizes, size_tokens
 from minigpt.stages import model_counts
 
 
@@ -41,3 +41,37 @@ def test_bad_sizes_are_refused_with_a_reason(spec: str, message: str) -> None:
 def test_a_size_that_breaks_the_head_rule_names_itself() -> None:
     with pytest.raises(SizeError, match="size n_embd130 does not fit"):
         parse_sizes("n_embd=130")[0].apply(Config(n_head=4))
+
+
+def test_named_sizes_keep_their_order_once_each() -> None:
+    sizes = parse_sizes(" xs, s ,xs")
+    assert sizes == [Size("xs", {"n_layer": 4, "n_embd": 128}), Size("s", {"n_layer": 5, "n_embd": 160})]
+    assert sizes[1].describe() == "s (n_layer=5, n_embd=160)"
+    sizes[1].changes["n_layer"] = 99  # each size owns its changes: the table of named sizes stays as it is
+    assert NAMED_SIZES["s"]["n_layer"] == 5
+
+
+def test_a_float_keys_values_stay_floats() -> None:
+    sizes = parse_sizes("dropout=0.1,0.25")
+    assert [(s.name, s.changes) for s in sizes] == [
+        ("dropout0.1", {"dropout": 0.1}),
+        ("dropout0.25", {"dropout": 0.25}),
+    ]
+
+
+def test_the_values_are_everything_after_the_first_equals_sign() -> None:
+    with pytest.raises(SizeError, match=r"--sizes n_embd expects int values, got '128=256'"):
+        parse_sizes("n_embd=128=256")
+
+
+def test_refusals_name_the_choices() -> None:
+    from minigpt.tune import numeric_keys
+
+    with pytest.raises(SizeError) as refused:
+        parse_sizes("colour=1,2")
+    assert str(refused.value) == (
+        f"--sizes colour=...: not a numeric configuration key; choose from {', '.join(numeric_keys())}"
+    )
+    with pytest.raises(SizeError) as empty:
+        parse_sizes(" , ")
+    assert str(empty.value) == "--sizes is empty; name sizes such as xs,s,m or give KEY=V1,V2"

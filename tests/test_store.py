@@ -4,14 +4,17 @@ and the statistics' guards on degenerate input."""
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 
 import pytest
 
 from minigpt.config import Config
+from minigpt.errors import DiskFull
 from minigpt.local_executor import lost_record
 from minigpt.stats import difference_interval
-from minigpt.store import RunLocked, RunStore, trial_id
+from minigpt.store import RunLocked, RunStore, append_point, is_evaluation, trial_id
 from minigpt.train import Budget
 from minigpt.trial import TrialSettings, TrialSpec, ended_record
 
@@ -72,3 +75,46 @@ def test_welch_with_no_spread_on_either_side_is_certain_of_the_difference() -> N
     assert difference.p == 0.0
     same = difference_interval({0: 2.0, 1: 2.0}, {2: 2.0, 3: 2.0})
     assert same.mean == 0.0 and same.p == 1.0 and not math.isnan(same.low)
+
+
+def test_a_fresh_start_in_a_directory_not_yet_made_does_nothing(tmp_path) -> None:  # noqa: ANN001
+    RunStore(tmp_path / "new").reset()
+    assert not (tmp_path / "new").exists()
+
+
+def test_failed_and_unreadable_trials_are_told_apart(tmp_path) -> None:  # noqa: ANN001
+    store = RunStore(tmp_path)
+    for name, status in (("a", "failed"), ("b", "completed"), ("c", "running")):
+        store.write_trial({"trial_id": name, "status": status})
+    (store.trial_dir("d")).mkdir(parents=True)
+    (store.trial_dir("d") / "trial.json").write_text('{"trial_id": "d", "sta')  # cut short by a crash
+    names = ["a", "b", "c", "d", "never-started"]
+    assert store.failed_trials(names) == ["a"]
+    assert store.unreadable_trials(names) == ["d"]
+
+
+@pytest.mark.parametrize(("record", "expected"), [({}, True), ({"stage": "eval"}, True), ({"stage": "tune"}, False)])
+def test_a_trial_is_an_evaluation_unless_it_says_otherwise(record: dict, expected: bool) -> None:
+    assert is_evaluation(record) is expected
+
+
+def test_a_metrics_point_is_one_json_line(tmp_path) -> None:  # noqa: ANN001
+    store = RunStore(tmp_path)
+    with store.metrics_log("t") as handle:
+        append_point(handle, {"step": 1, "val_loss": None})
+        append_point(handle, {"step": 2, "val_loss": 2.5})
+    assert (store.trial_dir("t") / "metrics.jsonl").read_text() == (
+        '{"step": 1, "val_loss": null}\n{"step": 2, "val_loss": 2.5}\n'
+    )
+    assert store.read_metrics("t") == [{"step": 1, "val_loss": None}, {"step": 2, "val_loss": 2.5}]
+
+
+def test_a_full_disk_while_appending_a_point_names_the_metrics_file(tmp_path) -> None:  # noqa: ANN001
+    class FullDisk(io.StringIO):
+        name = str(tmp_path / "trials" / "t" / "metrics.jsonl")
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFull, match=r"no space left on .*trials/t/metrics\.jsonl"):
+        append_point(FullDisk(), {"step": 1})
