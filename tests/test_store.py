@@ -118,3 +118,45 @@ def test_a_full_disk_while_appending_a_point_names_the_metrics_file(tmp_path) ->
 
     with pytest.raises(DiskFull, match=r"no space left on .*trials/t/metrics\.jsonl"):
         append_point(FullDisk(), {"step": 1})
+
+
+def test_a_trial_id_keeps_upper_case_letters() -> None:
+    assert trial_id("SwiGLU", "CPU", 3) == "SwiGLU--CPU--s3"
+
+
+def test_a_retried_trial_keeps_each_failed_attempt(tmp_path) -> None:  # noqa: ANN001
+    store = RunStore(tmp_path)
+    times = {"started_at": "t0", "finished_at": "t1"}
+    store.write_trial({"trial_id": "t", "status": "completed"})
+    assert "attempts" not in store.read_trial("t")  # nothing failed: no history to keep
+    store.write_trial({"trial_id": "t", "status": "failed", "error": "boom", "extra": 1, **times})
+    store.write_trial({"trial_id": "t", "status": "running"})  # the retry starts
+    first = {"status": "failed", "error": "boom", **times}
+    assert store.read_trial("t") == {"trial_id": "t", "status": "running", "attempts": [first]}
+    store.write_trial({"trial_id": "t", "status": "failed", "error": "again", **times})
+    store.write_trial({"trial_id": "t", "status": "completed"})
+    assert store.read_trial("t")["attempts"] == [first, {**first, "error": "again"}]
+    given = [{"status": "failed", "error": "as the executor recorded it"}]
+    store.write_trial({"trial_id": "t", "status": "completed", "attempts": given})  # a record's own history wins
+    assert store.read_trial("t")["attempts"] == given
+
+
+@pytest.mark.parametrize(
+    ("status", "retried", "kept"),
+    [("completed", True, True), ("skipped", False, True), ("failed", True, False), ("failed", False, True),
+     ("running", True, False), ("running", False, False)],
+)  # fmt: skip
+def test_a_failure_is_finished_only_when_failures_are_not_retried(
+    tmp_path, status: str, retried: bool, kept: bool
+) -> None:  # noqa: ANN001
+    RunStore(tmp_path).write_trial({"trial_id": "t", "status": status})
+    assert RunStore(tmp_path, retry_failed=retried).is_finished("t") is kept
+    assert not RunStore(tmp_path, retry_failed=retried).is_finished("never-started")
+
+
+def test_metrics_stop_at_a_line_cut_short(tmp_path) -> None:  # noqa: ANN001
+    store = RunStore(tmp_path)
+    store.trial_dir("t").mkdir(parents=True)
+    (store.trial_dir("t") / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"st\n{"step": 4}\n')
+    assert store.read_metrics("t") == [{"step": 1}, {"step": 2}]
+    assert store.read_metrics("no-such-trial") == []
