@@ -182,3 +182,11 @@ def test_the_design_is_read_back_from_the_sweeps_spec() -> None:
     fixed = decide.Design.of_sweep({"spec": {"seeds": [0, 1, 2], "max_seeds": 6}})
     assert fixed == decide.Design() and fixed.looks is None
     assert decide.Design.of_sweep({}) == decide.Design()  # a run from before margins
+
+
+def test_a_fixed_design_splits_the_rate_over_the_variants_compared() -> None:
+    assert decide.Design().level(3, 1) == pytest.approx(0.05)  # one variant: the whole rate
+    assert decide.Design().level(3, 0) == pytest.approx(0.05)
+    assert decide.Design().level(3, 4) == pytest.approx(0.05 / 4)
+    auto = decide.Design(looks=(3, 5, 8, 10))
+    assert auto.level(5, 2) == pytest.approx(0.05 * (2 / 10) / 2)  # the second look adds 2 of 10 seeds
