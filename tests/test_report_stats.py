@@ -252,3 +252,9 @@ def test_two_values_have_an_interval() -> None:
     two = mean_interval([1.0, 3.0])  # sd sqrt(2), se 1, t(1) = 12.7062
     assert (two.mean, two.n) == (2.0, 2)
     assert two.low == pytest.approx(2 - 12.7062) and two.high == pytest.approx(2 + 12.7062)
+
+
+def test_regularized_beta_far_above_the_mean_uses_the_symmetry() -> None:
+    # I_x(a, b) with x far above the mean a / (a + b): only the symmetric fraction converges there
+    assert regularized_beta(0.1, 5, 500) == pytest.approx(1.0, abs=1e-12)
+    assert regularized_beta(0.3, 1, 3) == pytest.approx(1 - 0.7**3, abs=1e-12)  # 1 - (1 - x)^b when a = 1
