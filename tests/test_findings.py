@@ -168,3 +168,28 @@ def test_only_a_flagged_speed_phase_is_a_warning(tmp_path: Path) -> None:
     report = build(run)
     report.speed = speed
     assert measurement_warnings(report) == ([["speed phase on cpu", "1.0 GFLOP/s → 1.2 GFLOP/s", "+25.0%"]], [])
+
+
+def test_several_failures_on_a_device_are_each_named() -> None:
+    speed = speed_phase(
+        [("baseline", "cpu", 1.0, 1.0, 1.0, "baseline"), ("a", "cpu", 1.2, 1.1, 1.3, "faster")],
+        rounds=2,
+        unmeasured={("cpu", "b"): "OOM", ("cpu", "c"): "boom"},
+    )
+    assert speed_finding(speed, ["baseline", "a", "b", "c"], "cpu") == (
+        "On cpu, speed against the baseline (tokens/s ratio measured interleaved over 2 rounds; > 1 is faster): "
+        "a 1.20x [1.10, 1.30], faster. b's speed could not be measured (OOM). c's speed could not be measured (boom)."
+    )
+
+
+def test_a_drifted_trial_and_a_drifted_speed_phase_are_both_listed(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", {"baseline": {0: (2.0, 1000.0)}}, failed=False)
+    drifted = {"drift": {"before": 1.2345e11, "after": 1.0e11, "change": -0.19}, "drift_flagged": True}
+    write_trial(run, "wide", 0, **{**completed_fields(2.3, 600.0), **drifted})
+    report = build(run)
+    report.speed = speed_phase([], rounds=1, drift={"cpu": Drift(1e9, 1.25e9, 0.25, True)})
+    rows, _ = measurement_warnings(report)
+    assert rows == [
+        ["wide--cpu--s0", "123.5 GFLOP/s → 100.0 GFLOP/s", "-19.0%"],
+        ["speed phase on cpu", "1.0 GFLOP/s → 1.2 GFLOP/s", "+25.0%"],
+    ]
