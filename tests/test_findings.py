@@ -64,12 +64,12 @@ def summary_rows(verdicts: dict[str, str], p_values: dict[str, float], losses: d
 
 def test_loss_finding_names_each_verdict_in_order_and_counts_one_comparison() -> None:
     rows = summary_rows(
-        {"baseline": "reference", "a": "equivalent", "b": "better", "c": "undecided"},
+        {"baseline": "reference", "a": "equivalent", "b": "better", "c": "undecided", "d": "better"},
         {"a": 0.2},  # only one variant has a p-value: "1 variant", not "1 variants"
-        {"baseline": 2.0, "a": 1.99, "b": 1.9, "c": None},
+        {"baseline": 2.0, "a": 1.99, "b": 1.9, "c": None, "d": 1.95},
     )
     assert loss_finding(rows, "cpu", []) == (
-        "On cpu, loss against the baseline (1 variant compared): better: b; equivalent: a; undecided: c. "
+        "On cpu, loss against the baseline (1 variant compared): better: b, d; equivalent: a; undecided: c. "
         "Lowest best validation loss: b ()."
     )
 
@@ -193,3 +193,9 @@ def test_a_drifted_trial_and_a_drifted_speed_phase_are_both_listed(tmp_path: Pat
         ["wide--cpu--s0", "123.5 GFLOP/s → 100.0 GFLOP/s", "-19.0%"],
         ["speed phase on cpu", "1.0 GFLOP/s → 1.2 GFLOP/s", "+25.0%"],
     ]
+
+
+def test_without_a_speed_phase_or_a_note_nothing_is_said_about_speed(tmp_path: Path) -> None:
+    report = build(make_run(tmp_path / "run", failed=False))
+    report.speed_note = None
+    assert findings(report) == [LOSS_CPU, ""]
