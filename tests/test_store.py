@@ -154,6 +154,11 @@ def test_a_failure_is_finished_only_when_failures_are_not_retried(
     assert not RunStore(tmp_path, retry_failed=retried).is_finished("never-started")
 
 
+def test_a_store_retries_failures_unless_told_not_to(tmp_path) -> None:  # noqa: ANN001
+    RunStore(tmp_path).write_trial({"trial_id": "t", "status": "failed"})
+    assert not RunStore(tmp_path).is_finished("t")
+
+
 def test_metrics_stop_at_a_line_cut_short(tmp_path) -> None:  # noqa: ANN001
     store = RunStore(tmp_path)
     store.trial_dir("t").mkdir(parents=True)
