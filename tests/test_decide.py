@@ -8,6 +8,7 @@ loss per variant, so the variants' differences share the baseline's noise as in 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -190,3 +191,61 @@ def test_a_fixed_design_splits_the_rate_over_the_variants_compared() -> None:
     assert decide.Design().level(3, 4) == pytest.approx(0.05 / 4)
     auto = decide.Design(looks=(3, 5, 8, 10))
     assert auto.level(5, 2) == pytest.approx(0.05 * (2 / 10) / 2)  # the second look adds 2 of 10 seeds
+
+
+def test_no_seed_or_one_seed_decides_nothing() -> None:
+    assert decide.decide([], 0.05, MARGIN) == decide.NO_DECISION
+    assert decide.decide([None, math.nan], 0.05, MARGIN) == decide.NO_DECISION
+    one = decide.decide([0.1, None, math.inf], 0.05, MARGIN)  # missing and infinite values are left out
+    assert (one.code, one.mean, one.n, one.level, one.needed) == (decide.UNDECIDED_CODE, 0.1, 1, 0.05, None)
+    assert all(math.isnan(x) for x in (one.low, one.high, one.p, one.p_adjusted, one.detectable))
+    two = decide.decide([0.1, 0.12], 0.05, MARGIN)
+    assert two.n == 2 and two.low < 0.11 < two.high  # two seeds: an interval
+
+
+def test_a_band_with_two_margins_is_read_on_each_side() -> None:
+    level = 0.05 / 4  # scale 4: adjusted p is four times the raw one
+    above = decide.decide([0.02, 0.021, 0.019, 0.02], level, 0.01, 0.05)  # inside (-0.01, +0.05)
+    assert above.label() == "equivalent" and above.n == 4 and above.needed is None
+    tost = decide.equivalence_p_values(above.mean, np.std([0.02, 0.021, 0.019, 0.02], ddof=1), 4, 0.01, 0.05)
+    assert above.p_adjusted == pytest.approx(2 * float(tost) * 4) and 0 < above.p_adjusted < 0.05
+    below = decide.decide([-0.02, -0.021, -0.019, -0.02], level, 0.01, 0.05)  # past -0.01: better
+    assert below.label() == "better" and below.needed is None
+    unsure = decide.decide([0.0, 0.03, -0.01], level, 0.01, 0.05)
+    assert unsure.label() == "undecided" and unsure.p_adjusted == 1.0  # p * 4 > 1 is capped
+    sd = float(np.std([0.0, 0.03, -0.01], ddof=1))
+    assert unsure.needed == decide.seeds_needed(unsure.mean, sd, level, 0.01, 0.05) == 14  # 65 with +-0.01
+
+
+def test_seeds_needed_can_be_the_very_next_seed_or_two() -> None:
+    assert decide.decide([-0.03, -0.02, -0.01], 0.05, MARGIN).needed == 4
+    assert decide.seeds_needed(0.5, 0.001, 0.05, MARGIN) == 2
+    assert decide.seeds_needed(0.02, 0.01, 0.05, 0.01, 0.05) == 3  # equivalent at 3 inside (-0.01, +0.05)
+    assert decide.seeds_needed(0.02, 0.01, 0.05, 0.01) == 4  # above at 4 with +-0.01
+
+
+def test_p_values_of_no_spread() -> None:
+    assert float(decide.p_values(0.0, 0.0, 3)) == 1.0  # every difference zero: no evidence of one
+    assert float(decide.p_values(0.5, 0.0, 3)) == 0.0  # every difference 0.5: certain
+    assert math.isnan(float(decide.p_values(math.nan, 0.0, 3)))
+    assert float(decide.p_values(1.0, math.sqrt(3), 3)) == pytest.approx(1 - 1 / math.sqrt(3))  # t = 1 on 2 df
+
+
+def test_equivalence_p_values_test_each_margin_on_its_side() -> None:
+    from scipy import stats
+
+    se = 0.01 / math.sqrt(5)
+    lower, upper = stats.t.sf((0.02 + 0.01) / se, 4), stats.t.sf((0.03 - 0.02) / se, 4)
+    assert float(decide.equivalence_p_values(0.02, 0.01, 5, 0.01, 0.03)) == pytest.approx(max(lower, upper))
+    symmetric = stats.t.sf((0.02 - 0.005) / se, 4)
+    assert float(decide.equivalence_p_values(0.005, 0.01, 5, 0.02)) == pytest.approx(symmetric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no spread: certain, without dividing by zero out loud
+        assert float(decide.equivalence_p_values(0.0, 0.0, 3, MARGIN)) == 0.0
+
+
+def test_a_variant_before_the_first_look_is_at_look_zero() -> None:
+    assert decide.look_index([3, 5, 8], 2) == 0
+    assert decide.look_index([3, 5, 8], 6) == 1
+    assert decide.look_level([3, 5, 8, 10], 3, 1) == pytest.approx(0.05 * 0.3)
+    assert decide.Design(alpha=0.1, looks=(3, 5)).level(3, 1) == pytest.approx(0.1 * 0.6)
