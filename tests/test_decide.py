@@ -249,3 +249,27 @@ def test_a_variant_before_the_first_look_is_at_look_zero() -> None:
     assert decide.look_index([3, 5, 8], 6) == 1
     assert decide.look_level([3, 5, 8, 10], 3, 1) == pytest.approx(0.05 * 0.3)
     assert decide.Design(alpha=0.1, looks=(3, 5)).level(3, 1) == pytest.approx(0.1 * 0.6)
+
+
+def test_an_interval_touching_zero_or_a_margin_is_undecided() -> None:
+    codes = decide.verdict_codes([-0.01, -0.005, -0.05, 0.0], [0.005, 0.01, 0.0, 0.05], MARGIN)
+    assert codes.tolist() == [decide.UNDECIDED_CODE] * 4
+
+
+def test_seeds_needed_looks_up_to_the_most_suggested_and_no_further() -> None:
+    from scipy import stats
+
+    # a spread at which an interval around 0 fits inside +-0.01 at exactly n seeds, and not at n - 1
+    def spread_deciding_at(n: int) -> float:
+        return MARGIN * math.sqrt(n) / float(stats.t.isf(0.025, n - 1)) * (1 - 1e-6)
+
+    assert decide.seeds_needed(0.0, spread_deciding_at(decide.MOST_SEEDS_SUGGESTED), 0.05, MARGIN) == 10_000
+    assert decide.seeds_needed(0.0, spread_deciding_at(decide.MOST_SEEDS_SUGGESTED + 1), 0.05, MARGIN) is None
+
+
+def test_the_equivalence_p_value_reads_the_lower_margin_too() -> None:
+    values = [0.001, -0.001, 0.0, 0.0]  # nearer the lower margin (-0.01) than the upper (+0.05)
+    level = 0.05 / 4
+    same = decide.decide(values, level, 0.01, 0.05)
+    tost = decide.equivalence_p_values(0.0, np.std(values, ddof=1), 4, 0.01, 0.05)
+    assert same.label() == "equivalent" and same.p_adjusted == pytest.approx(2 * float(tost) * 4)
