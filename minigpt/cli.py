@@ -253,12 +253,12 @@ def bench(
     `minigpt-bench bench -- --benchmark-autosave --benchmark-compare --benchmark-histogram`.
     Exits 1 when a measurement failed (or none was taken), 2 for a mistake in those arguments.
     """
-    from minigpt.bench import command_exit_code, run_bench, summarize
+    from minigpt.bench import command_exit_code, run_bench, summarize_bench
 
     result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args, rounds, preset)
     if result.report is not None:
         console.print()
-        console.print(summarize(result.report), markup=False, highlight=False, soft_wrap=True)
+        console.print(summarize_bench(result.report), markup=False, highlight=False, soft_wrap=True)
         for path in result.saved:
             console.print(f"benchmark JSON: {path}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(command_exit_code(result.exit_code))

@@ -13,9 +13,9 @@ from rich.console import Console
 
 from minigpt import metrics
 from minigpt.progress import summary_table as terminal_table
-from minigpt.report import build, summary_columns, summary_table, trial_columns, write_report
+from minigpt.report import build, summary_columns, trial_columns, variant_summary_table, write_report
 from minigpt.report.frames import COMPARISON_COLUMNS, STATUSES
-from minigpt.report.speed import SPEED_VALUES
+from minigpt.report.speed_results import SPEED_VALUES
 from tests.test_report import make_run, write_speed
 
 # trial.json summary fields DESIGN.md promises: each one a declared trial metric
@@ -67,7 +67,7 @@ def test_every_summary_column_is_a_declared_metric_or_a_fixed_column() -> None:
 def test_every_column_of_the_report_table_is_declared(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     write_speed(run)
-    table = summary_table(build(run))
+    table = variant_summary_table(build(run))
     headers = {f"{m.label}{suffix}" for m in metrics.TRIAL_METRICS for suffix in ("", " [95%]", " [95%] (seeds)")}
     assert set(table.columns) - REPORT_HEADERS <= headers
     shown = [m for m in metrics.TRIAL_METRICS if m.in_report and not m.same_as]

@@ -42,7 +42,7 @@ def _with_interval(mean: float, low: float, high: float, spec: str | metrics.Met
     return f"{text(mean)} [{text(low)}, {text(high)}]"
 
 
-def summary_table(report: RunReport) -> Table:
+def variant_summary_table(report: RunReport) -> Table:
     """One row per variant and device; the metric columns are the schema's `in_report` metrics,
     placed by kind around the loss comparison and the interleaved speed."""
     shown = {kind: report.shown_metrics(kind) for kind in ("size", "quality", "cost")}
@@ -314,7 +314,7 @@ def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [("h1", f"minigpt-bench report: {report.name}"), ("p", overview(report))]
     blocks += [("h2", "Findings"), *findings_blocks(report)]
     blocks += warnings_blocks(report)
-    blocks += [("h2", "Summary per variant and device"), ("table", summary_table(report))]
+    blocks += [("h2", "Summary per variant and device"), ("table", variant_summary_table(report))]
     blocks += [("table", metrics_table(report)), *[("p", sentence) for sentence in hidden_sentences(report)]]
     if figures:
         blocks += [("h2", "Figures"), *[("figure", figure) for figure in figures]]

@@ -17,8 +17,8 @@ import pandas as pd
 
 from minigpt import metrics
 from minigpt.report.document import Table
-from minigpt.report.figures import _bits_axis, _figure, _save
-from minigpt.report.frames import RunReport, summarize
+from minigpt.report.figures import add_bits_axis, new_figure, save_figure
+from minigpt.report.frames import RunReport, summarize_variants
 from minigpt.variants import BASELINE
 
 Block = tuple[str, Any]
@@ -107,12 +107,14 @@ def _point(point: dict[str, Any]) -> str:
 
 
 def per_size_summary(report: RunReport) -> pd.DataFrame:
-    """summarize() per size (the error rate split within each size and device), with the size and its parameters."""
+    """summarize_variants() per size (the error rate split within each size and device), with the size and its parameters."""
     evaluation = _evaluation(report)
     frames = []
     for size in list(evaluation["size"].dropna().unique()) or [None]:
         trials = evaluation if size is None else evaluation[evaluation["size"] == size]
-        summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])], design=report.design)
+        summary = summarize_variants(
+            trials, [v for v in report.order if v in set(trials["variant"])], design=report.design
+        )
         frames.append(summary.assign(size=size if isinstance(size, str) else "–"))
     return pd.concat(frames, ignore_index=True)
 
@@ -166,7 +168,7 @@ def plot_difference_vs_params(summary: pd.DataFrame, path: Path, report: RunRepo
     shown = summary[(summary["variant"] != BASELINE) & summary["diff_vs_baseline"].notna()]
     if shown.empty:
         return None
-    figure, (ax,) = _figure(1, 7.5, 4.2)
+    figure, (ax,) = new_figure(1, 7.5, 4.2)
     for (variant, _device), rows in shown.groupby(["variant", "device"], sort=False):
         rows = rows.sort_values("params")
         errors = [list((rows["diff_vs_baseline"] - rows["diff_low"]).fillna(0)), list((rows["diff_high"] - rows["diff_vs_baseline"]).fillna(0))]  # fmt: skip
@@ -178,7 +180,7 @@ def plot_difference_vs_params(summary: pd.DataFrame, path: Path, report: RunRepo
     ax.set_ylabel("Δ best val loss vs baseline (nats/char)")
     ax.secondary_yaxis("right", functions=(metrics.bits, metrics.nats)).set_ylabel("Δ bits per character")
     ax.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
@@ -190,7 +192,7 @@ def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
     per_trial = evaluation.set_index("trial_id")[["flops_per_token", "size"]]
     curves = curves.join(per_trial, on="trial_id")
     curves = curves.assign(flops=curves["tokens"] * curves["flops_per_token"])
-    figure, (ax,) = _figure(1, 7.5, 4.2)
+    figure, (ax,) = new_figure(1, 7.5, 4.2)
     for (variant, size), rows in curves.groupby(["variant", "size"], sort=False, dropna=False):
         mean = rows.groupby("flops")["val_loss"].mean()
         label = variant if not isinstance(size, str) else f"{variant} {size}"
@@ -198,9 +200,9 @@ def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("validation loss (nats/char)")
-    _bits_axis(ax, "y")
+    add_bits_axis(ax, "y")
     ax.legend(fontsize="x-small", ncol=2)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 WALL_CAVEAT = (

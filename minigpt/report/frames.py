@@ -14,7 +14,7 @@ import pandas as pd
 from minigpt import metrics
 from minigpt.decide import LOSS_LABELS, NO_DECISION, Decision, Design, decide, paired_differences
 from minigpt.errors import UserError
-from minigpt.report.speed import SPEED_VALUES, SpeedPhase, speed_frame
+from minigpt.report.speed_results import SPEED_VALUES, SpeedPhase, speed_frame
 from minigpt.stats import Interval, holm, mean_interval
 from minigpt.store import RunStore
 from minigpt.variants import BASELINE
@@ -141,7 +141,7 @@ def variant_order(trials: pd.DataFrame, sweep: dict[str, Any]) -> list[str]:
     return sorted(names, key=lambda name: name != BASELINE)
 
 
-def summarize(
+def summarize_variants(
     trials: pd.DataFrame, order: Sequence[str], speed: SpeedPhase | None = None, design: Design | None = None
 ) -> pd.DataFrame:
     """One row per variant and device: status counts, loss with 95% intervals, the difference from

@@ -13,9 +13,9 @@ from minigpt.decide import Design
 from minigpt.report.document import Block, document
 from minigpt.report.fair import fair_blocks, main_frames
 from minigpt.report.figures import variant_palette, write_figures
-from minigpt.report.frames import RunReport, load_bench, load_frames, summarize, variant_order
+from minigpt.report.frames import RunReport, load_bench, load_frames, summarize_variants, variant_order
 from minigpt.report.lengths import length_blocks
-from minigpt.report.speed import load_speed
+from minigpt.report.speed_results import load_speed
 from minigpt.store import RunStore
 
 MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -99,7 +99,7 @@ def build(run_dir: str | Path) -> RunReport:
         sweep=sweep,
         trials=trials,
         metrics=metrics,
-        summary=summarize(trials, order, speed, design),
+        summary=summarize_variants(trials, order, speed, design),
         bench=bench,
         bench_note=bench_note,
         order=order,
