@@ -21,9 +21,11 @@ from minigpt.generate import generate
 from minigpt.model import GPT
 from minigpt.registry import Registry
 from minigpt.trackers import tracker, tracker_names
+from minigpt.variants import discover
 
 from .conftest import BLOCK, ROOT, VOCAB, plain_loop, random_model, tiny_recipe, train_on_a_cycle
 
+discover()  # a built-in variant file may register components of its own
 CHOICES = [
     pytest.param(registry.kind, name, id=f"{registry.kind}={name}")
     for registry in components.CHOSEN_BY_CONFIG
