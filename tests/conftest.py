@@ -29,6 +29,16 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 
 @pytest.fixture
+def scratch_registries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a test registers with a component registry (a plugin's attention, a broken MLP) is
+    gone after it, so no later test meets it among the registry's names."""
+    from minigpt import components
+
+    for registry in components.CHOSEN_BY_CONFIG:
+        monkeypatch.setattr(registry, "_factories", dict(registry._factories))
+
+
+@pytest.fixture
 def tiny_config() -> Config:
     return Config(**TINY, warmup_steps=5, eval_interval=10, eval_batches=2)
 

@@ -48,14 +48,12 @@ def narrow_mlp(cfg):
 
 
 @pytest.mark.parametrize(("name", "variant"), [("configuration.py", "wide-shallow"), ("attention.py", "cosine-attn"), ("block.py", "mlp-first")])  # fmt: skip
-def test_each_level_of_plugin_fits_in_15_lines(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, variant: str
-) -> None:
+@pytest.mark.usefixtures("scratch_registries")  # what the file registers is gone after the test
+def test_each_level_of_plugin_fits_in_15_lines(tmp_path: Path, name: str, variant: str) -> None:
     """Each file is a whole plugin: loaded as --plugins loads it, it adds its variant, whose model
     builds and trains a step, and the level it reaches is the one it names."""
     import torch
 
-    from minigpt.components import attention, block
     from minigpt.config import Config
     from minigpt.model import GPT
     from minigpt.variants import discover
@@ -66,8 +64,6 @@ def test_each_level_of_plugin_fits_in_15_lines(
     assert len(text.splitlines()) <= 15
     path = tmp_path / name
     path.write_text(text)
-    for registry in (attention, block):  # what this file registers is gone after the test
-        monkeypatch.setattr(registry, "_factories", dict(registry._factories))
     found = discover([path])
     assert found.get(variant).source == "plugin"
     config = found.get(variant).configure(Config(**TINY, vocab_size=32))
@@ -83,6 +79,7 @@ def test_each_level_of_plugin_fits_in_15_lines(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("scratch_registries")
 def test_plugins_at_every_level_train_and_a_wrong_shape_fails_only_its_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
