@@ -26,10 +26,12 @@ from minigpt.variants import discover
 from .conftest import BLOCK, ROOT, VOCAB, plain_loop, random_model, tiny_recipe, train_on_a_cycle
 
 discover()  # a built-in variant file may register components of its own
-CHOICES = [
+# each name once: the recipe's own choices (sdpa, layernorm, muon, ...) all train the recipe itself
+CHOICES = [pytest.param("optimizer", tiny_recipe().optimizer, id="the recipe")] + [
     pytest.param(registry.kind, name, id=f"{registry.kind}={name}")
     for registry in components.CHOSEN_BY_CONFIG
     for name in registry.names()
+    if name != getattr(tiny_recipe(), registry.kind)
 ]
 
 
