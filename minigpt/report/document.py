@@ -141,7 +141,7 @@ def budget_text(sweep: dict[str, Any]) -> str:
     fair = sweep.get("fair") or {}
     budget = sweep.get("budget") or {}
     if fair.get("max_flops"):
-        return f"max_flops={fair['max_flops']:g} (the steps that spend it, per size and variant)"
+        return f"max_flops={fair['max_flops']:g} (the steps that spend it in total FLOPs, per size and variant)"
     if fair.get("token_rule"):
         return (
             f"the size ladder's token rule ({fair['token_rule']:,} tokens at the preset's size, scaled by parameters)"
@@ -203,7 +203,11 @@ def method_text(report: RunReport) -> list[str]:
         f"interval excludes 1, the error rate {alpha} split over the device's variants. Tokens/s and step times "
         "in results.csv were measured during training: trials ran minutes apart on a machine whose speed "
         "drifts, so they are not comparable across trials. MFU is model FLOPs per second during training over "
-        "the matmul peak measured on this device in the trial's precision.",
+        "the matmul peak measured on this device in the trial's precision. Model FLOPs (flops_per_token, "
+        "model_flops in results.csv) count the matmuls and the attention a query needs; total FLOPs "
+        "(total_flops_per_token, total_flops) count what a step computes: the whole attention square the kernel "
+        "computes, normalizations and the optimizer's own arithmetic (Muon's Newton-Schulz iterations, AdamW's "
+        "elementwise update), which is what --max-flops budgets.",
     ]
 
 
