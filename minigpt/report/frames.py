@@ -288,6 +288,8 @@ class RunReport:
     all_trials: pd.DataFrame | None = None  # every stage and size, where `trials` holds the evaluation of one size
     all_metrics: pd.DataFrame | None = None
     design: Design = Design()  # the margins and looks the verdicts were judged under
+    floors: dict[str, Any] | None = None  # the corpus's unigram and bigram losses (minigpt.floors)
+    floors_note: str | None = None  # why there are no floors, where they could not be had
 
     @property
     def devices(self) -> list[str]:

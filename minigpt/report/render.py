@@ -10,6 +10,7 @@ import pandas as pd
 
 from minigpt import atomic
 from minigpt.decide import Design
+from minigpt.floors import run_floors
 from minigpt.report.document import Block, document
 from minigpt.report.fair import fair_blocks, main_frames
 from minigpt.report.figures import variant_palette, write_figures
@@ -94,6 +95,7 @@ def build(run_dir: str | Path) -> RunReport:
     bench_names = [] if bench is None else [v for v in dict.fromkeys(bench["variant"]) if v not in order]
     design = Design.of_sweep(sweep)
     speed, speed_note = load_speed(run_dir, design)
+    floors, floors_note = run_floors(sweep)
     return RunReport(
         name=Path(run_dir).resolve().name,
         sweep=sweep,
@@ -109,6 +111,8 @@ def build(run_dir: str | Path) -> RunReport:
         all_trials=all_trials,
         all_metrics=all_metrics,
         design=design,
+        floors=floors,
+        floors_note=floors_note,
     )
 
 
