@@ -13,6 +13,7 @@ from minigpt.decide import MOST_SEEDS_SUGGESTED, UNDECIDED
 from minigpt.report.findings import DRIFT_EXPLAINED, findings, measurement_warnings, ratio_text
 from minigpt.report.floors import floor_blocks
 from minigpt.report.frames import RunReport
+from minigpt.report.size_gaps import size_findings
 from minigpt.variants import BASELINE
 
 
@@ -317,7 +318,7 @@ def warnings_blocks(report: RunReport) -> list[Block]:
 
 def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [("h1", f"minigpt-bench report: {report.name}"), ("p", overview(report))]
-    blocks += [("h2", "Findings"), *floor_blocks(report), *findings_blocks(report)]
+    blocks += [("h2", "Findings"), *floor_blocks(report), *findings_blocks(report), *size_findings(report)]
     blocks += warnings_blocks(report)
     blocks += [("h2", "Summary per variant and device"), ("table", summary_table(report))]
     blocks += [("table", metrics_table(report)), *[("p", sentence) for sentence in hidden_sentences(report)]]

@@ -19,6 +19,7 @@ from minigpt import metrics
 from minigpt.report.document import Table
 from minigpt.report.figures import _bits_axis, _figure, _save
 from minigpt.report.frames import RunReport, summarize
+from minigpt.report.size_gaps import Trend, size_trends
 from minigpt.variants import BASELINE
 
 Block = tuple[str, Any]
@@ -58,7 +59,8 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     per_size = per_size_summary(report)
     blocks += [("h2", "Difference from the baseline per size"), ("table", per_size_table(per_size))]
     blocks += [("p", sentence) for sentence in size_sentences(per_size, report.order)]
-    if plot_difference_vs_params(per_size, out_dir / "diff_vs_params.png", report) is not None:
+    trends = size_trends(_evaluation(report), report.order, report.design.alpha)
+    if plot_difference_vs_params(per_size, out_dir / "diff_vs_params.png", report, trends) is not None:
         blocks.append(("figure", ("diff_vs_params.png", DIFF_CAPTION)))
     if plot_loss_vs_flops(report, out_dir / "loss_vs_flops.png") is not None:
         blocks.append(("figure", ("loss_vs_flops.png", FLOPS_CAPTION)))
@@ -68,7 +70,8 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
 
 DIFF_CAPTION = (
     "Best validation loss minus the baseline's at the same size, against the variant's parameter count "
-    "(mean over evaluation seeds and the interval its verdict reads; below zero is better; bits per character on the right)."
+    "(mean over evaluation seeds and the interval its verdict reads; below zero is better; bits per character on the right). "
+    "Dashed: each variant's trend, the least-squares line through its paired differences against log2 parameters."
 )
 FLOPS_CAPTION = (
     "Validation loss against training FLOPs (FLOPs per token x tokens), the mean over evaluation seeds per "
@@ -162,7 +165,9 @@ def size_sentences(summary: pd.DataFrame, order: list[str]) -> list[str]:
     return sentences
 
 
-def plot_difference_vs_params(summary: pd.DataFrame, path: Path, report: RunReport) -> Path | None:
+def plot_difference_vs_params(
+    summary: pd.DataFrame, path: Path, report: RunReport, trends: dict[tuple[str, str], Trend] | None = None
+) -> Path | None:
     shown = summary[(summary["variant"] != BASELINE) & summary["diff_vs_baseline"].notna()]
     if shown.empty:
         return None
@@ -172,6 +177,10 @@ def plot_difference_vs_params(summary: pd.DataFrame, path: Path, report: RunRepo
         errors = [list((rows["diff_vs_baseline"] - rows["diff_low"]).fillna(0)), list((rows["diff_high"] - rows["diff_vs_baseline"]).fillna(0))]  # fmt: skip
         ax.errorbar(rows["params"], rows["diff_vs_baseline"], yerr=errors, marker="o", capsize=3,
                     color=report.palette.get(variant), label=variant)  # fmt: skip
+        trend = (trends or {}).get((variant, _device))
+        if trend is not None:
+            ends = [rows["params"].min(), rows["params"].max()]
+            ax.plot(ends, [trend.at(p) for p in ends], linestyle="--", color=report.palette.get(variant), linewidth=1)
     ax.axhline(0, color="black", linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
