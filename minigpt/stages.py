@@ -142,7 +142,8 @@ def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: C
             return Budget(max_steps=steps, stop_at_target=budget.stop_at_target)
         return replace(budget, max_steps=min(steps, budget.max_steps or steps))
     if fair.sizes and not fair.explicit_budget:
-        tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens)
+        per_step = config.batch_size * config.block_size
+        tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens, per_step)
         return Budget(max_tokens=tokens, stop_at_target=budget.stop_at_target)
     return budget
 

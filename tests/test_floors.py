@@ -89,7 +89,7 @@ def test_the_floors_sentence_puts_the_baselines_loss_beside_them_at_every_size()
 def test_the_budget_warning_names_each_trial_not_clearly_past_the_bigram() -> None:
     frame = trials([("baseline", "xxs", 2.31), ("baseline", "xs", 2.29), ("adamw", "xs", 2.45)])
     (warning,) = budget_warning(FLOORS, frame)
-    assert warning.startswith("Budget too short: 2 of 3 evaluation trials ended less than 0.200 nats below")
+    assert warning.startswith("Budget too short: 2 of 3 evaluation trials ended above 2.300 nats/char, not 0.200")
     assert "baseline at xxs (2.310), adamw at xs (2.450)" in warning and "baseline at xs" not in warning
     assert budget_warning(FLOORS, trials([("baseline", "xs", 2.3)])) == []  # exactly the margin is clear
 

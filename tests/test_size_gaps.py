@@ -11,7 +11,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from minigpt.report.size_gaps import GROWS, SHRINKS, STEADY, fit_trend, paired_points, size_trends, trend_sentences
+from minigpt.report.size_gaps import (
+    GROWS,
+    SHRINKS,
+    STEADY,
+    fit_trend,
+    meaning,
+    paired_points,
+    size_trends,
+    trend_sentences,
+)
 
 
 def test_the_slope_and_its_interval_are_an_ordinary_regression_with_a_t_interval() -> None:
@@ -24,19 +33,44 @@ def test_the_slope_and_its_interval_are_an_ordinary_regression_with_a_t_interval
     assert (trend.low, trend.high) == (pytest.approx(reference.slope - half), pytest.approx(reference.slope + half))
     assert trend.at(2**11) == pytest.approx(reference.intercept + reference.slope * 11)
     assert (trend.points, trend.sizes, trend.confidence) == (9, 3, 0.95)
-    assert trend.advantage == GROWS  # Δ falls as the model grows
+    assert trend.gap == SHRINKS  # Δ is above zero and falls as the model grows
 
 
 @pytest.mark.parametrize(
-    ("y", "reading"),
+    ("y", "reading", "words"),
     [
-        ([0.0, 0.01, 0.05, 0.06, 0.10, 0.11], SHRINKS),
-        ([0.0, 0.05, 0.02, 0.03, 0.01, 0.04], STEADY),
-        ([0.1, 0.11, 0.05, 0.06, 0.0, 0.01], GROWS),
+        (
+            [0.0, 0.01, 0.05, 0.06, 0.10, 0.11],
+            GROWS,
+            "the gap grows with size (Δ rises as the model grows: its deficit widens)",
+        ),
+        (
+            [0.0, 0.05, 0.02, 0.03, 0.01, 0.04],
+            STEADY,
+            "the gap is steady: no trend with size that these seeds can tell",
+        ),
+        (
+            [0.1, 0.11, 0.05, 0.06, 0.0, 0.01],
+            SHRINKS,
+            "the gap shrinks with size (Δ falls as the model grows: its deficit narrows)",
+        ),
+        (
+            [-0.1, -0.11, -0.05, -0.06, 0.0, -0.01],
+            SHRINKS,
+            "the gap shrinks with size (Δ rises as the model grows: its advantage narrows)",
+        ),
+        (
+            [0.0, -0.01, -0.05, -0.06, -0.10, -0.11],
+            GROWS,
+            "the gap grows with size (Δ falls as the model grows: its advantage widens)",
+        ),
     ],
 )
-def test_a_slope_reads_grows_shrinks_or_steady_by_where_its_interval_lies(y: list[float], reading: str) -> None:
-    assert fit_trend([1, 1, 2, 2, 3, 3], y, level=0.05).advantage == reading
+def test_a_slope_reads_grows_shrinks_or_steady_by_where_its_interval_lies(
+    y: list[float], reading: str, words: str
+) -> None:
+    trend = fit_trend([1, 1, 2, 2, 3, 3], y, level=0.05)
+    assert (trend.gap, meaning(trend)) == (reading, words)
 
 
 def test_no_trend_without_two_sizes_and_a_degree_of_freedom() -> None:
@@ -85,5 +119,5 @@ def test_one_sentence_per_variant_gives_every_size_and_the_trend() -> None:
     (sentence,) = trend_sentences(per_size, trends)
     assert sentence.startswith("adamw on cpu, Δ vs the baseline: +0.110 [+0.100, +0.120] at xxs; +0.060")
     slope = np.polyfit([11, 12, 13], [0.11, 0.06, 0.01], 1)[0]
-    assert f"Δ moves {slope:+.3f} nats" in sentence and "its advantage grows with size" in sentence
+    assert f"Δ moves {slope:+.3f} nats" in sentence and "the gap shrinks with size" in sentence
     assert "9 paired differences at 3 sizes" in sentence

@@ -146,19 +146,42 @@ def budget_text(sweep: dict[str, Any]) -> str:
         return f"max_flops={fair['max_flops']:g} (the steps that spend it in total FLOPs, per size and variant)"
     if fair.get("token_rule"):
         return (
-            f"the size ladder's token rule ({fair['token_rule']:,} tokens at the preset's size, scaled by parameters)"
+            f"the size ladder's token rule ({fair['token_rule']:,} tokens at the preset's size, scaled by "
+            "parameters, within a minimum number of steps and a cap)"
         )
     return ", ".join(f"{k}={v}" for k, v in budget.items() if v is not None) or "unknown"
 
 
+def size_budgets(trials: pd.DataFrame) -> str:
+    """Each size's parameters and what its baseline (else its first variant) trained, smallest first: "xs 804k
+    parameters, 600k tokens (293 steps, 0.75 tokens per parameter)"; empty without a ladder."""
+    evaluation = trials[(trials["stage"] == "eval") & trials["size"].notna() & (trials["status"] == "completed")]
+    parts = []
+    for size, rows in evaluation.sort_values("params", kind="stable").groupby("size", sort=False):  # smallest first
+        chosen = rows[rows["variant"] == BASELINE] if (rows["variant"] == BASELINE).any() else rows
+        params, tokens, steps = chosen["params"].max(), chosen["tokens"].max(), chosen["steps"].max()
+        parts.append(
+            f"{size} {metrics.si(params)} parameters, {metrics.si(tokens)} tokens ({steps:,.0f} steps, "
+            f"{tokens / params:.2f} tokens per parameter)"
+        )
+    return "; ".join(parts)
+
+
 def overview(report: RunReport) -> str:
-    sweep, trials = report.sweep, report.trials
+    sweep = report.sweep
+    trials = report.all_trials if report.all_trials is not None else report.trials
     budget = budget_text(sweep)
+    ladder = size_budgets(trials)
+    if ladder:
+        budget += f"; per size: {ladder}"
     env = sweep.get("environment") or {}
-    seeds = ", ".join(str(s) for s in sorted(trials["seed"].dropna().astype(int).unique()))
+    evaluated = trials[trials["stage"] == "eval"]
+    seeds = ", ".join(str(s) for s in sorted(evaluated["seed"].dropna().astype(int).unique()))
     completed = int((trials["status"] == "completed").sum())
+    tuning = int((trials["stage"] != "eval").sum())
+    stages = f", {tuning} of them tuning trials" if tuning else ""
     return (
-        f"{len(trials)} trials ({completed} completed): variants {', '.join(report.order)}; "
+        f"{len(trials)} trials ({completed} completed{stages}): variants {', '.join(report.order)}; "
         f"devices {', '.join(report.devices)}; seeds {seeds}. Data: {sweep.get('data', 'unknown')}; "
         f"budget per trial: {budget}; target validation loss: {report.target_text()}. "
         f"Software: minigpt-bench {env.get('minigpt_bench', '?')}, torch {env.get('torch', '?')}, "

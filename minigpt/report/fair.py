@@ -74,8 +74,10 @@ DIFF_CAPTION = (
     "Dashed: each variant's trend, the least-squares line through its paired differences against log2 parameters."
 )
 FLOPS_CAPTION = (
-    "Validation loss against training FLOPs (FLOPs per token x tokens), the mean over evaluation seeds per "
-    "variant and size: at equal compute, the lower curve is better (bits per character on the right)."
+    "Validation loss against training FLOPs (total FLOPs per token x tokens: the model's, the attention square "
+    "as computed, normalizations and the optimizer's step; model FLOPs for runs recorded before), the mean over "
+    "evaluation seeds at each evaluation (marked) per variant and size, each size its own line style and marker: "
+    "at equal compute, the lower curve is better (bits per character on the right)."
 )
 
 
@@ -118,6 +120,19 @@ def per_size_summary(report: RunReport) -> pd.DataFrame:
         summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])], design=report.design)
         frames.append(summary.assign(size=size if isinstance(size, str) else "–"))
     return pd.concat(frames, ignore_index=True)
+
+
+def summary_csv(report: RunReport) -> pd.DataFrame:
+    """summary.csv: the report's summary with a `size` column; on a ladder one row per variant, device and
+    size, the main size's rows (the only ones the interleaved speed phase measured) as the report has them."""
+    sizes = size_names(report.sweep)
+    main = report.summary.assign(size=sizes[-1] if sizes else None)
+    if len(sizes) > 1:
+        others = per_size_summary(report)
+        others = others[others["size"].isin(sizes[:-1])]
+        main = pd.concat([others, main], ignore_index=True)
+        main = main.sort_values("size", key=lambda column: column.map(sizes.index), kind="stable")
+    return main[list(report.summary.columns)].reset_index(drop=True)
 
 
 def _cell(value: float, spec: str = ".4f") -> str:
@@ -196,20 +211,41 @@ def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
     curves = points[points["val_loss"].notna() & points["trial_id"].isin(evaluation["trial_id"])]
     if curves.empty:
         return None
-    per_trial = evaluation.set_index("trial_id")[["flops_per_token", "size"]]
+    per_trial = evaluation.set_index("trial_id")[["size"]].assign(per_token=_flops_per_token(evaluation).values)
     curves = curves.join(per_trial, on="trial_id")
-    curves = curves.assign(flops=curves["tokens"] * curves["flops_per_token"])
+    curves = curves.assign(flops=curves["tokens"] * curves["per_token"])
+    sizes = list(dict.fromkeys(s for s in evaluation["size"] if isinstance(s, str)))
     figure, (ax,) = _figure(1, 7.5, 4.2)
     for (variant, size), rows in curves.groupby(["variant", "size"], sort=False, dropna=False):
         mean = rows.groupby("flops")["val_loss"].mean()
         label = variant if not isinstance(size, str) else f"{variant} {size}"
-        ax.plot(mean.index, mean.values, color=report.palette.get(variant), label=label, linewidth=1.2)
+        rung = sizes.index(size) if size in sizes else 0  # each size its own line style and marker
+        ax.plot(mean.index, mean.values, color=report.palette.get(variant), label=label, linewidth=1.2,
+                linestyle=SIZE_LINESTYLES[rung % len(SIZE_LINESTYLES)], marker=SIZE_MARKERS[rung % len(SIZE_MARKERS)],
+                markersize=4)  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs")
+    ax.set_xlabel(f"training FLOPs ({_flops_kind(evaluation)})")
     ax.set_ylabel("validation loss (nats/char)")
     _bits_axis(ax, "y")
     ax.legend(fontsize="x-small", ncol=2)
     return _save(figure, path)
+
+
+SIZE_LINESTYLES = ("-", "--", "-.", ":")
+SIZE_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _flops_per_token(trials: pd.DataFrame) -> pd.Series:
+    """Total FLOPs per token (minigpt.flops: what --max-flops budgets) where trials recorded them; model
+    FLOPs per token for runs from before."""
+    if "total_flops_per_token" in trials and trials["total_flops_per_token"].notna().all():
+        return trials["total_flops_per_token"]
+    return trials["flops_per_token"]
+
+
+def _flops_kind(trials: pd.DataFrame) -> str:
+    total = "total_flops_per_token" in trials and trials["total_flops_per_token"].notna().all()
+    return "total: model, attention as computed, norms, optimizer" if total else "model FLOPs"
 
 
 WALL_CAVEAT = (
@@ -225,7 +261,7 @@ def pareto_blocks(report: RunReport) -> list[Block]:
     done = evaluation[evaluation["status"] == "completed"]
     if done.empty:
         return []
-    done = done.assign(total_flops=done["flops_per_token"] * done["tokens"])
+    done = done.assign(total_flops=_flops_per_token(done) * done["tokens"])
     groups = done.groupby(["device", "variant", "size"], sort=False, dropna=False)
     table = groups[["best_val_loss", "best_val_bpc", "total_flops", "wall_seconds"]].mean().reset_index()
     blocks: list[Block] = [("h2", "Pareto fronts: best loss against compute and against wall time")]

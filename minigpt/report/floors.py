@@ -22,6 +22,7 @@ def floor_blocks(report: RunReport) -> list[Block]:
         return [("p", f"The corpus's floors are not stated: {report.floors_note}.")] if report.floors_note else []
     trials = report.all_trials if report.all_trials is not None else report.trials
     done = trials[(trials["status"] == "completed") & trials["best_val_loss"].notna()]
+    done = done.sort_values("params", kind="stable")  # sizes smallest first
     evaluation = done[done["stage"] == "eval"]
     sentences = [floors_sentence(report.floors, evaluation)]
     sentences += budget_warning(report.floors, evaluation)
@@ -73,9 +74,10 @@ def budget_warning(floors: dict[str, Any], evaluation: pd.DataFrame) -> list[str
         for (variant, size, device), rows in short.groupby(["variant", "size", "device"], sort=False, dropna=False)
     ]
     return [
-        f"Budget too short: {len(short)} of {len(evaluation)} evaluation trials ended less than {margin:.3f} nats "
-        f"below the bigram ({CLEAR_FRACTION:g} of the bigram's gain over the unigram, the margin this report calls "
-        f"clearly past the floors): {', '.join(named)}. Their verdicts compare models that have barely left "
+        f"Budget too short: {len(short)} of {len(evaluation)} evaluation trials ended above "
+        f"{floors['bigram'] - margin:.3f} nats/char, not {margin:.3f} nats below the bigram ({CLEAR_FRACTION:g} of "
+        f"the bigram's gain over the unigram, the margin this report calls clearly past the floors): "
+        f"{', '.join(named)}. Their verdicts compare models that have barely left "
         "pair statistics behind; a longer budget (more tokens per parameter) would say more."
     ]
 
@@ -95,6 +97,6 @@ def tuning_warning(floors: dict[str, Any], tuning: pd.DataFrame) -> list[str]:
              for (variant, size, device), loss in short.items()]  # fmt: skip
     return [
         f"Tuning trials too short to rank values: the best quarter-budget tuning trial of {', '.join(named)} "
-        f"ended less than {margin:.3f} nats below the bigram, so its grid was ranked on how fast each value "
+        f"ended above {floors['bigram'] - margin:.3f} nats/char, not {margin:.3f} nats below the bigram, so its grid was ranked on how fast each value "
         "leaves the floors rather than on where it ends; a longer tuning budget would rank them better."
     ]

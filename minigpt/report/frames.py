@@ -54,13 +54,14 @@ def point_columns() -> list[str]:
 
 
 def summary_columns() -> list[str]:
-    """summary.csv: one row per variant and device; each aggregated metric where its kind places it."""
+    """summary.csv: one row per variant and device (and size, on a size ladder: empty otherwise); each
+    aggregated metric where its kind places it."""
 
     def of(kind: metrics.Kind) -> list[str]:
         return [column for metric in metrics.summarized(kind) for column in metric.summary_columns()]
 
     return [
-        "variant", "device", "trials", *STATUSES, *of("size"), "precision", *of("quality"), *COMPARISON_COLUMNS,
+        "variant", "device", "size", "trials", *STATUSES, *of("size"), "precision", *of("quality"), *COMPARISON_COLUMNS,
         *SPEED_VALUES, *of("cost"), "changed", "description",
     ]  # fmt: skip
 

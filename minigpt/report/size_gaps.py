@@ -6,9 +6,10 @@ seed and size) against log2 of the variant's parameters at that size: how much �
 doubling of parameters. Its interval is Student's t with n - 2 degrees of freedom on the
 residual spread (the seeds' scatter about the line, pooled over sizes), at the confidence the
 verdicts use: the error rate split evenly over the variants compared on the device (Bonferroni).
-A slope whose interval lies below zero means Δ falls as the model grows: the variant's advantage
-grows (or its deficit narrows); above zero, its advantage shrinks; across zero, steady (no trend
-these seeds can tell).
+The gap (|Δ|) grows with size when the slope's interval excludes zero on the side of the mean
+difference (Δ moves away from zero as the model grows: an advantage or a deficit widens), shrinks
+when it excludes zero on the other side (Δ moves toward zero, and may cross it), and is steady
+when the interval holds zero (no trend these seeds can tell).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from minigpt.decide import ALPHA, t_quantile
 from minigpt.report.frames import by_seed
 from minigpt.variants import BASELINE
 
-GROWS, SHRINKS, STEADY = "grows", "shrinks", "steady"  # the variant's advantage over the baseline, with size
+GROWS, SHRINKS, STEADY = "grows", "shrinks", "steady"  # the gap |Δ| between variant and baseline, with size
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,17 @@ class Trend:
     low: float
     high: float
     intercept: float  # Δ at 1 parameter (log2 = 0): with the slope, the fitted line
+    mean: float  # the mean of the paired differences fitted
     points: int  # paired differences fitted
     sizes: int
     confidence: float
 
     @property
-    def advantage(self) -> str:
-        if self.high < 0:
-            return GROWS
-        if self.low > 0:
-            return SHRINKS
-        return STEADY
+    def gap(self) -> str:
+        """GROWS, SHRINKS or STEADY: where the slope's interval lies against the mean difference's sign."""
+        if self.low <= 0 <= self.high or self.mean == 0:
+            return STEADY
+        return GROWS if (self.slope > 0) == (self.mean > 0) else SHRINKS
 
     def at(self, params: float) -> float:
         return self.intercept + self.slope * math.log2(params)
@@ -63,7 +64,7 @@ def fit_trend(log2_params: list[float], differences: list[float], level: float) 
     residuals = y - (intercept + slope * x)
     spread = math.sqrt(float(residuals @ residuals) / (len(x) - 2))
     half = float(t_quantile(level, len(x) - 2)) * spread / math.sqrt(sxx)
-    return Trend(slope, slope - half, slope + half, intercept, len(x), sizes, 1 - level)
+    return Trend(slope, slope - half, slope + half, intercept, float(y.mean()), len(x), sizes, 1 - level)
 
 
 def paired_points(evaluation: pd.DataFrame, variant: str, device: str) -> tuple[list[float], list[float]]:
@@ -105,11 +106,14 @@ def _size_cell(row: dict[str, Any]) -> str:
     return f"{_signed(row['diff_vs_baseline'])}{interval} at {row['size']}"
 
 
-MEANING = {
-    GROWS: "its advantage grows with size (Δ falls as the model grows)",
-    SHRINKS: "its advantage shrinks with size (Δ rises as the model grows)",
-    STEADY: "steady: no trend with size that these seeds can tell",
-}
+def meaning(trend: Trend) -> str:
+    """The trend in words, e.g. "the gap shrinks with size (Δ falls as the model grows: its deficit narrows)"."""
+    if trend.gap == STEADY:
+        return "the gap is steady: no trend with size that these seeds can tell"
+    moves = "falls" if trend.slope < 0 else "rises"
+    side = "advantage" if trend.mean < 0 else "deficit"
+    change = "widens" if trend.gap == GROWS else "narrows"
+    return f"the gap {trend.gap} with size (Δ {moves} as the model grows: its {side} {change})"
 
 
 def trend_sentences(per_size: pd.DataFrame, trends: dict[tuple[str, str], Trend]) -> list[str]:
@@ -126,7 +130,7 @@ def trend_sentences(per_size: pd.DataFrame, trends: dict[tuple[str, str], Trend]
             text += (
                 f"; per doubling of parameters Δ moves {_signed(trend.slope)} nats [{_signed(trend.low)}, "
                 f"{_signed(trend.high)}] ({100 * trend.confidence:.1f}% interval over {trend.points} paired "
-                f"differences at {trend.sizes} sizes): {MEANING[trend.advantage]}."
+                f"differences at {trend.sizes} sizes): {meaning(trend)}."
             )
         sentences.append(text)
     return sentences
