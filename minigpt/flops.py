@@ -91,7 +91,11 @@ class FlopCount:
 
     def fields(self) -> dict[str, Any]:
         """trial.json's fields for the total count (flops_per_token stays the model count)."""
-        return {"total_flops_per_token": self.total_per_token, "optimizer_flops_per_step": self.optimizer}
+        return {
+            "total_flops_per_token": self.total_per_token,
+            "total_flops_per_step": self.total_per_step,
+            "optimizer_flops_per_step": self.optimizer,
+        }
 
 
 def matmul_flops(model: nn.Module) -> int:
@@ -181,6 +185,15 @@ def _muon_shapes(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -
     if isinstance(optimizer, BatchedMuon):
         return [stack.shape for stack in plan_stacks(list(params), optimizer.matrices) for _ in range(stack.count)]
     return [(p.size(0), p[0].numel()) for p in params]
+
+
+def total_fields(cfg: Config) -> dict[str, Any]:
+    """trial.json's total-FLOPs fields for a trained configuration; nulls where the count cannot be
+    made (a plugin component that cannot run on the meta device): a trial that trained stays completed."""
+    try:
+        return count_flops(cfg).fields()
+    except Exception:  # noqa: BLE001 - any failure of the count leaves the fields empty, never the trial failed
+        return dict.fromkeys(("total_flops_per_token", "total_flops_per_step", "optimizer_flops_per_step"))
 
 
 @cache

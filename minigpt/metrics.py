@@ -190,6 +190,10 @@ TRIAL_METRICS: tuple[Metric, ...] = (
         "the kernel computes, normalizations, and the optimizer's step spread over the step's tokens",
     ),
     Metric(
+        "total_flops_per_step", "trial", "size", "FLOPs/step", ".3g", "total FLOPs/step",
+        "FLOPs one training step computes: total FLOPs per token x tokens per step (the optimizer's once)",
+    ),
+    Metric(
         "optimizer_flops_per_step", "trial", "size", "FLOPs/step", ".3g", "optimizer FLOPs/step",
         "the optimizer's own arithmetic per step: its elementwise update, Muon's Newton-Schulz iterations, "
         "gradient clipping",

@@ -145,6 +145,7 @@ def test_a_variant_with_twice_the_optimizer_work_costs_more_per_step_and_trains_
         rows = {row["variant"]: row for row in csv.DictReader(handle)}
     base, double = rows["baseline"], rows["muon-ns10"]
     assert float(double["optimizer_flops_per_step"]) > 1.5 * float(base["optimizer_flops_per_step"])
+    assert float(double["total_flops_per_step"]) > float(base["total_flops_per_step"])
     assert float(double["total_flops_per_token"]) > float(base["total_flops_per_token"])
     assert float(double["flops_per_token"]) == float(base["flops_per_token"])  # the same model
     tokens_per_step = 4 * 16  # TINY_SET's batch x block
@@ -154,3 +155,17 @@ def test_a_variant_with_twice_the_optimizer_work_costs_more_per_step_and_trains_
         step_flops = float(row["total_flops_per_token"]) * tokens_per_step
         assert 2e8 - step_flops < float(row["total_flops"]) <= 2e8 * (1 + 1e-9)
         assert float(row["model_flops"]) < float(row["total_flops"])
+
+
+def test_a_configuration_the_count_cannot_build_leaves_the_total_empty_not_the_trial_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from minigpt import flops
+
+    def unbuildable(cfg: Config) -> None:
+        raise RuntimeError("a component with no meta kernel")
+
+    monkeypatch.setattr(flops, "count_flops", unbuildable)
+    fields = flops.total_fields(config())
+    assert set(fields) == {"total_flops_per_token", "total_flops_per_step", "optimizer_flops_per_step"}
+    assert all(value is None for value in fields.values())

@@ -230,7 +230,7 @@ def method_text(report: RunReport) -> list[str]:
         "drifts, so they are not comparable across trials. MFU is model FLOPs per second during training over "
         "the matmul peak measured on this device in the trial's precision. Model FLOPs (flops_per_token, "
         "model_flops in results.csv) count the matmuls and the attention a query needs; total FLOPs "
-        "(total_flops_per_token, total_flops) count what a step computes: the whole attention square the kernel "
+        "(total_flops_per_token, total_flops_per_step, total_flops) count what a step computes: the whole attention square the kernel "
         "computes, normalizations and the optimizer's own arithmetic (Muon's Newton-Schulz iterations, AdamW's "
         "elementwise update), which is what --max-flops budgets.",
     ]
