@@ -18,8 +18,8 @@ import pandas as pd
 from minigpt import metrics
 from minigpt.report.document import Table
 from minigpt.report.figures import _bits_axis, _figure, _save
-from minigpt.report.frames import RunReport, summarize
-from minigpt.report.size_gaps import Trend, size_trends
+from minigpt.report.frames import RunReport
+from minigpt.report.size_gaps import Trend, per_size_summary, size_trends
 from minigpt.variants import BASELINE
 
 Block = tuple[str, Any]
@@ -109,17 +109,6 @@ def tuning_blocks(report: RunReport, fair: dict[str, Any]) -> list[Block]:
 
 def _point(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in point.items()) or "–"
-
-
-def per_size_summary(report: RunReport) -> pd.DataFrame:
-    """summarize() per size (the error rate split within each size and device), with the size and its parameters."""
-    evaluation = _evaluation(report)
-    frames = []
-    for size in list(evaluation["size"].dropna().unique()) or [None]:
-        trials = evaluation if size is None else evaluation[evaluation["size"] == size]
-        summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])], design=report.design)
-        frames.append(summary.assign(size=size if isinstance(size, str) else "–"))
-    return pd.concat(frames, ignore_index=True)
 
 
 def summary_csv(report: RunReport) -> pd.DataFrame:
@@ -214,7 +203,7 @@ def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
     per_trial = evaluation.set_index("trial_id")[["size"]].assign(per_token=_flops_per_token(evaluation).values)
     curves = curves.join(per_trial, on="trial_id")
     curves = curves.assign(flops=curves["tokens"] * curves["per_token"])
-    sizes = list(dict.fromkeys(s for s in evaluation["size"] if isinstance(s, str)))
+    sizes = size_names(report.sweep) or list(dict.fromkeys(s for s in evaluation["size"] if isinstance(s, str)))
     figure, (ax,) = _figure(1, 7.5, 4.2)
     for (variant, size), rows in curves.groupby(["variant", "size"], sort=False, dropna=False):
         mean = rows.groupby("flops")["val_loss"].mean()
@@ -235,17 +224,18 @@ SIZE_LINESTYLES = ("-", "--", "-.", ":")
 SIZE_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
+def _has_total(trials: pd.DataFrame) -> bool:
+    return "total_flops_per_token" in trials and bool(trials["total_flops_per_token"].notna().all())
+
+
 def _flops_per_token(trials: pd.DataFrame) -> pd.Series:
-    """Total FLOPs per token (minigpt.flops: what --max-flops budgets) where trials recorded them; model
+    """Total FLOPs per token (minigpt.flops: what --max-flops budgets) where every trial recorded them; model
     FLOPs per token for runs from before."""
-    if "total_flops_per_token" in trials and trials["total_flops_per_token"].notna().all():
-        return trials["total_flops_per_token"]
-    return trials["flops_per_token"]
+    return trials["total_flops_per_token" if _has_total(trials) else "flops_per_token"]
 
 
 def _flops_kind(trials: pd.DataFrame) -> str:
-    total = "total_flops_per_token" in trials and trials["total_flops_per_token"].notna().all()
-    return "total: model, attention as computed, norms, optimizer" if total else "model FLOPs"
+    return "total: model, attention as computed, norms, optimizer" if _has_total(trials) else "model FLOPs"
 
 
 WALL_CAVEAT = (

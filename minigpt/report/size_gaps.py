@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from minigpt.decide import ALPHA, t_quantile
-from minigpt.report.frames import by_seed
+from minigpt.report.frames import RunReport, by_seed, summarize
 from minigpt.variants import BASELINE
 
 GROWS, SHRINKS, STEADY = "grows", "shrinks", "steady"  # the gap |Δ| between variant and baseline, with size
@@ -136,19 +136,28 @@ def trend_sentences(per_size: pd.DataFrame, trends: dict[tuple[str, str], Trend]
     return sentences
 
 
-def evaluation_trials(report: Any) -> pd.DataFrame:
+def evaluation_trials(report: RunReport) -> pd.DataFrame:
     trials = report.all_trials if report.all_trials is not None else report.trials
     return trials[trials["stage"] == "eval"]
 
 
-def size_findings(report: Any) -> list[tuple[str, Any]]:
+def per_size_summary(report: RunReport) -> pd.DataFrame:
+    """summarize() per size (the error rate split within each size and device), with the size and its parameters."""
+    evaluation = evaluation_trials(report)
+    frames = []
+    for size in list(evaluation["size"].dropna().unique()) or [None]:
+        trials = evaluation if size is None else evaluation[evaluation["size"] == size]
+        summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])], design=report.design)
+        frames.append(summary.assign(size=size if isinstance(size, str) else "–"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def size_findings(report: RunReport) -> list[tuple[str, Any]]:
     """The Findings' sentences on a size ladder (nothing for one size): every variant's Δ at each size
     and the trend of Δ with parameters."""
     evaluation = evaluation_trials(report)
     if evaluation["size"].dropna().nunique() < 2:
         return []
-    from minigpt.report.fair import per_size_summary  # fair builds on the document: imported when used
-
     trends = size_trends(evaluation, report.order, report.design.alpha)
     sentences = trend_sentences(per_size_summary(report), trends)
     if not sentences:
