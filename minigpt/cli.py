@@ -115,7 +115,11 @@ def run(
     ] = None,
     sizes: Annotated[str | None, typer.Option(help=f"Size ladder: names ({sizes_help()}) or KEY=V1,V2,... .")] = None,
     max_flops: Annotated[
-        float | None, typer.Option(help="Budget each trial in model FLOPs (FLOPs/token x tokens): equal compute.")
+        float | None,
+        typer.Option(
+            help="Budget each trial in total FLOPs: the model's matmuls, the whole attention square, "
+            "normalizations and the optimizer's own step (minigpt.flops), so equal compute charges what runs."
+        ),
     ] = None,
     eval_lengths: Annotated[
         str | None,

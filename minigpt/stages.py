@@ -125,8 +125,12 @@ def model_counts(config: Config) -> tuple[int, int]:
 
 
 def flops_steps(config: Config, max_flops: float) -> int:
-    """Optimizer steps that spend max_flops: FLOPs per token (the project's count) x tokens per step."""
-    return max(1, math.floor(max_flops / (model_counts(config)[1] * config.batch_size * config.block_size)))
+    """Optimizer steps that spend max_flops of total FLOPs (minigpt.flops: the model's matmuls, the
+    attention square as computed, normalizations and the optimizer's own step), so a variant whose
+    step computes more trains on fewer tokens."""
+    from minigpt.flops import count_flops
+
+    return max(1, math.floor(max_flops / count_flops(config).total_per_step))
 
 
 def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: Config, reference: Config) -> Budget:
@@ -138,7 +142,8 @@ def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: C
             return Budget(max_steps=steps, stop_at_target=budget.stop_at_target)
         return replace(budget, max_steps=min(steps, budget.max_steps or steps))
     if fair.sizes and not fair.explicit_budget:
-        tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens)
+        per_step = config.batch_size * config.block_size
+        tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens, per_step)
         return Budget(max_tokens=tokens, stop_at_target=budget.stop_at_target)
     return budget
 

@@ -218,6 +218,7 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
     device's measured peak in the trial's precision."""
     if trainer is None:
         return {}
+    from minigpt.flops import total_fields
     from minigpt.measure import flops_per_token, peak_memory_mb
 
     result = trainer.result
@@ -227,6 +228,7 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
     measured = {
         "params": trainer.model.num_params(),
         "flops_per_token": flops,
+        **total_fields(trainer.cfg),
         "best_val_loss": result.best_val_loss,
         "best_step": result.best_step,
         "final_val_loss": result.final_val_loss,

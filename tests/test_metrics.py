@@ -57,7 +57,17 @@ def test_every_summary_column_is_a_declared_metric_or_a_fixed_column() -> None:
     columns = summary_columns()
     assert len(columns) == len(set(columns))
     declared = {column for m in metrics.TRIAL_METRICS for column in m.summary_columns()}
-    fixed = {"variant", "device", "trials", "precision", "changed", "description", *STATUSES, *COMPARISON_COLUMNS}
+    fixed = {
+        "variant",
+        "device",
+        "size",
+        "trials",
+        "precision",
+        "changed",
+        "description",
+        *STATUSES,
+        *COMPARISON_COLUMNS,
+    }
     assert set(columns) == declared | fixed | set(SPEED_VALUES)
     # the speed contract (DESIGN.md) and the columns this schema replaced keep their names
     assert {"speed_ratio", "speed_ratio_low", "speed_ratio_high", "speed_verdict", "best_val_loss_low",

@@ -10,6 +10,7 @@ import pytest
 
 from minigpt import stages, sweep
 from minigpt.config import Config
+from minigpt.flops import count_flops
 from minigpt.sizes import parse_sizes
 from minigpt.stages import FairOptions, flops_steps, model_counts, plan_groups, run_fair_sweep
 from minigpt.store import RunStore
@@ -142,19 +143,14 @@ def groups(variants: str, **fair: object) -> list[stages.Group]:
     return plan_groups(registry(), plan, FairOptions(**fair), vocab_size=65)
 
 
-def test_a_flops_budget_gives_each_variant_the_steps_its_flops_per_token_allow() -> None:
+def test_a_flops_budget_gives_each_variant_the_steps_its_total_flops_per_step_allow() -> None:
     baseline, wide = groups("baseline,wide-mlp", max_flops=3e9)
-    tokens_per_step = BASE.batch_size * BASE.block_size
-    per_token = {g.variant: model_counts(g.config.replace(vocab_size=65))[1] for g in (baseline, wide)}
-    assert per_token["wide-mlp"] != per_token["baseline"]
+    per_step = {g.variant: count_flops(g.config.replace(vocab_size=65)).total_per_step for g in (baseline, wide)}
+    assert per_step["wide-mlp"] != per_step["baseline"]
     for group in (baseline, wide):
         steps = group.budget.max_steps
         assert steps == flops_steps(group.config, 3e9)
-        assert (
-            steps * per_token[group.variant] * tokens_per_step
-            <= 3e9
-            < (steps + 1) * per_token[group.variant] * tokens_per_step
-        )
+        assert steps * per_step[group.variant] <= 3e9 < (steps + 1) * per_step[group.variant]
     assert baseline.budget.max_tokens is None  # the preset's tokens give way to the FLOPs budget
 
 

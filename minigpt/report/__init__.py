@@ -17,7 +17,9 @@ Which columns the CSV files and tables hold comes from the metric schema (minigp
 Modules, each depending only on those above it (and on minigpt.stats and minigpt.decide: intervals,
 p-values, verdicts),
 speed_results (speed.json), frames (run directory -> pandas), figures (seaborn), findings (sentences,
-measurement warnings), document (blocks: tables), render (Markdown, HTML, CSV, write_report).
+measurement warnings), floors (the corpus's floors and the budget warnings), size_gaps (Δ's trend
+across a size ladder), document (blocks: tables), fair (tuning, sizes, FLOPs, Pareto), lengths,
+render (Markdown, HTML, CSV, write_report).
 """
 
 from minigpt.report.document import Block, Table, document, overview, variant_summary_table

@@ -84,6 +84,7 @@ def plot_loss_curves(report: RunReport, path: Path) -> Path | None:
             sns.lineplot(
                 curve, x=x, y="val_loss", ax=ax, color=report.palette[variant], linestyle=style,
                 linewidth=3.0 if variant == BASELINE else 1.6, errorbar=_band, label=label, legend=False,
+                marker="o", markersize=3,  # each evaluation marked: a curve of one point still shows
             )  # fmt: skip
     by_step.set(title="Validation loss vs optimizer step", xlabel="optimizer step")
     by_time.set(title="Validation loss vs wall-clock time", xlabel="seconds since training started (mean over seeds)")
