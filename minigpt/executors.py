@@ -19,24 +19,15 @@ from minigpt.errors import UserError
 from minigpt.registry import Registry
 
 if TYPE_CHECKING:
-    from minigpt.store import RunStore
-    from minigpt.trial import TrialSettings, TrialSpec
+    from minigpt.trial import SweepJob, TrialSpec
 
 EXECUTOR_MODULES = ("minigpt.local_executor", "minigpt.ray_executor")  # importing each registers it
 
 
 class Executor(Protocol):
-    """Runs trials (in the order given) into the store and tells the observer about each."""
+    """Runs trials (in the order given) into the sweep's store and tells its observer about each."""
 
-    def __call__(
-        self,
-        specs: list[TrialSpec],
-        settings: TrialSettings,
-        corpus: Any,
-        store: RunStore,
-        peak_flops: dict[str, dict[str, float]],
-        observer: Any,
-    ) -> None: ...
+    def __call__(self, specs: list[TrialSpec], sweep: SweepJob) -> None: ...
 
 
 class ExecutorOptions(Protocol):

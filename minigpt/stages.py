@@ -33,7 +33,7 @@ from minigpt.sizes import Size, SizeError, size_tokens
 from minigpt.store import RunStore
 from minigpt.sweep import SweepObserver, SweepPlan, open_run, rotated, run_trials
 from minigpt.train import Budget
-from minigpt.trial import TrialSpec
+from minigpt.trial import SweepJob, TrialSpec
 from minigpt.variants import BASELINE, VariantRegistry
 
 STAGES = ("tune-short", "tune-full", "eval")
@@ -230,9 +230,8 @@ class StagedRun:
         for spec in specs:
             self.corpus.check_block_size(spec.config.block_size)
         self._record_ids(specs)
-        records = run_trials(
-            specs, self.plan.settings, self.corpus, self.store, self.peaks, self.observer, self.execute
-        )
+        job = SweepJob(self.plan.settings, self.corpus, self.store, self.peaks, self.observer)
+        records = run_trials(specs, job, self.execute)
         self.records.update((spec.id, record) for spec, record in zip(specs, records, strict=True))
         return records
 

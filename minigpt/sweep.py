@@ -22,7 +22,7 @@ from minigpt.executors import Executor, ExecutorOptions
 from minigpt.store import RunStore
 from minigpt.trackers import TrackingSettings
 from minigpt.train import Budget
-from minigpt.trial import TrialSettings, TrialSpec, now
+from minigpt.trial import SweepJob, TrialSettings, TrialSpec, now
 from minigpt.variants import BASELINE, VariantError, VariantRegistry
 
 # Small enough that three seeds of each finish in about six minutes on a 2-core CPU, with two
@@ -230,7 +230,7 @@ def _run(
     with store.lock():
         corpus, peaks = open_run(plan, store, fresh)
         observer.sweep_started(plan, len(unfinished(plan.trials, store)))
-        return run_trials(plan.trials, plan.settings, corpus, store, peaks, observer, execute)
+        return run_trials(plan.trials, SweepJob(plan.settings, corpus, store, peaks, observer), execute)
 
 
 def open_run(plan: SweepPlan, store: RunStore, fresh: bool) -> tuple[Any, dict[str, dict[str, float]]]:
@@ -258,21 +258,14 @@ def unfinished(specs: list[TrialSpec], store: RunStore) -> list[TrialSpec]:
     return [spec for spec in specs if not store.is_finished(spec.id)]
 
 
-def run_trials(
-    specs: list[TrialSpec],
-    settings: TrialSettings,
-    corpus: Any,
-    store: RunStore,
-    peaks: dict[str, dict[str, float]],
-    observer: SweepObserver,
-    execute: Executor,
-) -> list[dict[str, Any]]:
+def run_trials(specs: list[TrialSpec], sweep: SweepJob, execute: Executor) -> list[dict[str, Any]]:
     """Run the unfinished specs (the finished ones are reported as resumed); returns every spec's record."""
+    store = sweep.store
     pending = unfinished(specs, store)
     for spec in specs:
         if spec not in pending:
-            observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
-    execute(pending, settings, corpus, store, peaks, observer)
+            sweep.observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
+    execute(pending, sweep)
     return [store.read_trial(spec.id) for spec in specs]
 
 

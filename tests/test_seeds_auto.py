@@ -49,7 +49,8 @@ class KnownLosses:
     def __exit__(self, *error: object) -> None:
         pass
 
-    def __call__(self, specs, settings, corpus, store, peaks, observer) -> None:  # noqa: ANN001
+    def __call__(self, specs, sweep) -> None:  # noqa: ANN001
+        store = sweep.store
         for spec in specs:
             self.ran.append(spec)
             seed_draw = np.random.default_rng(spec.seed).normal(0, 0.05)

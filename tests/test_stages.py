@@ -51,7 +51,8 @@ class FakeExecutor:
     def __exit__(self, *error: object) -> None:
         pass
 
-    def __call__(self, specs, settings, corpus, store, peak_flops, observer) -> None:  # noqa: ANN001
+    def __call__(self, specs, sweep) -> None:  # noqa: ANN001
+        store = sweep.store
         for spec in specs:
             self.ran.append(spec)
             best = self.best_lr.get(spec.seed, 0.004) if isinstance(self.best_lr, dict) else self.best_lr

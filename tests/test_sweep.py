@@ -435,10 +435,11 @@ class Skipping:
     def __exit__(self, *error: object) -> None:
         self.closed = True
 
-    def __call__(self, specs, settings, corpus, store, peak_flops, observer) -> None:  # noqa: ANN001
+    def __call__(self, specs, sweep) -> None:  # noqa: ANN001
+        store = sweep.store
         for spec in specs:
             self.ran.append(spec.id)
-            store.write_trial(ended_record(spec, settings, "skipped", "run elsewhere"))
+            store.write_trial(ended_record(spec, sweep.settings, "skipped", "run elsewhere"))
 
 
 def test_run_sweep_runs_the_trials_with_the_executor_its_options_open(tmp_path: Path) -> None:
