@@ -1,9 +1,10 @@
 """Where a sweep's trials run: the executor registry.
 
 An executor is a module that registers a frozen dataclass of its options under its name
-(`@executor.register("local")`); the options open the executor around a sweep. Its command-line
-flags are named after the executor and the field: `--ray-address` sets `RayOptions.address`.
-A new executor is its module plus its name in EXECUTOR_MODULES.
+(`@executor.register("local")`); the options open the executor around a sweep. Each field is a
+`run` option (and spec key) named after the executor and the field, its help the field's
+metadata: `--ray-address` sets `RayOptions.address`. A new executor is its module plus its name
+in EXECUTOR_MODULES.
 
 Executor modules import torch and their own heavy dependencies only when they run, so that
 resolving `--executor` costs nothing before the sweep starts.

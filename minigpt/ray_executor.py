@@ -44,11 +44,13 @@ class RayUnavailable(UserError):
 @executor.register("ray")
 @dataclass(frozen=True)
 class RayOptions:
-    """address: auto, HOST:PORT or ray://HOST:10001 (None: a local Ray instance, started if none
-    runs); cpus_per_trial: CPUs per cpu trial (None: all of the smallest node's)."""
+    """The Ray executor's options, `run --ray-FIELD` (the help is `run --help`'s)."""
 
-    address: str | None = None
-    cpus_per_trial: int | None = None
+    address: str | None = field(default=None, metadata={"help": "Ray cluster for --executor ray: auto, HOST:PORT or "
+                                "ray://HOST:10001; left out: a local Ray instance."})  # fmt: skip
+    cpus_per_trial: int | None = field(
+        default=None, metadata={"help": "CPUs per cpu trial on Ray; left out: all of the smallest node's."}
+    )
 
     def __post_init__(self) -> None:
         if self.cpus_per_trial is not None and self.cpus_per_trial < 1:

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from minigpt import sweep
+from minigpt import runner
 from minigpt.config import Config
 from minigpt.decide import DEFAULT_MAX_SEEDS, looks
 from minigpt.report import write_report
-from minigpt.stages import FairOptions, run_fair_sweep
+from minigpt.runner import QuietObserver, run_sweep
+from minigpt.stages import FairOptions
 from minigpt.store import RunStore
-from minigpt.sweep import QuietObserver, plan_sweep
+from minigpt.sweep import plan_sweep
 from minigpt.train import Budget
 from minigpt.variants import Variant, VariantRegistry
 from tests.conftest import SHAKESPEARE, TINY, TINY_SET, run_cli
@@ -63,7 +65,7 @@ class KnownLosses:
 
 @pytest.fixture(autouse=True)
 def no_device_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep, "probe_devices", lambda specs, known: {})
+    monkeypatch.setattr(runner, "probe_devices", lambda specs, known: {})
 
 
 def auto_run(root: Path, max_seeds: int = DEFAULT_MAX_SEEDS) -> tuple[KnownLosses, list[dict]]:
@@ -71,7 +73,7 @@ def auto_run(root: Path, max_seeds: int = DEFAULT_MAX_SEEDS) -> tuple[KnownLosse
     plan.options["spec"] = {"seeds": "auto", "max_seeds": max_seeds}  # what `run` records, for the report
     executor = KnownLosses()
     fair = FairOptions(seeds_auto=True, max_seeds=max_seeds)
-    records = run_fair_sweep(registry(), plan, fair, RunStore(root), QuietObserver(), executor=executor)
+    records = run_sweep(replace(plan, fair=fair), RunStore(root), QuietObserver(), executor=executor)
     return executor, records
 
 
@@ -153,9 +155,8 @@ def test_max_seeds_needs_auto_and_the_margins_must_make_sense(
 def test_auto_without_the_baseline_runs_the_first_round_only(tmp_path: Path) -> None:
     plan = plan_sweep(registry(), ["copy", "noisy"], ["cpu"], [0, 1, 2], BASE, str(SHAKESPEARE), Budget(max_steps=4))
     executor = KnownLosses()
-    run_fair_sweep(
-        registry(), plan, FairOptions(seeds_auto=True), RunStore(tmp_path), QuietObserver(), executor=executor
-    )
+    fair = FairOptions(seeds_auto=True)
+    run_sweep(replace(plan, fair=fair), RunStore(tmp_path), QuietObserver(), executor=executor)
     assert sorted((spec.variant, spec.seed) for spec in executor.ran) == [
         (v, s) for v in ("copy", "noisy") for s in range(3)
     ]

@@ -24,8 +24,9 @@ from minigpt.data import Corpus
 from minigpt.errors import UserError
 from minigpt.executors import executor_options
 from minigpt.ray_executor import RayOptions
+from minigpt.runner import run_sweep
 from minigpt.store import RunStore
-from minigpt.sweep import corpus_digest, first_difference, merged_sweep_json, plan_sweep, rotated, run_sweep
+from minigpt.sweep import corpus_digest, first_difference, merged_sweep_json, plan_sweep, rotated
 from minigpt.train import Budget
 from minigpt.trial import ended_record
 from minigpt.variants import discover
