@@ -51,7 +51,7 @@ def run_spec(spec: RunSpec) -> None:
     console.print(summary_table(records))
     for line in warnings:
         console.print(line, style="yellow", markup=False)
-    console.print(f"results: {out}" + (f" ({spec.label})" if spec.label else ""))
+    console.print(f"results: {out}")
     if not spec.no_speed:
         try:  # its verdicts end the run, with the loss verdicts
             measure_speed(console, out, spec.speed_rounds, show=False)

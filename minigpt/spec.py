@@ -113,7 +113,6 @@ class RunSpec:
     speed_rounds: int = option(10, "Rounds of the interleaved speed comparison (more: narrower intervals).")
     no_report: bool = option(False, "Do not write the report at the end.", "--no-report")
     quiet: bool = option(False, "Plain log lines instead of progress bars.", "--quiet", "-q")
-    label: str | None = option(None, "A name for this run, printed with its results and kept in sweep.json.")
 
     @property
     def explicit_budget(self) -> bool:

@@ -157,20 +157,3 @@ def test_spec_of_a_directory_without_a_run_is_one_line(
 ) -> None:
     code, _, err = run_cli(["spec", str(tmp_path)], monkeypatch, capsys)
     assert (code, err.strip()) == (2, f"error: {tmp_path} holds no sweep.json: not a run directory written by `run`")
-
-
-def test_a_label_is_printed_with_the_results_and_kept_in_the_runs_spec(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    import shutil
-
-    run_dir = tmp_path / "run"
-    shutil.copytree(ROOT / "tests" / "fixtures" / "run-plain", run_dir)
-    args = ["--variants", "baseline,token-shift", "--seeds", "0", *TINY_SET, "--devices", "cpu", "--max-steps", "5"]
-    args += ["--out", str(run_dir), "--no-speed", "--no-report", "--quiet", "--label", "first try"]
-    code, out, err = run_cli(["run", *args], monkeypatch, capsys)
-    assert code == 0, err
-    assert "(first try)" in " ".join(out.split("results:")[1].split())  # however the console wraps the path
-    code, printed, err = run_cli(["spec", str(run_dir)], monkeypatch, capsys)
-    assert code == 0, err
-    assert 'label = "first try"' in printed.splitlines()
