@@ -68,13 +68,37 @@ def no_device_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "probe_devices", lambda specs, known: {})
 
 
-def auto_run(root: Path, max_seeds: int = DEFAULT_MAX_SEEDS) -> tuple[KnownLosses, list[dict]]:
+def auto_run(
+    root: Path, max_seeds: int = DEFAULT_MAX_SEEDS, observer: QuietObserver | None = None
+) -> tuple[KnownLosses, list[dict]]:
     plan = plan_sweep(registry(), list(SHIFT), ["cpu"], [0, 1, 2], BASE, str(SHAKESPEARE), Budget(max_steps=4))
     plan.options["spec"] = {"seeds": "auto", "max_seeds": max_seeds}  # what `run` records, for the report
     executor = KnownLosses()
     fair = FairOptions(seeds_auto=True, max_seeds=max_seeds)
-    records = run_sweep(replace(plan, fair=fair), RunStore(root), QuietObserver(), executor=executor)
+    records = run_sweep(replace(plan, fair=fair), RunStore(root), observer or QuietObserver(), executor=executor)
     return executor, records
+
+
+class Counting(QuietObserver):
+    def __init__(self) -> None:
+        self.started: list[tuple[int, int]] = []
+        self.added = 0
+
+    def sweep_started(self, total: int, pending: int) -> None:
+        self.started.append((total, pending))
+
+    def trials_added(self, count: int) -> None:
+        self.added += count
+
+
+def test_the_rounds_grow_the_display_and_a_resume_counts_them_held(tmp_path: Path) -> None:
+    first = Counting()
+    executor, _ = auto_run(tmp_path, observer=first)
+    assert first.started == [(len(SHIFT) * 3, len(SHIFT) * 3)]  # the first round; later ones are decided as it goes
+    assert first.started[0][0] + first.added == len(executor.ran)
+    again = Counting()
+    rerun, _ = auto_run(tmp_path, observer=again)
+    assert rerun.ran == [] and again.started == [(len(executor.ran), 0)] and again.added == 0
 
 
 def seeds_of(executor: KnownLosses) -> dict[str, list[int]]:
