@@ -110,7 +110,8 @@ def test_a_short_run_reports_its_floors_and_warns_that_its_budget_is_too_short(
     code, _, err = run_cli(command, monkeypatch, capsys)
     assert code == 0, err
     sweep = json.loads((tmp_path / "run" / "sweep.json").read_text())
-    sweep.pop("floors", None)  # as a run from before floors were recorded
+    assert sweep["floors"]["bigram"] == pytest.approx(2.482, abs=1e-3)  # recorded by the run
+    sweep.pop("floors")  # as a run from before floors were recorded
     (tmp_path / "run" / "sweep.json").write_text(json.dumps(sweep))
     write_report(tmp_path / "run", tmp_path / "report")
     findings = (tmp_path / "report" / "report.md").read_text().split("## Findings")[1].split("\n## ")[0]

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from minigpt import metrics
-from minigpt.progress import summary_table as terminal_table
+from minigpt.progress import trials_table as terminal_table
 from minigpt.report import build, summary_columns, trial_columns, variant_summary_table, write_report
 from minigpt.report.frames import COMPARISON_COLUMNS, STATUSES
 from minigpt.report.speed_results import SPEED_VALUES
@@ -156,14 +156,16 @@ def test_bits_per_character_is_the_loss_over_ln2_in_trial_json(tmp_path: Path) -
     from minigpt.config import Config
     from minigpt.data import Corpus
     from minigpt.train import Budget
-    from minigpt.trial import TrialSettings, TrialSpec, begin_record, train_trial
+    from minigpt.trial import TrialJob, TrialSettings, TrialSpec, begin_record, train_trial
     from tests.conftest import SHAKESPEARE, TINY
 
     config = Config(**TINY, warmup_steps=2, eval_interval=5, eval_batches=2)
     spec = TrialSpec("baseline", "the reference", "cpu", 0, config, {})
     settings = TrialSettings("tiny-shakespeare", Budget(max_steps=8), None)
     corpus = Corpus.from_text(SHAKESPEARE.read_text()[:20_000], "head")
-    record = train_trial(begin_record(spec, settings), spec, settings, corpus, tmp_path, {"fp32": 1e11}, lambda p: None)
+    record = train_trial(
+        begin_record(spec, settings), TrialJob(spec, settings, corpus, {"fp32": 1e11}), tmp_path, lambda p: None
+    )
     assert record["status"] == "completed"
     assert record["best_val_bpc"] == pytest.approx(record["best_val_loss"] / math.log(2), rel=1e-12)
     assert record["final_val_bpc"] == pytest.approx(record["final_val_loss"] / math.log(2), rel=1e-12)

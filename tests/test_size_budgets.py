@@ -75,8 +75,11 @@ def test_a_ladders_report_covers_every_size(
     command = ["run", "--devices", "cpu", "--data", str(SHAKESPEARE), "--out", str(tmp_path / "run"), "--quiet",
                "--no-report", "--no-speed", *TINY_SET, "--variants", "baseline,half-lr", "--plugins", str(plugin),
                "--seeds", "0,1", "--sizes", "n_embd=8,16,32", "--max-steps", "6"]  # fmt: skip
-    code, _, err = run_cli(command, monkeypatch, capsys)
+    code, out, err = run_cli(command, monkeypatch, capsys)
     assert code == 0, err
+    before_training = out.split(" trials, ")[0]
+    for size in ("n_embd8", "n_embd16", "n_embd32"):
+        assert f"size {size}" in before_training and "tokens per parameter" in before_training  # printed first
     write_report(tmp_path / "run", tmp_path / "report")
     report = (tmp_path / "report" / "report.md").read_text()
     header = report.split("## Findings")[0]
