@@ -2,10 +2,10 @@
 `minigpt/_benchmarks/` when installed), keep its JSON, and summarize it as one table per
 device with ratios to the baseline.
 
-    from minigpt.bench import run_bench, summarize
+    from minigpt.bench import run_bench, summarize_bench
 
     result = run_bench(variants="baseline,swiglu", devices="cpu", json_path="bench.json")
-    print(summarize(result.report))
+    print(summarize_bench(result.report))
 
 The suite runs in a child pytest process of this interpreter: plugin files register their
 building blocks when imported, and importing them twice in one process would clash.
@@ -245,7 +245,7 @@ def bench_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(source: str | Path | dict[str, Any]) -> str:
+def summarize_bench(source: str | Path | dict[str, Any]) -> str:
     """Per device, each variant's median milliseconds per call and its speed relative to the
     baseline (> 1: faster), paired within interleaved rounds, then the comparisons the suite
     exists for."""

@@ -5,9 +5,10 @@ torch, pandas and seaborn are imported inside the commands, so `--help` stays in
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,9 +16,8 @@ from minigpt.cli_data import data_app
 from minigpt.cli_shared import PluginsOption, PresetOption, console, discover_variants
 from minigpt.cli_variants import variants_app
 from minigpt.errors import DiskFull, UserError
-from minigpt.executors import executor_names
 from minigpt.interrupts import exit_code, sigterm_as_interrupt
-from minigpt.sizes import sizes_help
+from minigpt.spec import spec_options
 
 app = typer.Typer(
     name="minigpt-bench",
@@ -49,116 +49,7 @@ def options(
     """Does this transformer change help, and what does it cost?"""
 
 
-@app.command()
-def run(
-    ctx: typer.Context,
-    spec_file: Annotated[
-        Path | None,
-        typer.Option("--spec", help="Read every option from this TOML file; options given here override it."),
-    ] = None,
-    variants: Annotated[
-        str | None, typer.Option(help="Comma-separated variant names, or 'all'. \\[default: a contrast set]")
-    ] = None,
-    devices: Annotated[str, typer.Option(help="auto (every device here), or e.g. cpu,cuda,mps.")] = "auto",
-    seeds: Annotated[
-        str,
-        typer.Option(
-            help="auto: rounds of seeds until each variant is decided (3 first, then more only for the "
-            "undecided, up to --max-seeds); or comma-separated seeds, at least three (the verdicts pair them)."
-        ),
-    ] = "auto",
-    max_seeds: Annotated[
-        int | None, typer.Option(help="Most seeds per variant with --seeds auto. \\[default: 10]")
-    ] = None,
-    margin: Annotated[
-        float,
-        typer.Option(help="Loss margin in nats: a difference whose interval lies within ±M reads equivalent."),
-    ] = 0.01,
-    speed_margin: Annotated[
-        float,
-        typer.Option(help="Speed margin as a fraction: a speed ratio whose interval lies within 1±M reads equivalent."),
-    ] = 0.02,
-    data: Annotated[
-        str,
-        typer.Option(
-            help="Corpus: tiny-shakespeare (installed with the package), a UTF-8 text file, "
-            "or american-stories:YEARS (e.g. 1801-1810)."
-        ),
-    ] = "tiny-shakespeare",
-    max_steps: Annotated[int | None, typer.Option(help="Stop each trial after N optimizer steps.")] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Stop each trial after N training tokens. \\[default: the preset's]")
-    ] = None,
-    max_seconds: Annotated[float | None, typer.Option(help="Stop each trial after S seconds of training.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config key for every variant: key=value.")
-    ] = None,
-    preset: PresetOption = "auto",
-    target_loss: Annotated[
-        float, typer.Option(help="Validation loss whose first crossing gives time_to_target_s.")
-    ] = 2.0,
-    stop_at_target: Annotated[
-        bool, typer.Option("--stop-at-target", help="End each trial when it first reaches --target-loss.")
-    ] = False,
-    max_vocab: Annotated[
-        int | None, typer.Option(help="Keep the N-1 most frequent characters, map the rest to one unknown.")
-    ] = None,
-    tune: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Tune KEY per variant: lr (its own lr x 1/4..4, min_lr following) or KEY=V1,V2,...; "
-            "repeat for a product grid. Chosen on --tune-seeds at a quarter, then the full budget."
-        ),
-    ] = None,
-    tune_seeds: Annotated[
-        str | None, typer.Option(help="Seeds that choose tuned values, never --seeds. \\[default: 1000]")
-    ] = None,
-    sizes: Annotated[str | None, typer.Option(help=f"Size ladder: names ({sizes_help()}) or KEY=V1,V2,... .")] = None,
-    max_flops: Annotated[
-        float | None, typer.Option(help="Budget each trial in model FLOPs (FLOPs/token x tokens): equal compute.")
-    ] = None,
-    eval_lengths: Annotated[
-        str | None,
-        typer.Option(
-            help="After training, score each trial's best checkpoint at these multiples of block_size, "
-            "e.g. 1,2,4 (non-overlapping and sliding windows): length generalization."
-        ),
-    ] = None,
-    plugins: PluginsOption = None,
-    executor: Annotated[str, typer.Option(help=f"Where trials run: {' or '.join(executor_names())}.")] = "local",
-    # An executor's options are named after it and a field of its options (--ray-address: RayOptions.address).
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster for --executor ray: auto, HOST:PORT or ray://HOST:10001; left out: a local Ray instance."
-        ),
-    ] = None,
-    ray_cpus_per_trial: Annotated[
-        int | None, typer.Option(help="CPUs per cpu trial on Ray; left out: all of the smallest node's.")
-    ] = None,
-    track: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Also log every trial to tensorboard, wandb or mlflow (repeatable; each an extra to install)."
-        ),
-    ] = None,
-    tensorboard_dir: Annotated[
-        Path | None, typer.Option(help="TensorBoard's log folder for --track tensorboard. \\[default: OUT/tensorboard]")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Run directory; re-running the same one resumes.")] = Path("runs/default"),
-    fresh: Annotated[bool, typer.Option("--fresh", help="Delete what --out holds and start over.")] = False,
-    no_retry: Annotated[
-        bool, typer.Option("--no-retry", help="Keep the trials that failed in --out as they are; do not retry them.")
-    ] = False,
-    no_speed: Annotated[
-        bool, typer.Option("--no-speed", help="Skip the interleaved speed comparison after training.")
-    ] = False,
-    speed_rounds: Annotated[
-        int, typer.Option(help="Rounds of the interleaved speed comparison (more: narrower intervals).")
-    ] = 10,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the report at the end.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")] = False,
-) -> None:
+def run(ctx: typer.Context, spec_file: Path | None, **options: Any) -> None:
     """Sweep variants x devices x seeds under one budget, then summarize (and report).
 
     Re-running the same command resumes: trials that completed, diverged or were
@@ -171,9 +62,47 @@ def run(
     from minigpt.spec import build_spec
 
     # typer's own copy of click names the source; an option left at its default leaves the file's value
-    given = {name.rstrip("_"): value for name, value in ctx.params.items()
-             if name != "spec_file" and ctx.get_parameter_source(name).name == "COMMANDLINE"}  # fmt: skip
+    given = {name: value for name, value in options.items() if ctx.get_parameter_source(name).name == "COMMANDLINE"}
     run_spec(build_spec(spec_file, given))
+
+
+def run_parameters() -> list[inspect.Parameter]:
+    """`run`'s typer parameters, each from its one declaration (minigpt.spec.RunSpec, or an
+    executor's options): the name, the type, the default and the help."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter("spec_file", keyword, default=None, annotation=Annotated[Path | None, typer.Option(
+            "--spec", help="Read every option from this TOML file; options given here override it.")]),
+    ]  # fmt: skip
+    for name, declared in spec_options().items():
+        kind = declared["cli"] or COMMAND_LINE_TYPES[declared["type"]]
+        help_text = declared["help"]() if callable(declared["help"]) else declared["help"]
+        if declared["shown"]:
+            help_text += f" \\[default: {declared['shown']}]"
+        default = None if isinstance(declared["default"], tuple) else declared["default"]
+        if kind is Path and default is not None:
+            default = Path(default)
+        option = typer.Option(*declared["flags"], help=help_text)
+        parameters.append(inspect.Parameter(name, keyword, default=default, annotation=Annotated[kind, option]))
+    return parameters
+
+
+COMMAND_LINE_TYPES: dict[str, Any] = {
+    "str": str,
+    "str | None": str | None,
+    "int": int,
+    "int | None": int | None,
+    "float": float,
+    "float | None": float | None,
+    "bool": bool,
+    "tuple[str, ...]": list[str] | None,  # repeatable
+}
+
+
+run.__signature__ = inspect.Signature(run_parameters())  # type: ignore[attr-defined]
+run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()} | {"return": None}
+app.command()(run)
 
 
 @app.command("spec")
@@ -197,10 +126,10 @@ def speed(
     process, each variant's tokens/s paired with the baseline's in the same round (> 1 is faster),
     with a 95% interval and a verdict. Writes RUN_DIR/speed.json, which `report` shows.
     Exits 1 when a measurement failed (its error is in the table and speed.json)."""
-    from minigpt.cli_run import measure_speed
+    from minigpt.progress import measure_speed
     from minigpt.speed import failed_measurements
 
-    failed = failed_measurements(measure_speed(run_dir, rounds))
+    failed = failed_measurements(measure_speed(console, run_dir, rounds))
     console.print(f"speed: {run_dir / 'speed.json'}", soft_wrap=True)
     if failed:
         sys.stdout.flush()
@@ -253,12 +182,12 @@ def bench(
     `minigpt-bench bench -- --benchmark-autosave --benchmark-compare --benchmark-histogram`.
     Exits 1 when a measurement failed (or none was taken), 2 for a mistake in those arguments.
     """
-    from minigpt.bench import command_exit_code, run_bench, summarize
+    from minigpt.bench import command_exit_code, run_bench, summarize_bench
 
     result = run_bench(variants, devices, plugins or [], set_ or [], json_path, run_dir, ctx.args, rounds, preset)
     if result.report is not None:
         console.print()
-        console.print(summarize(result.report), markup=False, highlight=False, soft_wrap=True)
+        console.print(summarize_bench(result.report), markup=False, highlight=False, soft_wrap=True)
         for path in result.saved:
             console.print(f"benchmark JSON: {path}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(command_exit_code(result.exit_code))

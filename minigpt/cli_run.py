@@ -1,5 +1,5 @@
-"""`run` of a spec, and the interleaved speed phase with its progress bar: what the `run` and
-`speed` commands do once their options are parsed (imported when a command runs, not for --help)."""
+"""`run` of a spec: what the `run` command does once its options are read (imported when it
+runs, not for --help)."""
 
 from __future__ import annotations
 
@@ -8,67 +8,53 @@ from pathlib import Path
 
 import typer
 
-from minigpt.cli_shared import console, discover_variants
+from minigpt.cli_shared import console
 from minigpt.errors import UserError
-from minigpt.executors import executor_options
 from minigpt.interrupts import exit_code
 from minigpt.spec import RunSpec
 
 
 def run_spec(spec: RunSpec) -> None:
-    """`run` of a spec: plan, sweep, summarize, measure speed and report (see `run`)."""
-    out = Path(spec.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a run directory; choose another path")
-    chosen_executor = executor_options(
-        spec.executor, {"ray_address": spec.ray_address, "ray_cpus_per_trial": spec.ray_cpus_per_trial}
-    )
-    chosen_executor.prepare()  # what it starts now overlaps this process's imports and the planning
+    """`run` of a spec: plan (every option parsed), sweep, summarize, measure speed, report and
+    print the verdicts (see `run`)."""
     from minigpt.progress import (
         LogObserver,
         RichObserver,
         concurrency_warning,
         failures_line,
+        measure_speed,
         retry_line,
-        summary_table,
-        unreadable_warnings,
+        trials_table,
     )
+    from minigpt.runner import run_sweep
     from minigpt.spec import plan_run
-    from minigpt.speed import check_rounds
-    from minigpt.stages import run_fair_sweep
-    from minigpt.store import RunStore
-    from minigpt.sweep import run_sweep
     from minigpt.trackers import publish_sweep, tracking_warnings
 
-    if not spec.no_speed:
-        check_rounds(spec.speed_rounds, "--speed-rounds")
-    registry = discover_variants([Path(p) for p in spec.plugins])
-    plan, fair = plan_run(spec, registry)
-    store = RunStore(out, retry_failed=not spec.no_retry)
-    retrying = [] if spec.fresh or spec.no_retry else store.failed_trials([t.id for t in plan.trials])
-    for line in [] if spec.fresh else unreadable_warnings(store, [t.id for t in plan.trials]):
-        print(line, file=sys.stderr)
+    run = plan_run(spec)
+    plan, store, out = run.sweep, run.store, run.out
+    planned = [] if spec.fresh else [t.id for t in plan.trials]
+    retrying = [] if spec.no_retry else store.failed_trials(planned)
+    for trial in store.unreadable_trials(planned):  # run again, not silently
+        print(f"warning: {store.trial_dir(trial) / 'trial.json'} is unreadable (cut short?); running {trial} again",
+              file=sys.stderr)  # fmt: skip
     observer = LogObserver(console) if spec.quiet else RichObserver(console)
     try:
-        if fair.active:
-            records = run_fair_sweep(registry, plan, fair, store, observer, spec.fresh, chosen_executor)
-        else:
-            records = run_sweep(plan, store, observer, spec.fresh, chosen_executor)
+        records = run_sweep(plan, store, observer, spec.fresh, run.executor)
     except KeyboardInterrupt as interrupt:
         observer.close()
-        console.print(summary_table(store.trials()))
+        console.print(trials_table(store.trials()))
         console.print(f"interrupted: finished trials are kept in {out}; run the same command again to resume")
         raise typer.Exit(exit_code(interrupt)) from None
     observer.close()
-    console.print(summary_table(records))
-    for line in filter(None, (retry_line(records, retrying), concurrency_warning(records))):
+    failures = failures_line(records, out)
+    warnings = filter(None, (retry_line(records, retrying), concurrency_warning(records)))
+    console.print(trials_table(records))
+    for line in warnings:
         console.print(line, style="yellow", markup=False)
-    for line in tracking_warnings(records):
-        print(line, file=sys.stderr)
     console.print(f"results: {out}")
     if not spec.no_speed:
-        try:
-            measure_speed(out, spec.speed_rounds, show=False)  # its verdicts end the run, with the loss verdicts
+        try:  # its verdicts end the run, with the loss verdicts
+            measure_speed(console, out, spec.speed_rounds, show=False)
         except Exception as error:  # the trials are done and kept: the report must still be written
             print(f"warning: the speed comparison failed ({type(error).__name__}: {error}); "
                   f"retry with `minigpt-bench speed {out}`", file=sys.stderr)  # fmt: skip
@@ -78,10 +64,9 @@ def run_spec(spec: RunSpec) -> None:
 
         console.print(f"report: {write_report(out, default_report_dir(out))}", soft_wrap=True)
         kept.append(default_report_dir(out))
-    for line in publish_sweep(plan.tracking, kept):
+    for line in [*tracking_warnings(records), *publish_sweep(plan.tracking, kept)]:
         print(line, file=sys.stderr)
     print_verdicts(out)
-    failures = failures_line(records, out)
     if failures:
         sys.stdout.flush()  # the last line, also where stdout and stderr go to one pipe
         print(f"error: {failures}", file=sys.stderr)
@@ -128,28 +113,3 @@ def print_verdicts(run_dir: Path) -> None:
 
 
 TERMINAL_COLUMNS = {"loss": 7}
-
-
-def measure_speed(run_dir: Path, rounds: int, show: bool = True) -> dict:
-    """The interleaved speed phase with a progress bar, then its table (one line when no device
-    has two variants to compare) unless not `show`; returns what speed.json holds."""
-    from rich.progress import Progress
-
-    from minigpt.progress import speed_table
-    from minigpt.speed import WARMUP_ROUNDS, measure_run_speed, run_contenders, untimed_devices
-    from minigpt.store import RunStore
-
-    store = RunStore(run_dir)
-    _, devices, _ = run_contenders(store)
-    untimed = untimed_devices(store, devices)
-    if len(untimed) == len(devices):
-        speed = measure_run_speed(run_dir, rounds)  # speed.json says why, for the report
-        reasons = "; ".join(untimed.values())
-        console.print(f"interleaved speed: not measured ({reasons})", markup=False, highlight=False, soft_wrap=True)
-        return speed
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * (len(devices) - len(untimed)))
-        speed = measure_run_speed(run_dir, rounds, on_round=lambda: progress.advance(task))
-    if show:
-        console.print(speed_table(speed))
-    return speed

@@ -1,9 +1,10 @@
 """Where a sweep's trials run: the executor registry.
 
 An executor is a module that registers a frozen dataclass of its options under its name
-(`@executor.register("local")`); the options open the executor around a sweep. Its command-line
-flags are named after the executor and the field: `--ray-address` sets `RayOptions.address`.
-A new executor is its module plus its name in EXECUTOR_MODULES.
+(`@executor.register("local")`); the options open the executor around a sweep. Each field is a
+`run` option (and spec key) named after the executor and the field, its help the field's
+metadata: `--ray-address` sets `RayOptions.address`. A new executor is its module plus its name
+in EXECUTOR_MODULES.
 
 Executor modules import torch and their own heavy dependencies only when they run, so that
 resolving `--executor` costs nothing before the sweep starts.
@@ -19,24 +20,15 @@ from minigpt.errors import UserError
 from minigpt.registry import Registry
 
 if TYPE_CHECKING:
-    from minigpt.store import RunStore
-    from minigpt.trial import TrialSettings, TrialSpec
+    from minigpt.trial import SweepJob, TrialSpec
 
 EXECUTOR_MODULES = ("minigpt.local_executor", "minigpt.ray_executor")  # importing each registers it
 
 
 class Executor(Protocol):
-    """Runs trials (in the order given) into the store and tells the observer about each."""
+    """Runs trials (in the order given) into the sweep's store and tells its observer about each."""
 
-    def __call__(
-        self,
-        specs: list[TrialSpec],
-        settings: TrialSettings,
-        corpus: Any,
-        store: RunStore,
-        peak_flops: dict[str, dict[str, float]],
-        observer: Any,
-    ) -> None: ...
+    def __call__(self, specs: list[TrialSpec], sweep: SweepJob) -> None: ...
 
 
 class ExecutorOptions(Protocol):

@@ -27,7 +27,7 @@ from minigpt.store import RunStore, append_point
 from minigpt.trial_server import start_trial_server, trial_context, wait_for_trial_server
 
 if TYPE_CHECKING:
-    from minigpt.trial import TrialSettings, TrialSpec
+    from minigpt.trial import SweepJob, TrialJob, TrialSpec
 
 INTERRUPT_GRACE_SECONDS = 30  # how long an interrupted trial may take to record itself
 
@@ -46,39 +46,23 @@ class LocalOptions:
         yield run_locally
 
 
-def run_locally(
-    specs: list[TrialSpec],
-    settings: TrialSettings,
-    corpus: Any,
-    store: RunStore,
-    peak_flops: dict[str, dict[str, float]],
-    observer: Any,
-) -> None:
+def run_locally(specs: list[TrialSpec], sweep: SweepJob) -> None:
     """Run each spec in its own process, in order, telling the observer as they go."""
     context = trial_context()
     for spec in specs:
-        observer.trial_started(spec)
-        record = run_in_process(context, spec, settings, corpus, store, peak_flops.get(spec.device, {}), observer)
-        observer.trial_finished(spec, record, resumed=False)
+        sweep.observer.trial_started(spec)
+        record = run_in_process(context, sweep.trial(spec), sweep.store, sweep.observer)
+        sweep.observer.trial_finished(spec, record, resumed=False)
 
 
 def run_in_process(
-    context: multiprocessing.context.BaseContext,
-    spec: TrialSpec,
-    settings: TrialSettings,
-    corpus: Any,
-    store: RunStore,
-    peaks: dict[str, float],
-    observer: Any,
+    context: multiprocessing.context.BaseContext, job: TrialJob, store: RunStore, observer: Any
 ) -> dict[str, Any]:
-    from minigpt.trial import ended_record
-
+    spec = job.spec
     points_in, points_out = context.Pipe(duplex=False)
     alive_in, alive_out = context.Pipe(duplex=False)  # closes when this process dies
     process = context.Process(
-        target=trial_process,
-        args=(spec, settings, corpus, str(store.root), peaks, points_out, alive_in),
-        name=f"trial {spec.id}",
+        target=trial_process, args=(job, str(store.root), points_out, alive_in), name=f"trial {spec.id}"
     )
     process.start()
     points_out.close()
@@ -91,23 +75,21 @@ def run_in_process(
         store.remove_partial_writes(spec.id)
         record = store.read_trial(spec.id)
         if record is None or record.get("status") == "running":
-            store.write_trial(ended_record(spec, settings, "interrupted", "interrupted by the user"))
+            store.write_trial(job.ended("interrupted", "interrupted by the user"))
         raise
     finally:
         alive_out.close()
     if record is None:  # the process died without a word: killed, out of memory, a crash in native code
-        record = lost_record(spec, settings, store, process.exitcode)
+        record = lost_record(job, store, process.exitcode)
     return record
 
 
-def lost_record(spec: TrialSpec, settings: TrialSettings, store: RunStore, exit_code: int | None) -> dict[str, Any]:
+def lost_record(job: TrialJob, store: RunStore, exit_code: int | None) -> dict[str, Any]:
     """What a trial whose process died holds: its own record if it finished writing one, else `failed`."""
-    from minigpt.trial import ended_record
-
-    store.remove_partial_writes(spec.id)
-    if store.has_ended(spec.id):
-        return store.read_trial(spec.id)
-    record = ended_record(spec, settings, "failed", f"the trial's process died (exit code {exit_code})")
+    store.remove_partial_writes(job.spec.id)
+    if store.has_ended(job.spec.id):
+        return store.read_trial(job.spec.id)
+    record = job.ended("failed", f"the trial's process died (exit code {exit_code})")
     store.write_trial(record)
     return record
 
@@ -135,17 +117,9 @@ def stop(process: multiprocessing.process.BaseProcess) -> None:
         process.join()
 
 
-def trial_process(
-    spec: TrialSpec,
-    settings: TrialSettings,
-    corpus: Any,
-    run_root: str,
-    peaks: dict[str, float],
-    points: Connection,
-    alive: Connection,
-) -> None:
+def trial_process(job: TrialJob, run_root: str, points: Connection, alive: Connection) -> None:
     """The body of a trial's process: train, write the trial's files, send points and the record."""
-    from minigpt.trial import ended_record, failure
+    from minigpt.trial import failure
 
     if hasattr(os, "setpgrp"):
         os.setpgrp()  # Ctrl-C at a terminal reaches the sweep's process, which passes on exactly one
@@ -155,49 +129,40 @@ def trial_process(
     threading.Thread(target=exit_with_parent, args=(alive,), daemon=True).start()
     store = RunStore(run_root)
     try:
-        record = begin_and_train(spec, settings, corpus, store, peaks, points)
+        record = begin_and_train(job, store, points)
     except KeyboardInterrupt:
-        record = ended_record(spec, settings, "interrupted", "interrupted by the user")
+        record = job.ended("interrupted", "interrupted by the user")
         store.write_trial(record)
     except Exception as error:  # before or around training (a plugin gone since the sweep began): recorded
-        record = {**ended_record(spec, settings, "failed", ""), **failure(error)}
+        record = {**job.ended("failed", ""), **failure(error)}
         store.write_trial(record)
     points.send(("record", record))
 
 
-def begin_and_train(
-    spec: TrialSpec, settings: TrialSettings, corpus: Any, store: RunStore, peaks: dict[str, float], points: Connection
-) -> dict[str, Any]:
+def begin_and_train(job: TrialJob, store: RunStore, points: Connection) -> dict[str, Any]:
     from minigpt.trial import begin_record
     from minigpt.variants import discover
 
-    discover(settings.plugins)  # a plugin's components must be registered before the model is built
-    record = begin_record(spec, settings)
+    discover(job.settings.plugins)  # a plugin's components must be registered before the model is built
+    record = begin_record(job.spec, job.settings)
     store.write_trial(record)
     if record["status"] == "skipped":
         return record
-    return train_into_store(record, spec, settings, corpus, store, peaks, points)
+    return train_into_store(record, job, store, points)
 
 
-def train_into_store(
-    record: dict[str, Any],
-    spec: TrialSpec,
-    settings: TrialSettings,
-    corpus: Any,
-    store: RunStore,
-    peaks: dict[str, float],
-    points: Connection,
-) -> dict[str, Any]:
+def train_into_store(record: dict[str, Any], job: TrialJob, store: RunStore, points: Connection) -> dict[str, Any]:
     from minigpt.trial import train_trial
 
-    with store.metrics_log(spec.id) as log:
+    trial = job.spec.id
+    with store.metrics_log(trial) as log:
 
         def on_point(point: dict[str, Any]) -> None:
             append_point(log, point)
             points.send(("point", point))
 
         try:
-            return train_trial(record, spec, settings, corpus, store.trial_dir(spec.id), peaks, on_point)
+            return train_trial(record, job, store.trial_dir(trial), on_point)
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the record short
             return record

@@ -110,7 +110,10 @@ def flops_per_token(model: nn.Module) -> int:
     `keys` is how many keys a query attends to once the context is full: block_size for a
     full layer (PaLM's count: the kernels compute the whole T x T square, the causal half
     masked rather than skipped) and the window for a windowed layer (nanochat's rule). So a
-    windowed layer is charged window/block_size of a full layer's attention FLOPs."""
+    windowed layer is charged window/block_size of a full layer's attention FLOPs.
+
+    These are model FLOPs, what MFU divides; minigpt.flops counts the total a step computes
+    (the whole attention square, normalizations, the optimizer), which --max-flops budgets."""
     cfg = model.cfg
     lookups = {id(model.wte.weight)} - {id(model.lm_head.weight)}
     lookups |= {id(p) for name, p in model.position.named_parameters()}

@@ -185,6 +185,29 @@ TRIAL_METRICS: tuple[Metric, ...] = (
     ),
     Metric("flops_per_token", "trial", "size", "FLOPs/token", ".3g", "FLOPs/token", "model FLOPs per trained token"),
     Metric(
+        "total_flops_per_token", "trial", "size", "FLOPs/token", ".3g", "total FLOPs/token",
+        "FLOPs a training step computes per token (minigpt.flops): model matmuls, the whole attention square "
+        "the kernel computes, normalizations, and the optimizer's step spread over the step's tokens",
+    ),
+    Metric(
+        "total_flops_per_step", "trial", "size", "FLOPs/step", ".3g", "total FLOPs/step",
+        "FLOPs one training step computes: total FLOPs per token x tokens per step (the optimizer's once)",
+    ),
+    Metric(
+        "optimizer_flops_per_step", "trial", "size", "FLOPs/step", ".3g", "optimizer FLOPs/step",
+        "the optimizer's own arithmetic per step: its elementwise update, Muon's Newton-Schulz iterations, "
+        "gradient clipping",
+    ),
+    Metric(
+        "model_flops", "trial", "progress", "FLOPs", ".3g", "model FLOPs", "model FLOPs per token x tokens trained",
+        derivation=Derivation(("flops_per_token", "tokens"), lambda per_token, tokens: per_token * tokens),
+    ),
+    Metric(
+        "total_flops", "trial", "progress", "FLOPs", ".3g", "total FLOPs",
+        "total FLOPs per token x tokens trained: what --max-flops budgets",
+        derivation=Derivation(("total_flops_per_token", "tokens"), lambda per_token, tokens: per_token * tokens),
+    ),
+    Metric(
         "mfu", "trial", "cost", "fraction of peak", ".2%", "MFU",
         "model FLOPs per second during training over this device's measured peak in the trial's precision",
         aggregate="mean", lower_is_better=False, in_report=True, terminal=("MFU", ".1%"),

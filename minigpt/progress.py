@@ -4,6 +4,7 @@ summary table it ends with."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ from rich.table import Table
 
 from minigpt import metrics
 from minigpt.errors import DiskFull
-from minigpt.store import RESULTS, RunStore
-from minigpt.sweep import SweepPlan, TrialSpec
+from minigpt.store import RESULTS
+from minigpt.trial import TrialSpec
 
 STATUS_STYLE = {
     "completed": "green",
@@ -49,9 +50,11 @@ class RichObserver:
         self.total = 0
         self.trial_task = None
 
-    def sweep_started(self, plan: SweepPlan, pending: int) -> None:
+    def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None:
+        for line in notes:
+            self.console.print(line)
         self.progress.start()
-        self.total = len(plan.trials)
+        self.total = total
         self.sweep_task = self.progress.add_task("trials", total=self.total, status=f"{pending} to run")
 
     def trials_added(self, count: int) -> None:
@@ -89,8 +92,13 @@ class LogObserver:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def sweep_started(self, plan: SweepPlan, pending: int) -> None:
-        self.console.print(f"{len(plan.trials)} trials, {pending} to run")
+    def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None:
+        for line in notes:
+            self.console.print(line)
+        self.console.print(f"{total} trials, {pending} to run")
+
+    def trials_added(self, count: int) -> None:
+        pass
 
     def trial_started(self, spec: TrialSpec) -> None:
         pass
@@ -115,7 +123,7 @@ def trial_line(record: dict[str, Any]) -> str:
     return text
 
 
-def summary_table(records: list[dict[str, Any]]) -> Table:
+def trials_table(records: list[dict[str, Any]]) -> Table:
     """One row per trial, narrow enough for an 80-column terminal: two-line headers, one space
     between columns, and numbers and statuses never cut; only a very long trial id wraps."""
     table = Table(title="sweep summary", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0)
@@ -188,9 +196,23 @@ def failures_line(records: list[dict[str, Any] | None], out: Path) -> str | None
     )
 
 
-def unreadable_warnings(store: RunStore, trials: list[str]) -> list[str]:
-    """One line for each trial whose record cannot be read: it is run again, not silently."""
-    return [
-        f"warning: {store.trial_dir(trial) / 'trial.json'} is unreadable (cut short?); running {trial} again"
-        for trial in store.unreadable_trials(trials)
-    ]
+def measure_speed(console: Console, run_dir: Path, rounds: int, show: bool = True) -> dict:
+    """The interleaved speed phase with a progress bar, then its table (one line when no device
+    has two variants to compare) unless not `show`; returns what speed.json holds."""
+    from minigpt.speed import WARMUP_ROUNDS, measure_run_speed, run_contenders, untimed_devices
+    from minigpt.store import RunStore
+
+    store = RunStore(run_dir)
+    _, devices, _ = run_contenders(store)
+    untimed = untimed_devices(store, devices)
+    timed = len(devices) - len(untimed)
+    with Progress(console=console, transient=True, disable=not timed) as progress:
+        task = progress.add_task("interleaved speed", total=(rounds + WARMUP_ROUNDS) * timed)
+        speed = measure_run_speed(run_dir, rounds, on_round=lambda: progress.advance(task))
+    if not timed:  # speed.json says why, for the report
+        reasons = "; ".join(untimed.values())
+        console.print(f"interleaved speed: not measured ({reasons})", markup=False, highlight=False, soft_wrap=True)
+        return speed
+    if show:
+        console.print(speed_table(speed))
+    return speed

@@ -31,7 +31,8 @@ from minigpt.executors import executor
 from minigpt.store import RunStore, append_point
 
 if TYPE_CHECKING:
-    from minigpt.trial import TrialSettings, TrialSpec
+    from minigpt.data import Corpus
+    from minigpt.trial import SweepJob, TrialSettings, TrialSpec
 
 MAX_RETRIES = 1  # a worker that dies (killed, out of memory, node lost) is retried once, then `failed`
 
@@ -43,11 +44,13 @@ class RayUnavailable(UserError):
 @executor.register("ray")
 @dataclass(frozen=True)
 class RayOptions:
-    """address: auto, HOST:PORT or ray://HOST:10001 (None: a local Ray instance, started if none
-    runs); cpus_per_trial: CPUs per cpu trial (None: all of the smallest node's)."""
+    """The Ray executor's options, `run --ray-FIELD` (the help is `run --help`'s)."""
 
-    address: str | None = None
-    cpus_per_trial: int | None = None
+    address: str | None = field(default=None, metadata={"help": "Ray cluster for --executor ray: auto, HOST:PORT or "
+                                "ray://HOST:10001; left out: a local Ray instance."})  # fmt: skip
+    cpus_per_trial: int | None = field(
+        default=None, metadata={"help": "CPUs per cpu trial on Ray; left out: all of the smallest node's."}
+    )
 
     def __post_init__(self) -> None:
         if self.cpus_per_trial is not None and self.cpus_per_trial < 1:
@@ -129,20 +132,13 @@ class RayExecutor:
             ray.shutdown()
             self.connected_here = False
 
-    def __call__(
-        self,
-        specs: list[TrialSpec],
-        settings: TrialSettings,
-        corpus: Any,
-        store: RunStore,
-        peak_flops: dict[str, dict[str, float]],
-        observer: Any,
-    ) -> None:
+    def __call__(self, specs: list[TrialSpec], sweep: SweepJob) -> None:
         """Run the trials as Ray tasks and write each result as it arrives. Each task measures
-        its own device's peak (the MFU denominator), since cluster nodes differ from the
-        driver: `peak_flops`, the driver's, is not sent."""
+        its own device's peaks (the MFU denominator), since cluster nodes differ from the
+        driver: `sweep.peaks`, the driver's, are not sent."""
         import ray
 
+        settings, corpus, store, observer = sweep.settings, sweep.corpus, sweep.store, sweep.observer
         runnable = [spec for spec in specs if not self._skip_without_gpu(spec, settings, store, observer)]
         task = ray.remote(max_retries=MAX_RETRIES)(train_on_worker)
         settings_ref, corpus_ref = ray.put(settings), ray.put(corpus)
@@ -260,14 +256,14 @@ _plugins_loaded: set[tuple[str, ...]] = set()  # per worker process: a plugin re
 _peaks: dict[tuple[str, str, int], float] = {}  # per worker process: (device, precision, threads) -> FLOP/s
 
 
-def train_on_worker(spec: TrialSpec, settings: TrialSettings, corpus: Any) -> TrialOutcome:
+def train_on_worker(spec: TrialSpec, settings: TrialSettings, corpus: Corpus) -> TrialOutcome:
     """One trial on the resources Ray assigned this task (a Ray task function); the sweep's
     plugins are absolute paths, as they must exist on every node."""
     import ray
     import torch
 
     from minigpt.precision import resolve_precision
-    from minigpt.trial import begin_record, train_trial
+    from minigpt.trial import TrialJob, begin_record, train_trial
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -279,10 +275,10 @@ def train_on_worker(spec: TrialSpec, settings: TrialSettings, corpus: Any) -> Tr
     if record["status"] == "skipped":
         return TrialOutcome(record, None, node_id=node_id, cpus=cpus)
     precision = resolve_precision(spec.config.precision, torch.device(device))
-    peaks = {precision: measured_peak(device, precision)}
+    job = TrialJob(spec, settings, corpus, {precision: measured_peak(device, precision)})
     points: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="minigpt-trial-") as tmp:
-        record = train_trial(record, spec, settings, corpus, Path(tmp), peaks, points.append, device)
+        record = train_trial(record, job, Path(tmp), points.append, device)
         checkpoint = {file.name: file.read_bytes() for file in Path(tmp).iterdir() if not file.name.startswith(".")}
     return TrialOutcome(record, points, checkpoint, node_id, cpus)
 

@@ -11,8 +11,16 @@ presets' 4 x 128):
 numeric key per rung. Every variant's change applies on top of each size.
 
 Token rule, when no --max-steps, --max-tokens, --max-seconds or --max-flops is given: every size
-trains the same number of tokens per parameter as the preset's budget gives the xs model,
-capped at TOKEN_CAP times the preset's budget (so a large rung stays affordable).
+trains the same number of tokens per parameter as the preset's budget gives the xs model (the
+cpu-fast preset: 600k tokens for 0.80M parameters, 0.75 tokens per parameter), but at least
+MIN_STEPS optimizer steps and at most TOKEN_CAP times the preset's budget (so a large rung stays
+affordable). The minimum is what keeps the small rungs past the floors: tokens per parameter
+alone gives xxs 255k tokens (125 steps of 32 x 64), a model a few dozen steps out of the bigram's
+loss (2.48 nats on tiny Shakespeare; the xxs baseline read 2.24 after 100 steps of a 300-step
+schedule, 1.81 at its end, seed 0), while MIN_STEPS keeps it well past the margin minigpt.floors
+calls clearly past (0.22 nats below the bigram) and leaves xs at the preset's own budget (293
+steps). On cpu-fast: xxs 512k tokens (250 steps), xs 600k, s 1.2M, m 2.3M, l and xl 2.4M (the cap).
+`budget_lines` says what each size trains for.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ NAMED_SIZES = {
 }
 REFERENCE_SIZE = "xs"  # the size the presets' token budgets were chosen for
 TOKEN_CAP = 4  # a rung trains at most this many times the preset's tokens
+MIN_STEPS = 250  # and at least this many optimizer steps, whatever its size
 
 
 class SizeError(UserError):
@@ -84,6 +93,35 @@ def parse_sizes(spec: str) -> list[Size]:
     return sizes
 
 
-def size_tokens(params: int, reference_params: int, preset_tokens: int) -> int:
-    """The token rule: the preset's tokens per reference parameter, times this size's parameters, capped."""
-    return min(round(preset_tokens * params / reference_params), TOKEN_CAP * preset_tokens)
+def size_tokens(params: int, reference_params: int, preset_tokens: int, tokens_per_step: int = 0) -> int:
+    """The token rule: the preset's tokens per reference parameter, times this size's parameters, at
+    least MIN_STEPS steps of `tokens_per_step` and at most TOKEN_CAP times the preset's tokens."""
+    scaled = max(round(preset_tokens * params / reference_params), MIN_STEPS * tokens_per_step)
+    return min(scaled, max(TOKEN_CAP * preset_tokens, MIN_STEPS * tokens_per_step))
+
+
+def budget_lines(groups: list[Any]) -> list[str]:
+    """What each size of a ladder trains for, one line per size (its baseline's group where there is
+    one, else its first): parameters, tokens, steps and tokens per parameter. For `run` to print
+    before training; the groups are minigpt.stages.Group (size, config, budget)."""
+    from minigpt.stages import model_counts
+    from minigpt.variants import BASELINE
+
+    chosen: dict[str, Any] = {}
+    for group in groups:
+        if group.size is not None and (group.size.name not in chosen or group.variant == BASELINE):
+            chosen[group.size.name] = group
+    lines = []
+    for group in chosen.values():
+        params = model_counts(group.config)[0]
+        per_step = group.config.batch_size * group.config.block_size
+        steps = group.budget.total_steps(per_step)
+        where = f"size {group.size.describe()}: {params:,} parameters"
+        if steps is None:
+            lines.append(f"{where}, trained for {group.budget.max_seconds:g} s")
+        else:
+            lines.append(
+                f"{where}, {steps * per_step:,} tokens ({steps:,} steps of {per_step:,}, "
+                f"{steps * per_step / params:.2f} tokens per parameter)"
+            )
+    return lines

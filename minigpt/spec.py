@@ -1,6 +1,6 @@
-"""A sweep as one typed object: `RunSpec` carries every `run` option from the command line or a
-TOML file (`run --spec FILE.toml`) to the sweep plan, and `minigpt-bench spec RUN_DIR` writes the
-spec that reproduces a finished run.
+"""The edge of a run: `RunSpec` declares every `run` option once (the typer command, the TOML
+spec file `run --spec FILE.toml` and `minigpt-bench spec RUN_DIR` follow from it), and plan_run
+parses it, once, into the typed `RunPlan` that everything after works from.
 
 A spec file's keys are `run`'s option names with underscores (`max_steps` for --max-steps,
 `set` for --set); comma lists (variants, devices, seeds, tune_seeds, sizes) are a string or an
@@ -13,60 +13,110 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minigpt.errors import UserError
+from minigpt.executors import executor_names
 from minigpt.registry import suggest
+from minigpt.sizes import sizes_help
 
 if TYPE_CHECKING:
-    from minigpt.stages import FairOptions
+    from minigpt.executors import ExecutorOptions
+    from minigpt.store import RunStore
     from minigpt.sweep import SweepPlan
-    from minigpt.variants import VariantRegistry
 
 
 class SpecError(UserError):
     """A spec file that cannot be read as a run's options."""
 
 
+def option(
+    default: Any, help: str | Callable[[], str], *flags: str, cli: Any = None, shown: str = "", listed: bool = False
+) -> Any:
+    """A `run` option, declared once as a RunSpec field: the typer command (minigpt.cli), the spec
+    file's key and `spec RUN_DIR` all follow from it. `flags` name a switch or a short form,
+    `cli` the command line's type where it is not the field's (a Path), `shown` the default
+    `run --help` shows where the field's is None, `listed` a comma list (in a spec file, a string
+    or an array). `help` may be a function, called for --help."""
+    metadata = {"help": help, "flags": flags, "cli": cli, "shown": shown, "listed": listed}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """Every option of `run`; the defaults are run's own."""
+    """Every option of `run`, as given (on the command line or in a spec file); the defaults are
+    run's own. plan_run turns it into the typed RunPlan. An executor's own options are its fields,
+    named NAME_FIELD here (`ray_address`: minigpt.ray_executor.RayOptions.address)."""
 
-    variants: str | None = None  # None: the default contrast set
-    devices: str = "auto"
-    seeds: str = "auto"  # rounds of seeds until each variant is decided; or a comma list
-    max_seeds: int | None = None  # with seeds = "auto"; None: minigpt.decide.DEFAULT_MAX_SEEDS
-    margin: float = 0.01  # nats: a loss difference within it reads equivalent (minigpt.decide.LOSS_MARGIN)
-    speed_margin: float = 0.02  # a speed ratio within 1 +- it reads equivalent (minigpt.stats.SPEED_MARGIN)
-    data: str = "tiny-shakespeare"
-    max_steps: int | None = None
-    max_tokens: int | None = None
-    max_seconds: float | None = None
-    set: tuple[str, ...] = ()
-    preset: str = "auto"
-    target_loss: float = 2.0
-    stop_at_target: bool = False
-    max_vocab: int | None = None
-    tune: tuple[str, ...] = ()
-    tune_seeds: str | None = None
-    sizes: str | None = None
-    max_flops: float | None = None
-    eval_lengths: str | None = None
-    plugins: tuple[str, ...] = ()
-    executor: str = "local"
-    ray_address: str | None = None
-    ray_cpus_per_trial: int | None = None
-    track: tuple[str, ...] = ()
-    tensorboard_dir: str | None = None
-    out: str = "runs/default"
-    fresh: bool = False
-    no_retry: bool = False
-    no_speed: bool = False
-    speed_rounds: int = 10
-    no_report: bool = False
-    quiet: bool = False
+    variants: str | None = option(None, "Comma-separated variant names, or 'all'.", shown="a contrast set", listed=True)
+    devices: str = option("auto", "auto (every device here), or e.g. cpu,cuda,mps.", listed=True)
+    seeds: str = option(
+        "auto",
+        "auto: rounds of seeds until each variant is decided (3 first, then more only for the undecided, up to "
+        "--max-seeds); or comma-separated seeds, at least three (the verdicts pair them).",
+        listed=True,
+    )
+    max_seeds: int | None = option(None, "Most seeds per variant with --seeds auto.", shown="10")
+    margin: float = option(0.01, "Loss margin in nats: a difference whose interval lies within ±M reads equivalent.")
+    speed_margin: float = option(
+        0.02, "Speed margin as a fraction: a speed ratio whose interval lies within 1±M reads equivalent."
+    )
+    data: str = option(
+        "tiny-shakespeare",
+        "Corpus: tiny-shakespeare (installed with the package), a UTF-8 text file, "
+        "or american-stories:YEARS (e.g. 1801-1810).",
+    )
+    max_steps: int | None = option(None, "Stop each trial after N optimizer steps.")
+    max_tokens: int | None = option(None, "Stop each trial after N training tokens.", shown="the preset's")
+    max_seconds: float | None = option(None, "Stop each trial after S seconds of training.")
+    set: tuple[str, ...] = option((), "Override a config key for every variant: key=value.")
+    preset: str = option(
+        "auto",
+        "Starting recipe: cpu-fast (tuned for CPUs), gpu-fast, reference, or auto "
+        "(gpu-fast when every device is a GPU, else cpu-fast).",
+    )
+    target_loss: float = option(2.0, "Validation loss whose first crossing gives time_to_target_s.")
+    stop_at_target: bool = option(False, "End each trial when it first reaches --target-loss.", "--stop-at-target")
+    max_vocab: int | None = option(None, "Keep the N-1 most frequent characters, map the rest to one unknown.")
+    tune: tuple[str, ...] = option(
+        (),
+        "Tune KEY per variant: lr (its own lr x 1/4..4, min_lr following) or KEY=V1,V2,...; "
+        "repeat for a product grid. Chosen on --tune-seeds at a quarter, then the full budget.",
+    )
+    tune_seeds: str | None = option(None, "Seeds that choose tuned values, never --seeds.", shown="1000", listed=True)
+    sizes: str | None = option(None, lambda: f"Size ladder: names ({sizes_help()}) or KEY=V1,V2,... .", listed=True)
+    max_flops: float | None = option(
+        None,
+        "Budget each trial in total FLOPs: the model's matmuls, the whole attention square, "
+        "normalizations and the optimizer's own step (minigpt.flops), so equal compute charges what runs.",
+    )
+    eval_lengths: str | None = option(
+        None,
+        "After training, score each trial's best checkpoint at these multiples of block_size, "
+        "e.g. 1,2,4 (non-overlapping and sliding windows): length generalization.",
+        listed=True,
+    )
+    plugins: tuple[str, ...] = option(
+        (), "Extra plugin file or folder of variants (repeatable).", "--plugins", cli=list[Path] | None
+    )
+    executor: str = option("local", lambda: f"Where trials run: {' or '.join(executor_names())}.")
+    executor_options: dict[str, Any] = field(default_factory=dict)  # NAME_FIELD -> value: see executor_fields
+    track: tuple[str, ...] = option(
+        (), "Also log every trial to tensorboard, wandb or mlflow (repeatable; each an extra to install)."
+    )
+    tensorboard_dir: str | None = option(
+        None, "TensorBoard's log folder for --track tensorboard.", cli=Path | None, shown="OUT/tensorboard"
+    )
+    out: str = option("runs/default", "Run directory; re-running the same one resumes.", cli=Path)
+    fresh: bool = option(False, "Delete what --out holds and start over.", "--fresh")
+    no_retry: bool = option(False, "Keep the trials that failed in --out as they are; do not retry them.", "--no-retry")
+    no_speed: bool = option(False, "Skip the interleaved speed comparison after training.", "--no-speed")
+    speed_rounds: int = option(10, "Rounds of the interleaved speed comparison (more: narrower intervals).")
+    no_report: bool = option(False, "Do not write the report at the end.", "--no-report")
+    quiet: bool = option(False, "Plain log lines instead of progress bars.", "--quiet", "-q")
 
     @property
     def explicit_budget(self) -> bool:
@@ -75,24 +125,60 @@ class RunSpec:
 
     def overridden(self, given: dict[str, Any]) -> RunSpec:
         """This spec with the options given on the command line in place of its own."""
-        return replace(self, **{key: _normalized(key, value) for key, value in given.items()})
+        return RunSpec.from_values({**self.values(), **{key: _normalized(key, value) for key, value in given.items()}})
+
+    def values(self) -> dict[str, Any]:
+        """Every option by its key, an executor's options among them (those not given: None)."""
+        values = {}
+        for f in fields(self):
+            if f.name == "executor_options":
+                values.update({key: self.executor_options.get(key) for key in executor_fields()})
+            else:
+                values[f.name] = getattr(self, f.name)
+        return values
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> RunSpec:
+        """The spec of options by key (unknown keys are the caller's to refuse)."""
+        own = {f.name for f in fields(cls)} - {"executor_options"}
+        executors = executor_fields()
+        chosen = {key: value for key, value in values.items() if key in executors and value is not None}
+        return cls(**{key: value for key, value in values.items() if key in own}, executor_options=chosen)
 
     def record(self) -> dict[str, Any]:
         """What sweep.json keeps of the spec: every option but --fresh, which is no part of a plan."""
-        kept = asdict(self)
+        kept = self.values()
         del kept["fresh"]
         return {key: list(value) if isinstance(value, tuple) else value for key, value in kept.items()}
 
 
-COMMA_LISTS = {
-    "variants",
-    "devices",
-    "seeds",
-    "tune_seeds",
-    "sizes",
-    "eval_lengths",
-}  # a string, or an array joined with commas
-REPEATED = {"set", "tune", "plugins", "track"}  # arrays of strings
+def spec_options() -> dict[str, dict[str, Any]]:
+    """Every `run` option, in --help's order: key -> its type (the field's annotation, as text),
+    default, help, flags and command-line type; an executor's options follow --executor."""
+    options: dict[str, dict[str, Any]] = {}
+    for f in fields(RunSpec):
+        if f.name == "executor_options":
+            options.update(executor_fields())
+        else:
+            options[f.name] = {"type": str(f.type), "default": f.default, **f.metadata}
+    return options
+
+
+def executor_fields() -> dict[str, dict[str, Any]]:
+    """Each executor's options as `run` options, NAME_FIELD -> as spec_options."""
+    from minigpt.executors import executor
+
+    executor_names()
+    return {
+        f"{name}_{f.name}": {"type": str(f.type), "default": f.default, "help": f.metadata.get("help", ""),
+                             "flags": (), "cli": None, "shown": ""}
+        for name in executor.names()
+        for f in fields(executor.get(name))
+    }  # fmt: skip
+
+
+COMMA_LISTS = {f.name for f in fields(RunSpec) if f.metadata.get("listed")}  # a string, or an array joined
+REPEATED = {f.name for f in fields(RunSpec) if str(f.type) == "tuple[str, ...]"}  # arrays of strings
 SCALAR_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 KIND_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
 
@@ -106,9 +192,8 @@ def _normalized(key: str, value: Any) -> Any:
 
 
 def _kind(key: str) -> str:
-    """The scalar type a key takes, from RunSpec's annotation ("int | None" -> "int")."""
-    annotation = next(f.type for f in fields(RunSpec) if f.name == key)
-    return str(annotation).split(" | ")[0]
+    """The scalar type a key takes, from its annotation ("int | None" -> "int")."""
+    return spec_options()[key]["type"].split(" | ")[0]
 
 
 def parse_value(path: Path, key: str, value: Any) -> Any:
@@ -153,13 +238,13 @@ def load_spec(path: Path) -> RunSpec:
         raise SpecError(f"cannot read the spec {path}: {getattr(error, 'strerror', None) or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML: {error}") from None
-    known = [f.name for f in fields(RunSpec)]
+    known = list(spec_options())
     values = {}
     for key, value in table.items():
         if key not in known:
             raise SpecError(f"{path}: unknown key {key!r}{suggest(key, known)}")
         values[key] = parse_value(path, key, value)
-    return RunSpec(**values)
+    return RunSpec.from_values(values)
 
 
 def build_spec(spec_file: Path | None, given: dict[str, Any]) -> RunSpec:
@@ -167,68 +252,90 @@ def build_spec(spec_file: Path | None, given: dict[str, Any]) -> RunSpec:
     return (load_spec(spec_file) if spec_file is not None else RunSpec()).overridden(given)
 
 
-def plan_run(spec: RunSpec, registry: VariantRegistry) -> tuple[SweepPlan, FairOptions]:
-    """The sweep plan and the fair-comparison options a spec asks for, every part checked."""
+@dataclass(frozen=True)
+class RunPlan:
+    """A run as typed objects, every option parsed and checked: what `run` does once its options
+    are read. Nothing after plan_run parses an option."""
+
+    spec: RunSpec  # as given, for the record and the run's own switches (--fresh, --quiet, ...)
+    sweep: SweepPlan  # variants x devices x seeds, the budget, the FairOptions, tracking, lengths
+    executor: ExecutorOptions
+    store: RunStore  # the run directory, --out, keeping failures with --no-retry
+
+    @property
+    def out(self) -> Path:
+        return self.store.root
+
+
+def plan_run(spec: RunSpec) -> RunPlan:
+    """The typed plan of a spec, every part checked before anything runs (one line per mistake).
+    The executor is prepared as soon as it is known: what it starts overlaps the planning."""
     from minigpt.config import resolve_recipe
-    from minigpt.stages import fair_options
-    from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, plan_sweep
+    from minigpt.decide import DEFAULT_MAX_SEEDS, FIRST_ROUND, looks
+    from minigpt.executors import executor_options
+    from minigpt.sizes import parse_sizes
+    from minigpt.speed import check_rounds
+    from minigpt.stages import FairOptions
+    from minigpt.store import RunStore
+    from minigpt.sweep import DEFAULT_VARIANTS, parse_devices, parse_seeds, plan_sweep
     from minigpt.trackers import tracking_settings
     from minigpt.train import Budget
+    from minigpt.tune import parse_tune, parse_tune_seeds
+    from minigpt.variants import discover
 
-    auto, max_seeds, seeds = _seeds(spec)
+    out = checked(spec)
+    auto = spec.seeds.strip() == "auto"  # rounds of seeds until each variant is decided
+    record, lengths = spec.record(), eval_lengths(spec.eval_lengths)
+    if not spec.no_speed:
+        check_rounds(spec.speed_rounds, "--speed-rounds")
+    executor = executor_options(spec.executor, spec.executor_options)
+    executor.prepare()
+    seeds = [] if auto else parse_seeds(spec.seeds)
     devices = parse_devices(spec.devices)
+    registry = discover([Path(plugin) for plugin in spec.plugins])
+    sizes = parse_sizes(spec.sizes) if spec.sizes is not None else []
+    tracking = tracking_settings(spec.track, out, spec.tensorboard_dir)
+    store = RunStore(out, retry_failed=not spec.no_retry)
     recipe = resolve_recipe(spec.preset, devices, spec.set)
-    budget = Budget(
-        spec.max_steps,
-        spec.max_tokens if spec.explicit_budget else recipe.max_tokens,
-        spec.max_seconds,
-        spec.stop_at_target,
+    max_seeds = DEFAULT_MAX_SEEDS if spec.max_seeds is None else spec.max_seeds
+    if auto:  # the first round; without the baseline among the variants there is nothing to judge after it
+        seeds = list(range(looks(max_seeds, FIRST_ROUND)[0]))
+    budget = Budget(spec.max_steps, spec.max_tokens if spec.explicit_budget else recipe.max_tokens, spec.max_seconds,
+                    spec.stop_at_target)  # fmt: skip
+    options = {"preset": recipe.preset, "overrides": list(spec.set), "plugins": list(spec.plugins), "spec": record}
+    sweep = plan_sweep(registry, spec.variants or DEFAULT_VARIANTS, devices, seeds, recipe.config, spec.data, budget,
+                       spec.target_loss, spec.max_vocab, options)  # fmt: skip
+    tune_seeds = parse_tune_seeds(spec.tune_seeds, sweep.seeds)
+    fair = FairOptions(
+        tune=parse_tune(list(spec.tune), recipe.config),
+        tune_seeds=tune_seeds,
+        sizes=sizes,
+        max_flops=spec.max_flops,
+        explicit_budget=spec.explicit_budget,
+        preset_tokens=recipe.max_tokens,
+        seeds_auto=auto,
+        max_seeds=max_seeds,
+        margin=spec.margin,
     )
-    plan = plan_sweep(
-        registry,
-        spec.variants or DEFAULT_VARIANTS,
-        devices,
-        seeds,
-        recipe.config,
-        spec.data,
-        budget,
-        spec.target_loss,
-        spec.max_vocab,
-        options={
-            "preset": recipe.preset,
-            "overrides": list(spec.set),
-            "plugins": list(spec.plugins),
-            "spec": spec.record(),
-        },  # fmt: skip
-    )
-    plan = replace(
-        plan,
-        tracking=tracking_settings(spec.track, Path(spec.out), spec.tensorboard_dir),
-        eval_lengths=eval_lengths(spec.eval_lengths),
-    )
-    fair = fair_options(list(spec.tune), spec.tune_seeds, spec.sizes, spec.max_flops, plan.seeds, recipe.config,
-                        spec.explicit_budget, recipe.max_tokens)  # fmt: skip
-    if auto:  # without the baseline among the variants there is nothing to judge: the first round only
-        fair = replace(fair, seeds_auto=True, max_seeds=max_seeds, margin=spec.margin)
-    return plan, fair
+    return RunPlan(spec, replace(sweep, fair=fair, tracking=tracking, eval_lengths=lengths), executor, store)
 
 
-def _seeds(spec: RunSpec) -> tuple[bool, int, list[int]]:
-    """(--seeds auto?, --max-seeds, the seeds of the first round or the fixed seeds), each option checked."""
-    from minigpt.decide import DEFAULT_MAX_SEEDS, FIRST_ROUND, looks
-    from minigpt.sweep import parse_seeds
+def checked(spec: RunSpec) -> Path:
+    """The run directory, once the options that need no other module are checked."""
+    from minigpt.tune import TuneError
 
+    out = Path(spec.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a run directory; choose another path")
     if not (math.isfinite(spec.margin) and spec.margin > 0):
         raise SpecError(f"--margin must be a positive number of nats, got {spec.margin:g}")
     if not (math.isfinite(spec.speed_margin) and 0 < spec.speed_margin < 1):
         raise SpecError(f"--speed-margin must be a fraction between 0 and 1 (0.02: 2%), got {spec.speed_margin:g}")
-    auto = spec.seeds.strip() == "auto"
-    if not auto:
-        if spec.max_seeds is not None:
-            raise SpecError("--max-seeds needs --seeds auto: with a list of seeds, the list says how many")
-        return False, 0, parse_seeds(spec.seeds)
-    max_seeds = DEFAULT_MAX_SEEDS if spec.max_seeds is None else spec.max_seeds
-    return True, max_seeds, list(range(looks(max_seeds, FIRST_ROUND)[0]))
+    if spec.max_seeds is not None and spec.seeds.strip() != "auto":
+        raise SpecError("--max-seeds needs --seeds auto: with a list of seeds, the list says how many")
+    if spec.tune_seeds is not None and not spec.tune:
+        raise TuneError("--tune-seeds needs --tune: the seeds only choose tuned values")
+    return out
 
 
 def eval_lengths(text: str | None) -> tuple[int, ...]:
@@ -257,8 +364,8 @@ def spec_of_run(run_dir: Path) -> RunSpec:
     recorded = sweep.get("spec")
     if recorded is None:
         recorded = _spec_from_plan(sweep, run_dir)
-    known = {f.name for f in fields(RunSpec)}
-    spec = RunSpec(**{k: tuple(v) if k in REPEATED else v for k, v in recorded.items() if k in known})
+    known = spec_options()
+    spec = RunSpec.from_values({k: tuple(v) if k in REPEATED else v for k, v in recorded.items() if k in known})
     return replace(
         spec,
         variants=",".join(sweep["variants"]),

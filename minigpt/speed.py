@@ -18,7 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minigpt import atomic
 from minigpt.errors import UserError
@@ -27,6 +27,9 @@ from minigpt.measure import DRIFT_LIMIT, device_absent_reason, drift_fields, pro
 from minigpt.stats import paired_ratio
 from minigpt.store import RunStore, is_evaluation
 from minigpt.trial import now
+
+if TYPE_CHECKING:
+    from minigpt.data import Corpus
 
 SPEED_FILE = "speed.json"
 DEFAULT_ROUNDS = 10
@@ -42,7 +45,7 @@ class SpeedError(UserError):
 class Contender:
     """One variant's TrainStep taking training steps on its own batches."""
 
-    def __init__(self, name: str, config: Any, corpus: Any, device: str, seed: int) -> None:
+    def __init__(self, name: str, config: Any, corpus: Corpus, device: str, seed: int) -> None:
         from minigpt.data import BatchSampler
         from minigpt.step import TrainStep
 
@@ -109,7 +112,7 @@ def compare(contenders: list[Contender], seconds: dict[str, list[float]], baseli
 def measure_device(
     configs: dict[str, Any],
     baseline: str,
-    corpus: Any,
+    corpus: Corpus,
     device: str,
     seed: int,
     rounds: int,

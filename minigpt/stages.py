@@ -1,4 +1,6 @@
-"""A fair sweep (`run --tune`, `--sizes`, `--max-flops`) as stages of ordinary trials.
+"""A sweep as a list of stages of ordinary trials, which minigpt.runner runs: a plain sweep is one
+evaluation stage; a fair sweep (`run --tune`, `--sizes`, `--max-flops`) and `--seeds auto` plan
+groups and run them in stages.
 
 For each size, variant and device (a "group"):
 
@@ -23,15 +25,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from minigpt import tune
 from minigpt.config import Config, ConfigError
 from minigpt.decide import DEFAULT_MAX_SEEDS, LOSS_MARGIN, Design, decide, looks, next_look, paired_differences
-from minigpt.executors import ExecutorOptions
-from minigpt.sizes import Size, SizeError, size_tokens
-from minigpt.store import RunStore
-from minigpt.sweep import SweepObserver, SweepPlan, open_run, rotated, run_trials
+from minigpt.sizes import Size, SizeError, budget_lines, size_tokens
+from minigpt.sweep import SweepPlan, rotated
 from minigpt.train import Budget
 from minigpt.trial import TrialSpec
 from minigpt.variants import BASELINE, VariantRegistry
@@ -125,8 +125,12 @@ def model_counts(config: Config) -> tuple[int, int]:
 
 
 def flops_steps(config: Config, max_flops: float) -> int:
-    """Optimizer steps that spend max_flops: FLOPs per token (the project's count) x tokens per step."""
-    return max(1, math.floor(max_flops / (model_counts(config)[1] * config.batch_size * config.block_size)))
+    """Optimizer steps that spend max_flops of total FLOPs (minigpt.flops: the model's matmuls, the
+    attention square as computed, normalizations and the optimizer's own step), so a variant whose
+    step computes more trains on fewer tokens."""
+    from minigpt.flops import count_flops
+
+    return max(1, math.floor(max_flops / count_flops(config).total_per_step))
 
 
 def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: Config, reference: Config) -> Budget:
@@ -138,7 +142,8 @@ def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: C
             return Budget(max_steps=steps, stop_at_target=budget.stop_at_target)
         return replace(budget, max_steps=min(steps, budget.max_steps or steps))
     if fair.sizes and not fair.explicit_budget:
-        tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens)
+        per_step = config.batch_size * config.block_size
+        tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens, per_step)
         return Budget(max_tokens=tokens, stop_at_target=budget.stop_at_target)
     return budget
 
@@ -182,81 +187,104 @@ def _configure(registry: VariantRegistry, name: str, config: Config, size: Size 
         raise SizeError(f"size {size.name} does not fit variant {name}: {error}") from None
 
 
-class StagedRun:
-    """Runs the groups' stages through one executor into one store, under one progress bar."""
+class StageRunner(Protocol):
+    """What a stage asks of the runner (minigpt.runner.Runner)."""
 
-    def __init__(self, plan: SweepPlan, fair: FairOptions, store: RunStore, observer: SweepObserver) -> None:
-        self.plan, self.fair, self.store, self.observer = plan, fair, store, observer
-        self.records: dict[str, dict[str, Any]] = {}
-        self.expected = 0  # trials the bar already counts
+    plan: SweepPlan
+    records: dict[str, dict[str, Any]]  # every trial's record the run has seen, by ID
+    evaluation: list[dict[str, Any]]  # the evaluation trials' records, in order
 
-    def run(self, registry: VariantRegistry, fresh: bool, execute: Any) -> list[dict[str, Any]]:
-        with self.store.lock():
-            corpus, self.peaks = open_run(self.plan, self.store, fresh)
-            groups = plan_groups(registry, self.plan, self.fair, corpus.tokenizer.vocab_size)
-            self.corpus, self.execute = corpus, execute
-            self._announce(groups)
-            if self.fair.tune:
-                self._tune(groups)
-            evaluation = [(g, g.spec(seed, "eval", g.chosen, g.budget)) for seed in self.plan.seeds for g in groups]
-            self._not_evaluated([(g, spec) for g, spec in evaluation if g.untuned])
-            self._batch([spec for g, spec in evaluation if not g.untuned])
-            records = [self.records[spec.id] for _, spec in evaluation]
-            if self.fair.seeds_auto:
-                records = self._seeds_until_decided(groups, records)
-            return records
+    def batch(self, specs: list[TrialSpec]) -> list[dict[str, Any]]: ...
+    def ended(self, spec: TrialSpec, status: str, error: str) -> dict[str, Any]: ...
+    def update_sweep(self, **changes: Any) -> None: ...
 
-    def _not_evaluated(self, pairs: list[tuple[Group, TrialSpec]]) -> None:
-        """A group whose tuning chose nothing is not evaluated at a value nobody chose: each of its
-        evaluation trials is recorded as failed, saying why, and the sweep goes on."""
-        from minigpt.trial import ended_record
 
-        for group, spec in pairs:
-            self.observer.trial_started(spec)
-            record = ended_record(spec, self.plan.settings, "failed", f"not evaluated: {group.untuned}")
-            self.store.write_trial(record)
-            self.records[spec.id] = record
-            self.observer.trial_finished(spec, record, resumed=False)
+class Stage(Protocol):
+    def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        """(trials of this stage the directory holds, trials it will run), as far as known before it runs."""
 
-    def _announce(self, groups: list[Group]) -> None:
-        tune_seeds = len(self.fair.tune_seeds) if self.fair.tune else 0
-        per_group = [(g.initial + tune.promoted_count(g.initial)) * tune_seeds + len(self.plan.seeds) for g in groups]
-        self.expected = sum(per_group)
-        first = [g.spec(seed, "eval", {}, g.budget) for g in groups for seed in self.plan.seeds]
-        self.observer.sweep_started(replace(self.plan, trials=first), self.expected)
-        _add_trials(self.observer, self.expected - len(first))
+    def run(self, runner: StageRunner) -> None: ...
 
-    def _batch(self, specs: list[TrialSpec]) -> list[dict[str, Any]]:
-        for spec in specs:
-            self.corpus.check_block_size(spec.config.block_size)
-        self._record_ids(specs)
-        records = run_trials(
-            specs, self.plan.settings, self.corpus, self.store, self.peaks, self.observer, self.execute
-        )
-        self.records.update((spec.id, record) for spec, record in zip(specs, records, strict=True))
-        return records
+    def notes(self) -> list[str]:
+        """Lines to print before anything trains."""
 
-    def _record_ids(self, specs: list[TrialSpec]) -> None:
-        sweep = self.store.read_sweep()
-        sweep["trials"] = list(dict.fromkeys([*sweep.get("trials", []), *(spec.id for spec in specs)]))
-        self.store.write_sweep(sweep)
 
-    def _scores(self, group: Group, points: list[tune.Point], short: bool) -> list[float]:
-        budget = short_budget(group.budget) if short else group.budget
-        stage = "tune-short" if short else "tune-full"
-        return [
-            tune.score(
-                [_loss(self.records.get(group.spec(s, stage, p, budget, short).id)) for s in self.fair.tune_seeds]
-            )
-            for p in points
-        ]
+def plan_stages(plan: SweepPlan, vocab_size: int) -> list[Stage]:
+    """The sweep's stages: a plain sweep is one evaluation stage; tuning comes before it and
+    --seeds auto's rounds after it, over the groups of every size, variant and device."""
+    fair = plan.fair
+    if fair is None or not fair.active:
+        return [Evaluation(plan.trials)]
+    groups = plan_groups(plan.registry, plan, fair, vocab_size)
+    stages: list[Stage] = [Tuning(groups, fair)] if fair.tune else []
+    stages.append(GroupEvaluation(groups, plan.seeds))
+    if fair.seeds_auto:
+        stages.append(SeedRounds(groups, plan.seeds, fair.design))
+    return stages
 
-    def _short_specs(self, group: Group, points: list[tune.Point]) -> list[TrialSpec]:
-        budget = short_budget(group.budget)
-        return [group.spec(seed, "tune-short", p, budget, short=True) for seed in self.fair.tune_seeds for p in points]
 
-    def _tune(self, groups: list[Group]) -> None:
-        self._batch([spec for g in groups for spec in self._short_specs(g, g.grid)])
+class Evaluation:
+    """The plan's trials, as planned: a plain sweep."""
+
+    def __init__(self, specs: list[TrialSpec]) -> None:
+        self.specs = specs
+
+    def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        kept = sum(spec.id in held for spec in self.specs)
+        return kept, len(self.specs) - kept
+
+    def notes(self) -> list[str]:
+        return []
+
+    def run(self, runner: StageRunner) -> None:
+        runner.evaluation += runner.batch(self.specs)
+
+
+class GroupEvaluation:
+    """The evaluation seeds of every group at its chosen values (untuned without --tune)."""
+
+    def __init__(self, groups: list[Group], seeds: list[int]) -> None:
+        self.groups, self.seeds = groups, seeds
+
+    def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        return Evaluation([g.spec(seed, "eval", {}, g.budget) for g in self.groups for seed in self.seeds]).count(held)
+
+    def notes(self) -> list[str]:
+        """What each size of a ladder trains for."""
+        return budget_lines(self.groups)
+
+    def run(self, runner: StageRunner) -> None:
+        evaluation = [(g, g.spec(seed, "eval", g.chosen, g.budget)) for seed in self.seeds for g in self.groups]
+        for group, spec in evaluation:
+            if group.untuned:  # not evaluated at a value nobody chose: recorded as failed, saying why
+                runner.ended(spec, "failed", f"not evaluated: {group.untuned}")
+        runner.batch([spec for g, spec in evaluation if not g.untuned])
+        runner.evaluation += [runner.records[spec.id] for _, spec in evaluation]
+
+
+class Tuning:
+    """Tune every group (see the module's docstring): the quarter-budget grid, its growth at the
+    edges, the best at the full budget; sets each group's `chosen` (or `untuned`, saying why)."""
+
+    def __init__(self, groups: list[Group], fair: FairOptions) -> None:
+        self.groups, self.fair = groups, fair
+
+    def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        kept = pending = 0
+        for group in self.groups:
+            mine = sum(_in_group(record, group) and record.get("stage") in STAGES[:2]
+                       and record.get("seed") in self.fair.tune_seeds for record in held.values())  # fmt: skip
+            planned = (group.initial + tune.promoted_count(group.initial)) * len(self.fair.tune_seeds)
+            kept, pending = kept + mine, pending + max(0, planned - mine)
+        return kept, pending
+
+    def notes(self) -> list[str]:
+        return []
+
+    def run(self, runner: StageRunner) -> None:
+        self.runner = runner
+        groups = self.groups
+        runner.batch([spec for g in groups for spec in self._short_specs(g, g.grid)])
         for _ in range(tune.MAX_GROWTH):
             best = {g.key: self._best(g, g.grid, short=True) for g in groups}
             grown = {g.key: tune.grow(best[g.key], g.grid, g.config) if best[g.key] else [] for g in groups}
@@ -265,11 +293,10 @@ class StagedRun:
                 break
             for g in groups:
                 g.grid += grown[g.key]
-            _add_trials(self.observer, len(specs))
-            self._batch(specs)
+            runner.batch(specs)
         promoted = {g.key: self._promoted(g) for g in groups}
         seeds = self.fair.tune_seeds
-        self._batch([g.spec(s, "tune-full", p, g.budget) for g in groups for s in seeds for p in promoted[g.key]])
+        runner.batch([g.spec(s, "tune-full", p, g.budget) for g in groups for s in seeds for p in promoted[g.key]])
         for g in groups:
             chosen = self._best(g, promoted[g.key], short=False)
             if chosen is None:
@@ -282,21 +309,70 @@ class StagedRun:
                 g.at_edge = [key for key, _ in tune.edges(g.chosen, g.grid)]
         self._record_choices(groups)
 
-    def _seeds_until_decided(self, groups: list[Group], first: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rounds of eval seeds for the variants not yet decided (and their baselines), look by look."""
-        design, evaluation = self.fair.design, list(first)
-        seeds = {g.key: list(self.plan.seeds) for g in groups}
-        while True:
-            specs = [spec for cell in _cells(groups) for spec in self._next_round(cell, seeds, design)]
-            if not specs:
-                return evaluation
-            _add_trials(self.observer, len(specs))
-            self._record_seeds(specs)
-            evaluation += self._batch(specs)
+    def _scores(self, group: Group, points: list[tune.Point], short: bool) -> list[float]:
+        budget = short_budget(group.budget) if short else group.budget
+        stage = "tune-short" if short else "tune-full"
+        records = self.runner.records
+        return [
+            tune.score([_loss(records.get(group.spec(s, stage, p, budget, short).id)) for s in self.fair.tune_seeds])
+            for p in points
+        ]
 
-    def _next_round(self, cell: list[Group], seeds: dict[str, list[int]], design: Design) -> list[TrialSpec]:
+    def _short_specs(self, group: Group, points: list[tune.Point]) -> list[TrialSpec]:
+        budget = short_budget(group.budget)
+        return [group.spec(seed, "tune-short", p, budget, short=True) for seed in self.fair.tune_seeds for p in points]
+
+    def _promoted(self, group: Group) -> list[tune.Point]:
+        """The best points at the quarter budget, those that produced a loss only."""
+        scores = self._scores(group, group.grid, short=True)
+        finished = sum(math.isfinite(score) for score in scores)
+        return tune.ranked(group.grid, scores)[: min(tune.promoted_count(group.initial), finished)]
+
+    def _best(self, group: Group, points: list[tune.Point], short: bool) -> tune.Point | None:
+        """The best of the points, or None where none of them produced a loss: nothing to choose."""
+        scores = self._scores(group, points, short)
+        if not any(math.isfinite(score) for score in scores):
+            return None
+        return tune.ranked(points, scores)[0]
+
+    def _record_choices(self, groups: list[Group]) -> None:
+        tuning = {
+            g.key: {"grid": g.grid, "chosen": g.chosen, "at_edge": g.at_edge, "size": g.size.name if g.size else None}
+            | ({"untuned": g.untuned} if g.untuned else {})
+            for g in groups
+        }
+        self.runner.update_sweep(tuning=tuning)
+
+
+class SeedRounds:
+    """--seeds auto: rounds of eval seeds for the variants not yet decided (and their baselines), look by look."""
+
+    def __init__(self, groups: list[Group], seeds: list[int], design: Design) -> None:
+        self.groups, self.seeds, self.design = groups, seeds, design
+
+    def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        """The rounds' trials held from before; how many more will run is for the rounds to decide."""
+        kept = sum(record.get("stage") == "eval" and record.get("seed") not in self.seeds
+                   and any(_in_group(record, g) for g in self.groups) for record in held.values())  # fmt: skip
+        return kept, 0
+
+    def notes(self) -> list[str]:
+        return []
+
+    def run(self, runner: StageRunner) -> None:
+        self.runner = runner
+        seeds = {g.key: list(self.seeds) for g in self.groups}
+        while True:
+            specs = [spec for cell in _cells(self.groups) for spec in self._next_round(cell, seeds)]
+            if not specs:
+                return
+            runner.update_sweep(seeds=[spec.seed for spec in specs])
+            runner.evaluation += runner.batch(specs)
+
+    def _next_round(self, cell: list[Group], seeds: dict[str, list[int]]) -> list[TrialSpec]:
         """One size and device's next round: the seeds up to the next look for each variant still
         undecided, and for the baseline; none when every variant is decided or at --max-seeds."""
+        design = self.design
         baseline = next((g for g in cell if g.variant == BASELINE), None)
         others = [g for g in cell if g.variant != BASELINE]
         if baseline is None or baseline.untuned:
@@ -326,37 +402,16 @@ class StagedRun:
         ]
 
     def _losses(self, group: Group, seeds: list[int]) -> dict[int, float]:
-        losses = {
-            seed: _loss(self.records.get(group.spec(seed, "eval", group.chosen, group.budget).id)) for seed in seeds
-        }
+        records = self.runner.records
+        losses = {seed: _loss(records.get(group.spec(seed, "eval", group.chosen, group.budget).id)) for seed in seeds}
         return {seed: loss for seed, loss in losses.items() if loss is not None}
 
-    def _record_seeds(self, specs: list[TrialSpec]) -> None:
-        sweep = self.store.read_sweep()
-        sweep["seeds"] = list(dict.fromkeys([*sweep.get("seeds", []), *(spec.seed for spec in specs)]))
-        self.store.write_sweep(sweep)
 
-    def _promoted(self, group: Group) -> list[tune.Point]:
-        """The best points at the quarter budget, those that produced a loss only."""
-        scores = self._scores(group, group.grid, short=True)
-        finished = sum(math.isfinite(score) for score in scores)
-        return tune.ranked(group.grid, scores)[: min(tune.promoted_count(group.initial), finished)]
-
-    def _best(self, group: Group, points: list[tune.Point], short: bool) -> tune.Point | None:
-        """The best of the points, or None where none of them produced a loss: nothing to choose."""
-        scores = self._scores(group, points, short)
-        if not any(math.isfinite(score) for score in scores):
-            return None
-        return tune.ranked(points, scores)[0]
-
-    def _record_choices(self, groups: list[Group]) -> None:
-        sweep = self.store.read_sweep()
-        sweep["tuning"] = {
-            g.key: {"grid": g.grid, "chosen": g.chosen, "at_edge": g.at_edge, "size": g.size.name if g.size else None}
-            | ({"untuned": g.untuned} if g.untuned else {})
-            for g in groups
-        }
-        self.store.write_sweep(sweep)
+def _in_group(record: dict[str, Any], group: Group) -> bool:
+    size = group.size.name if group.size else None
+    return (
+        record.get("variant") == group.variant and record.get("device") == group.device and record.get("size") == size
+    )
 
 
 def _cells(groups: list[Group]) -> list[list[Group]]:
@@ -369,54 +424,3 @@ def _cells(groups: list[Group]) -> list[list[Group]]:
 
 def _loss(record: dict[str, Any] | None) -> float | None:
     return record.get("best_val_loss") if record and record.get("status") == "completed" else None
-
-
-def _add_trials(observer: SweepObserver, count: int) -> None:
-    """Tell a progress display that trials beyond those it was started with will run."""
-    added = getattr(observer, "trials_added", None)
-    if added is not None and count > 0:
-        added(count)
-
-
-def fair_options(
-    tune_specs: list[str],
-    tune_seeds: str | None,
-    sizes: str | None,
-    max_flops: float | None,
-    seeds: list[int],
-    base: Config,
-    explicit_budget: bool,
-    preset_tokens: int,
-) -> FairOptions:
-    """The fair-comparison options as `run` takes them, each checked (one line per mistake)."""
-    from minigpt.sizes import parse_sizes
-
-    if tune_seeds is not None and not tune_specs:
-        raise tune.TuneError("--tune-seeds needs --tune: the seeds only choose tuned values")
-    return FairOptions(
-        tune=tune.parse_tune(tune_specs, base),
-        tune_seeds=tune.parse_tune_seeds(tune_seeds, seeds),
-        sizes=parse_sizes(sizes) if sizes is not None else [],
-        max_flops=max_flops,
-        explicit_budget=explicit_budget,
-        preset_tokens=preset_tokens,
-    )
-
-
-def run_fair_sweep(
-    registry: VariantRegistry,
-    plan: SweepPlan,
-    fair: FairOptions,
-    store: RunStore,
-    observer: SweepObserver,
-    fresh: bool = False,
-    executor: ExecutorOptions | None = None,
-) -> list[dict[str, Any]]:
-    """Run the plan's stages (see the module's docstring); returns the evaluation trials' records."""
-    if executor is None:
-        from minigpt.local_executor import LocalOptions
-
-        executor = LocalOptions()
-    plan = replace(plan, fair=fair.describe() if fair.shapes_trials else None)
-    with executor.open() as execute:
-        return StagedRun(plan, fair, store, observer).run(registry, fresh, execute)

@@ -1,29 +1,29 @@
-"""Plan a sweep (variants x devices x seeds, one budget), run its trials, keep the results.
+"""Plan a sweep (variants x devices x seeds, one budget) and say what makes two runs one sweep.
 
-Data flows one way: plan -> executor -> trial runner (minigpt.trial) -> store. A trial that
-fails or diverges is recorded and the sweep goes on; a re-run of the same plan skips finished
-trials (those that failed are not finished unless the store keeps failures: minigpt.store), and a
-different plan is refused rather than mixed into the old results.
+minigpt.runner runs the plan; a re-run into the same directory must match its identity (more
+variants, seeds or devices grow it), and a different plan is refused rather than mixed into the
+old results.
 """
 
 from __future__ import annotations
 
 import hashlib
-import platform
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from minigpt import __version__
 from minigpt.config import Config
 from minigpt.errors import UserError
-from minigpt.executors import Executor, ExecutorOptions
 from minigpt.store import RunStore
 from minigpt.trackers import TrackingSettings
 from minigpt.train import Budget
-from minigpt.trial import TrialSettings, TrialSpec, now
+from minigpt.trial import TrialSettings, TrialSpec
 from minigpt.variants import BASELINE, VariantError, VariantRegistry
+
+if TYPE_CHECKING:
+    from minigpt.data import Corpus
+    from minigpt.stages import FairOptions
 
 # Small enough that three seeds of each finish in about six minutes on a 2-core CPU, with two
 # different answers: token-shift trains better at the same speed, adamw steps faster but
@@ -32,7 +32,7 @@ DEFAULT_VARIANTS = ("baseline", "token-shift", "adamw")
 DEFAULT_TARGET_LOSS = 2.0
 DEVICE_KINDS = ("cpu", "cuda", "mps")
 
-__all__ = ["SweepPlan", "TrialSpec", "plan_sweep", "run_sweep"]
+__all__ = ["SweepPlan", "TrialSpec", "plan_sweep"]
 
 
 class PlanError(UserError):
@@ -51,9 +51,17 @@ class SweepPlan:
     base_config: Config
     max_vocab: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # preset, overrides, plugins: for the record
-    fair: dict[str, Any] | None = None  # tuning grid, tuning seeds, size ladder, FLOPs budget (minigpt.stages)
+    fair: FairOptions | None = None  # tuning, size ladder, FLOPs budget, --seeds auto (minigpt.stages)
     tracking: TrackingSettings | None = None  # where every trial is also logged; no part of the plan's identity
     eval_lengths: tuple[int, ...] = ()  # multiples of block_size each trial is scored at after training
+    registry: VariantRegistry | None = field(
+        default=None, repr=False, compare=False
+    )  # configures a fair sweep's groups
+
+    @property
+    def shaped(self) -> dict[str, Any] | None:
+        """What tuning, sizes or a FLOPs budget make of the trials, for the record; None without them."""
+        return self.fair.describe() if self.fair is not None and self.fair.shapes_trials else None
 
     @property
     def settings(self) -> TrialSettings:
@@ -70,8 +78,8 @@ class SweepPlan:
             "target_loss": self.target_loss,
             "max_vocab": self.max_vocab,
             "base_config": self.base_config.to_dict(),
-            "trials": [] if self.fair else [spec.id for spec in self.trials],  # a fair sweep adds its stages' own
-            "fair": self.fair,
+            "trials": [] if self.shaped else [spec.id for spec in self.trials],  # a fair sweep adds its stages' own
+            "fair": self.shaped,
             "eval_lengths": list(self.eval_lengths) or None,
             **self.options,
         }
@@ -86,7 +94,7 @@ class SweepPlan:
             "max_vocab": self.max_vocab,
             "plugins": sorted(self.settings.plugins),
             "variants": {spec.variant: spec.config.to_dict() for spec in self.trials},
-            "fair": self.fair,
+            "fair": self.shaped,
             "eval_lengths": list(self.eval_lengths) or None,  # None: not asked (and in runs from before)
         }
 
@@ -166,114 +174,8 @@ def plan_sweep(
         for turn, seed in enumerate(seeds)
         for name in rotated(names, turn)
     ]
-    return SweepPlan(trials, data, budget, target_loss, names, devices, seeds, base_config, max_vocab, options or {})
-
-
-class SweepObserver(Protocol):
-    def sweep_started(self, plan: SweepPlan, pending: int) -> None: ...
-    def trial_started(self, spec: TrialSpec) -> None: ...
-    def trial_point(self, spec: TrialSpec, point: dict[str, Any]) -> None: ...
-    def trial_finished(self, spec: TrialSpec, record: dict[str, Any], resumed: bool) -> None: ...
-
-
-class QuietObserver:
-    def sweep_started(self, plan: SweepPlan, pending: int) -> None:
-        pass
-
-    def trial_started(self, spec: TrialSpec) -> None:
-        pass
-
-    def trial_point(self, spec: TrialSpec, point: dict[str, Any]) -> None:
-        pass
-
-    def trial_finished(self, spec: TrialSpec, record: dict[str, Any], resumed: bool) -> None:
-        pass
-
-
-def environment() -> dict[str, Any]:
-    import torch
-
-    from minigpt.measure import cpu_model
-
-    return {
-        "minigpt_bench": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "threads": torch.get_num_threads(),
-    }
-
-
-def run_sweep(
-    plan: SweepPlan,
-    store: RunStore,
-    observer: SweepObserver | None = None,
-    fresh: bool = False,
-    executor: ExecutorOptions | None = None,
-) -> list[dict[str, Any]]:
-    """Run every unfinished trial of the plan into the store with the executor those options
-    open (the local one when None); returns the plan's records. Raises KeyboardInterrupt after
-    recording the running trials as interrupted, and PlanError, touching nothing, when the
-    store holds another plan's results."""
-    if executor is None:
-        from minigpt.local_executor import LocalOptions
-
-        executor = LocalOptions()
-    with executor.open() as execute:
-        return _run(plan, store, observer or QuietObserver(), fresh, execute)
-
-
-def _run(
-    plan: SweepPlan, store: RunStore, observer: SweepObserver, fresh: bool, execute: Executor
-) -> list[dict[str, Any]]:
-    with store.lock():
-        corpus, peaks = open_run(plan, store, fresh)
-        observer.sweep_started(plan, len(unfinished(plan.trials, store)))
-        return run_trials(plan.trials, plan.settings, corpus, store, peaks, observer, execute)
-
-
-def open_run(plan: SweepPlan, store: RunStore, fresh: bool) -> tuple[Any, dict[str, dict[str, float]]]:
-    """Under the store's lock: load the corpus, refuse another plan's store (or start over when
-    fresh), record the plan in sweep.json and probe the devices; returns the corpus and the peaks."""
-    from minigpt.data import load_corpus
-
-    corpus = load_corpus(plan.data, plan.max_vocab)
-    for spec in plan.trials:
-        corpus.check_block_size(spec.config.block_size)
-    identity = plan.identity(corpus_digest(corpus))
-    if fresh:
-        store.reset()
-    else:
-        check_same_plan(store, identity)
-    sweep = merged_sweep_json(store.read_sweep(), plan.describe(), identity)
-    sweep.update(environment=environment(), updated_at=now())
-    sweep.setdefault("created_at", sweep["updated_at"])
-    sweep["peak_flops"] = probe_devices(plan.trials, sweep.get("peak_flops", {}))
-    store.write_sweep(sweep)
-    return corpus, sweep["peak_flops"]
-
-
-def unfinished(specs: list[TrialSpec], store: RunStore) -> list[TrialSpec]:
-    return [spec for spec in specs if not store.is_finished(spec.id)]
-
-
-def run_trials(
-    specs: list[TrialSpec],
-    settings: TrialSettings,
-    corpus: Any,
-    store: RunStore,
-    peaks: dict[str, dict[str, float]],
-    observer: SweepObserver,
-    execute: Executor,
-) -> list[dict[str, Any]]:
-    """Run the unfinished specs (the finished ones are reported as resumed); returns every spec's record."""
-    pending = unfinished(specs, store)
-    for spec in specs:
-        if spec not in pending:
-            observer.trial_finished(spec, store.read_trial(spec.id), resumed=True)
-    execute(pending, settings, corpus, store, peaks, observer)
-    return [store.read_trial(spec.id) for spec in specs]
+    return SweepPlan(trials, data, budget, target_loss, names, devices, seeds, base_config, max_vocab, options or {},
+                     registry=registry)  # fmt: skip
 
 
 def merged_sweep_json(previous: dict[str, Any], asked: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +189,7 @@ def merged_sweep_json(previous: dict[str, Any], asked: dict[str, Any], identity:
     return sweep
 
 
-def corpus_digest(corpus: Any) -> str:
+def corpus_digest(corpus: Corpus) -> str:
     """A hash of the encoded text and its vocabulary: the corpus a sweep trained on, whatever its path."""
     digest = hashlib.sha256(corpus.tokenizer.chars.encode())
     for split in (corpus.train, corpus.val):
@@ -322,23 +224,3 @@ def _describe_difference(what: str, before: Any, now_: Any) -> str:
             if before.get(key) != now_.get(key):
                 return f"{what} {key}: {before.get(key)!r} there, {now_.get(key)!r} now"
     return f"{what}: {before!r} there, {now_!r} now"
-
-
-def probe_devices(specs: list[TrialSpec], known: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """The matmul peak of each present device in each precision its trials train in: the MFU
-    denominators, measured once per sweep (kept on resume)."""
-    import torch
-
-    from minigpt.measure import device_absent_reason, matmul_peak_flops
-    from minigpt.precision import resolve_precision
-
-    peaks = {device: dict(by_precision) for device, by_precision in known.items()}
-    for spec in specs:
-        if device_absent_reason(spec.device) is not None:
-            continue
-        device = torch.device(spec.device)
-        precision = resolve_precision(spec.config.precision, device)
-        by_precision = peaks.setdefault(spec.device, {})
-        if precision not in by_precision:
-            by_precision[precision] = matmul_peak_flops(device, precision)
-    return peaks

@@ -1,4 +1,4 @@
-"""One trial: take training steps (minigpt.step) within a budget on the lr schedule, score them
+"""The training loop, which knows no sweep: take training steps (minigpt.step) within a budget on the lr schedule, score them
 (minigpt.evaluate), stop on the stop rules, keep the best weights.
 
 `Trainer.run()` yields metric points as it goes; `Trainer.result` holds the summary after.

@@ -1,5 +1,7 @@
-"""Run one trial and produce its record: build the trainer, train, keep the best checkpoint,
-summarize, or record why it failed. Every executor calls `train_trial`; none imports another.
+"""A trial of a sweep, from its job to its record: what a trial is (`TrialSpec`), what it needs
+wherever it runs (`TrialJob`, and a batch's `SweepJob`), and `train_trial`, which builds the
+trainer (minigpt.train: the training loop), trains, keeps the best checkpoint and summarizes, or
+records why it failed. Every executor calls `train_trial`; none imports another.
 
 The record is trial.json's content: what was asked (variant, device, seed, configuration),
 the status, the summary metrics, and the machine's speed before and after (drift).
@@ -14,13 +16,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minigpt import metrics
 from minigpt.config import Config
 from minigpt.store import trial_id
 from minigpt.trackers import TrackingSettings, TrialTracking
 from minigpt.train import Budget
+
+if TYPE_CHECKING:
+    from minigpt.data import Corpus
+    from minigpt.store import RunStore
+
+Peaks = dict[str, dict[str, float]]  # device -> precision -> measured matmul FLOP/s (MFU's denominator)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,34 @@ class TrialSettings:
     plugins: tuple[str, ...] = ()  # absolute paths: imported where the trial runs, before building
     tracking: TrackingSettings | None = None  # the experiment trackers each trial also logs to
     eval_lengths: tuple[int, ...] = ()  # multiples of block_size its best checkpoint is scored at
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What training one trial needs, wherever it trains: sent whole to the trial's process."""
+
+    spec: TrialSpec
+    settings: TrialSettings
+    corpus: Corpus
+    peaks: dict[str, float] = field(default_factory=dict)  # the trial's device's: precision -> FLOP/s
+
+    def ended(self, status: str, error: str) -> dict[str, Any]:
+        return ended_record(self.spec, self.settings, status, error)
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    """What an executor needs to run a batch of a sweep's trials: the trials' shared part, and the
+    store and observer that stay with the sweep's process."""
+
+    settings: TrialSettings
+    corpus: Corpus
+    store: RunStore
+    peaks: Peaks
+    observer: Any  # a minigpt.sweep.SweepObserver
+
+    def trial(self, spec: TrialSpec) -> TrialJob:
+        return TrialJob(spec, self.settings, self.corpus, self.peaks.get(spec.device, {}))
 
 
 def now() -> str:
@@ -113,30 +149,28 @@ def failure(error: Exception) -> dict[str, Any]:
 
 def train_trial(
     record: dict[str, Any],
-    spec: TrialSpec,
-    settings: TrialSettings,
-    corpus: Any,
+    job: TrialJob,
     checkpoint_dir: Path,
-    peak_flops: dict[str, float],
     on_point: Callable[[dict[str, Any]], None],
     device: str | None = None,
 ) -> dict[str, Any]:
     """Train the trial begun as `record`, calling on_point with every metric point; returns
     the finished record. Any exception becomes a `failed` (or `diverged`) record; Ctrl-C
-    marks it `interrupted` and propagates. `peak_flops` maps precision -> this device's peak.
-    The trackers log each point after on_point, where the trainer has already synced for it."""
+    marks it `interrupted` and propagates. The trackers log each point after on_point, where
+    the trainer has already synced for it."""
     import torch
 
     from minigpt.measure import probe_speed
     from minigpt.precision import resolve_precision
 
+    spec, settings = job.spec, job.settings
     device = device or spec.device
     precision = resolve_precision(spec.config.precision, torch.device(device))
     trainer, before = None, None
     tracking = TrialTracking(settings.tracking, spec.id, record)
     try:
         before = probe_speed(device, precision)
-        trainer = build_trainer(spec, settings, corpus, checkpoint_dir, device)
+        trainer = build_trainer(job, checkpoint_dir, device)
         for point in trainer.run():
             on_point(point)
             tracking.log(point)
@@ -150,7 +184,7 @@ def train_trial(
         record.update(failure(error))
     finally:
         record.update(precision=precision, finished_at=now())
-        record.update(closing_fields(trainer, peak_flops.get(precision), before, device, precision, record["status"]))
+        record.update(closing_fields(trainer, job.peaks.get(precision), before, device, precision, record["status"]))
         record.update(tracking.finish(record))
     return record
 
@@ -179,7 +213,7 @@ def closing_fields(
 
     fields: dict[str, Any] = {}
     try:
-        fields.update(summarize(trainer, peak))
+        fields.update(training_summary(trainer, peak))
         if before is not None and status != "interrupted":
             fields.update(drift_fields(before[0], probe_speed(device, precision, before[1])[0]))
     except Exception as error:  # recorded; the status the trial ended with stands
@@ -187,13 +221,13 @@ def closing_fields(
     return fields
 
 
-def build_trainer(
-    spec: TrialSpec, settings: TrialSettings, corpus: Any, checkpoint_dir: Path, device: str | None = None
-) -> Any:
+def build_trainer(job: TrialJob, checkpoint_dir: Path, device: str | None = None) -> Any:
     """The trial's trainer, saving each best checkpoint into checkpoint_dir; `device` is
     where it trains when this process calls spec.device something else (a Ray worker's GPU)."""
     from minigpt.checkpoint import save_checkpoint
     from minigpt.train import Trainer
+
+    spec, settings, corpus = job.spec, job.settings, job.corpus
 
     def save_best(model: Any, step: int, val_loss: float) -> None:
         save_checkpoint(
@@ -212,12 +246,13 @@ def build_trainer(
     )
 
 
-def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
+def training_summary(trainer: Any, peak: float | None) -> dict[str, Any]:
     """The summary fields of trial.json, derived metrics included (minigpt.metrics declares them
     all); nulls where the trial never got that far. MFU divides the model FLOP/s by `peak`, this
     device's measured peak in the trial's precision."""
     if trainer is None:
         return {}
+    from minigpt.flops import total_fields
     from minigpt.measure import flops_per_token, peak_memory_mb
 
     result = trainer.result
@@ -227,6 +262,7 @@ def summarize(trainer: Any, peak: float | None) -> dict[str, Any]:
     measured = {
         "params": trainer.model.num_params(),
         "flops_per_token": flops,
+        **total_fields(trainer.cfg),
         "best_val_loss": result.best_val_loss,
         "best_step": result.best_step,
         "final_val_loss": result.final_val_loss,

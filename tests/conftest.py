@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from minigpt import cli as minigpt_cli
-from minigpt.config import Config
+from minigpt.config import PRESETS, Config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "data" / "input.txt"
@@ -28,8 +29,81 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 
 @pytest.fixture
+def scratch_registries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a test registers with a component registry (a plugin's attention, a broken MLP) is
+    gone after it, so no later test meets it among the registry's names."""
+    from minigpt import components
+
+    for registry in components.CHOSEN_BY_CONFIG:
+        monkeypatch.setattr(registry, "_factories", dict(registry._factories))
+
+
+@pytest.fixture
 def tiny_config() -> Config:
     return Config(**TINY, warmup_steps=5, eval_interval=10, eval_batches=2)
+
+
+# Models for decoding and component tests: a context of 8 over 9 characters (a newline for the
+# default prompt), so that a few dozen greedy tokens run well past block_size.
+BLOCK = 8
+VOCAB = "\nabcdefgh"
+
+
+def tiny_recipe() -> Config:
+    """The cpu-fast recipe (its optimizer, learning rate and schedule) at a tiny size: two layers
+    of 16 dims over VOCAB, a context of BLOCK."""
+    tiny = {"vocab_size": len(VOCAB), "n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": BLOCK}
+    return PRESETS["cpu-fast"].config().replace(**tiny, batch_size=4, warmup_steps=5)
+
+
+def random_model(cfg: Config, seed: int = 0) -> Any:
+    """A GPT of `cfg` in eval mode, built under `seed` with every weight then drawn from
+    N(0, 0.5): its logits lie far enough apart that a greedy choice never hangs on rounding."""
+    import torch
+
+    from minigpt.model import GPT
+
+    torch.manual_seed(seed)
+    model = GPT(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    return model
+
+
+def train_on_a_cycle(cfg: Config, steps: int = 30, seed: int = 0) -> Any:
+    """The losses of `steps` TrainSteps of `cfg` on shifted copies of one cycle through the
+    vocabulary (learnable in a few steps), the learning rate following cfg.schedule."""
+    import torch
+
+    from minigpt import components
+    from minigpt.step import TrainStep
+
+    step = TrainStep(cfg, "cpu", seed=seed)
+    schedule = components.schedule.get(cfg.schedule)
+    batches = torch.Generator().manual_seed(seed)
+    text = torch.arange(cfg.block_size + 1) % cfg.vocab_size
+    losses = []
+    with step.precision.float32_matmuls():
+        for i in range(steps):
+            offsets = torch.randint(cfg.vocab_size, (cfg.batch_size, 1), generator=batches)
+            tokens = (text + offsets) % cfg.vocab_size
+            step.set_lr(schedule(cfg, i, (i - cfg.warmup_steps) / (steps - cfg.warmup_steps)))
+            losses.append(step.step(tokens[:, :-1], tokens[:, 1:]))
+    assert all(torch.isfinite(p).all() for p in step.model.parameters())
+    return torch.stack(losses)
+
+
+def plain_loop(model: Any, prompt: list[int], steps: int) -> list[int]:
+    """The reference for cached decoding: greedy tokens from the last block_size tokens, no cache."""
+    import torch
+
+    idx = torch.tensor([prompt])
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(idx[:, -model.cfg.block_size :])[0][:, -1]
+            idx = torch.cat((idx, logits.argmax(-1, keepdim=True)), dim=1)
+    return idx[0].tolist()
 
 
 def subprocess_env() -> dict[str, str]:

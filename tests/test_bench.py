@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from minigpt import bench, bundled
-from minigpt.bench import CASES, BenchError, plan_suite, run_bench, summarize
+from minigpt.bench import CASES, BenchError, plan_suite, run_bench, summarize_bench
 from minigpt.config import PRESETS, Config, resolve_recipe
 from minigpt.variants import discover
 
@@ -242,7 +242,7 @@ def test_summary_pairs_rounds_into_speed_ratios_with_intervals() -> None:
         ]
     }
 
-    lines = summarize(report).splitlines()
+    lines = summarize_bench(report).splitlines()
 
     assert lines[0].startswith("cpu (2 threads), 3 interleaved round(s): median ms per call, and speed relative")
     assert lines[1].split() == ["variant", "forward", "train_step"]
@@ -266,7 +266,7 @@ def test_bench_rows_carry_the_verdict() -> None:
 
 
 def test_summary_of_a_report_without_timings_says_so() -> None:
-    assert "no timings" in summarize({"benchmarks": []})
+    assert "no timings" in summarize_bench({"benchmarks": []})
 
 
 def test_the_suite_is_the_bundled_one_rooted_at_its_own_folder(tmp_path: Path) -> None:

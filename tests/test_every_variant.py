@@ -14,12 +14,10 @@ from minigpt.checkpoint import load_checkpoint, save_checkpoint
 from minigpt.config import PRESETS, Config
 from minigpt.data import CharTokenizer
 from minigpt.generate import generate
-from minigpt.model import GPT
 from minigpt.step import TrainStep
-from minigpt.train import lr_at
 from minigpt.variants import discover
 
-from .test_generate import BLOCK, VOCAB, plain_loop
+from .conftest import BLOCK, VOCAB, plain_loop, random_model, tiny_recipe, train_on_a_cycle
 
 VARIANTS = discover().names()
 TRAIN_STEPS = 30
@@ -27,22 +25,7 @@ TRAIN_STEPS = 30
 
 def variant_config(name: str) -> Config:
     """The variant applied to the cpu-fast recipe at a tiny size: two layers of 16 dims."""
-    base = (
-        PRESETS["cpu-fast"]
-        .config()
-        .replace(vocab_size=len(VOCAB), n_layer=2, n_head=2, n_embd=16, block_size=BLOCK, batch_size=4, warmup_steps=5)
-    )
-    return discover().get(name).configure(base)
-
-
-def random_model(cfg: Config, seed: int = 0) -> GPT:
-    """The variant's model with weights large enough that greedy choices never tie."""
-    torch.manual_seed(seed)
-    model = GPT(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.5)
-    return model
+    return discover().get(name).configure(tiny_recipe())
 
 
 def test_the_registry_holds_the_modern_zoo() -> None:
@@ -54,20 +37,8 @@ def test_the_registry_holds_the_modern_zoo() -> None:
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_the_variant_trains_without_nan(name: str) -> None:
-    cfg = variant_config(name)
-    step = TrainStep(cfg, "cpu", seed=0)
-    batches = torch.Generator().manual_seed(0)
-    text = torch.arange(cfg.block_size + 1) % cfg.vocab_size  # a cycle: learnable in a few steps
-    losses = []
-    with step.precision.float32_matmuls():
-        for i in range(TRAIN_STEPS):
-            offsets = torch.randint(cfg.vocab_size, (cfg.batch_size, 1), generator=batches)
-            tokens = (text + offsets) % cfg.vocab_size
-            step.set_lr(lr_at(cfg, i, (i - cfg.warmup_steps) / (TRAIN_STEPS - cfg.warmup_steps)))
-            losses.append(step.step(tokens[:, :-1], tokens[:, 1:]))
-    losses = torch.stack(losses)
+    losses = train_on_a_cycle(variant_config(name), TRAIN_STEPS)
     assert torch.isfinite(losses).all()
-    assert all(torch.isfinite(p).all() for p in step.model.parameters())
     assert losses[-5:].mean() < losses[:5].mean()
 
 

@@ -312,10 +312,10 @@ def test_speed_failures_are_told_from_devices_with_nothing_to_compare() -> None:
 def test_speed_exits_1_when_a_measurement_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from minigpt import cli_run
+    from minigpt import progress
 
     measured = {"devices": {"cpu": {"variants": {"x": {"error": "RuntimeError: no"}}}}}
-    monkeypatch.setattr(cli_run, "measure_speed", lambda run_dir, rounds: measured)
+    monkeypatch.setattr(progress, "measure_speed", lambda console, run_dir, rounds: measured)
     code, _, err = run_cli(["speed", str(tmp_path)], monkeypatch, capsys)
     assert code == 1
     assert err.strip().splitlines() == ["error: the speed of x on cpu could not be measured"]

@@ -11,7 +11,7 @@ import pytest
 
 from minigpt.report.findings import findings, loss_finding, measurement_warnings, ratio_text, speed_finding
 from minigpt.report.render import build
-from minigpt.report.speed import SPEED_COLUMNS, Drift, SpeedPhase
+from minigpt.report.speed_results import SPEED_COLUMNS, Drift, SpeedPhase
 from tests.test_report import completed_fields, make_run, write_speed, write_trial
 
 LOSS_CPU = (

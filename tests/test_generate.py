@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from minigpt import components
 from minigpt.checkpoint import save_checkpoint
 from minigpt.cli import main
 from minigpt.config import Config
@@ -31,34 +32,18 @@ from minigpt.generate import (
 from minigpt.model import GPT
 from minigpt.store import RunStore
 
-POSITIONS = ["rope", "learned", "sinusoidal", "alibi", "none", "rope+learned"]
-ATTENTIONS = ["sdpa", "manual", "looped"]
-BLOCK = 8
-VOCAB = "\nabcdefgh"  # 9 characters, newline included for the default prompt
+from .conftest import BLOCK, VOCAB, plain_loop, random_model
+
+POSITIONS = components.position.names()
+ATTENTIONS = components.attention.names()
 
 
 def tiny_model(position: str = "rope", attention: str = "sdpa", seed: int = 0) -> GPT:
-    """A random tiny model with weights large enough that its logits are well apart, so a
-    greedy choice never hangs on rounding."""
-    torch.manual_seed(seed)
+    """A random tiny model whose greedy choices never hang on rounding."""
     cfg = Config(
         vocab_size=len(VOCAB), n_layer=2, n_embd=16, n_head=2, block_size=BLOCK, position=position, attention=attention
     )
-    model = GPT(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.5)
-    return model
-
-
-@torch.no_grad()
-def plain_loop(model: GPT, prompt: list[int], steps: int) -> list[int]:
-    """The reference: greedy decoding from the last block_size tokens, no cache."""
-    idx = torch.tensor([prompt])
-    for _ in range(steps):
-        logits = model(idx[:, -model.cfg.block_size :])[0][:, -1]
-        idx = torch.cat((idx, logits.argmax(-1, keepdim=True)), dim=1)
-    return idx[0].tolist()
+    return random_model(cfg, seed)
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)

@@ -12,10 +12,10 @@ import pytest
 from rich.console import Console
 
 from minigpt import metrics
-from minigpt.progress import summary_table as terminal_table
-from minigpt.report import build, summary_columns, summary_table, trial_columns, write_report
+from minigpt.progress import trials_table as terminal_table
+from minigpt.report import build, summary_columns, trial_columns, variant_summary_table, write_report
 from minigpt.report.frames import COMPARISON_COLUMNS, STATUSES
-from minigpt.report.speed import SPEED_VALUES
+from minigpt.report.speed_results import SPEED_VALUES
 from tests.test_report import make_run, write_speed
 
 # trial.json summary fields DESIGN.md promises: each one a declared trial metric
@@ -57,7 +57,17 @@ def test_every_summary_column_is_a_declared_metric_or_a_fixed_column() -> None:
     columns = summary_columns()
     assert len(columns) == len(set(columns))
     declared = {column for m in metrics.TRIAL_METRICS for column in m.summary_columns()}
-    fixed = {"variant", "device", "trials", "precision", "changed", "description", *STATUSES, *COMPARISON_COLUMNS}
+    fixed = {
+        "variant",
+        "device",
+        "size",
+        "trials",
+        "precision",
+        "changed",
+        "description",
+        *STATUSES,
+        *COMPARISON_COLUMNS,
+    }
     assert set(columns) == declared | fixed | set(SPEED_VALUES)
     # the speed contract (DESIGN.md) and the columns this schema replaced keep their names
     assert {"speed_ratio", "speed_ratio_low", "speed_ratio_high", "speed_verdict", "best_val_loss_low",
@@ -67,7 +77,7 @@ def test_every_summary_column_is_a_declared_metric_or_a_fixed_column() -> None:
 def test_every_column_of_the_report_table_is_declared(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     write_speed(run)
-    table = summary_table(build(run))
+    table = variant_summary_table(build(run))
     headers = {f"{m.label}{suffix}" for m in metrics.TRIAL_METRICS for suffix in ("", " [95%]", " [95%] (seeds)")}
     assert set(table.columns) - REPORT_HEADERS <= headers
     shown = [m for m in metrics.TRIAL_METRICS if m.in_report and not m.same_as]
@@ -146,14 +156,16 @@ def test_bits_per_character_is_the_loss_over_ln2_in_trial_json(tmp_path: Path) -
     from minigpt.config import Config
     from minigpt.data import Corpus
     from minigpt.train import Budget
-    from minigpt.trial import TrialSettings, TrialSpec, begin_record, train_trial
+    from minigpt.trial import TrialJob, TrialSettings, TrialSpec, begin_record, train_trial
     from tests.conftest import SHAKESPEARE, TINY
 
     config = Config(**TINY, warmup_steps=2, eval_interval=5, eval_batches=2)
     spec = TrialSpec("baseline", "the reference", "cpu", 0, config, {})
     settings = TrialSettings("tiny-shakespeare", Budget(max_steps=8), None)
     corpus = Corpus.from_text(SHAKESPEARE.read_text()[:20_000], "head")
-    record = train_trial(begin_record(spec, settings), spec, settings, corpus, tmp_path, {"fp32": 1e11}, lambda p: None)
+    record = train_trial(
+        begin_record(spec, settings), TrialJob(spec, settings, corpus, {"fp32": 1e11}), tmp_path, lambda p: None
+    )
     assert record["status"] == "completed"
     assert record["best_val_bpc"] == pytest.approx(record["best_val_loss"] / math.log(2), rel=1e-12)
     assert record["final_val_bpc"] == pytest.approx(record["final_val_loss"] / math.log(2), rel=1e-12)

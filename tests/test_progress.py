@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from minigpt.metrics import si
-from minigpt.progress import summary_table
+from minigpt.progress import trials_table
 
 WIDEST = {  # the widest values a sweep writes: long names, a cuda index, fast GPUs, slow CPUs
     "trial_id": "attn-looped--cuda:1--s12",
@@ -33,7 +33,7 @@ CELLS = [  # bits per character beside the loss (derived from it), tokens/s in t
 
 def test_the_summary_fits_80_columns_with_every_cell_whole() -> None:
     console = Console(width=80, record=True, color_system=None)
-    console.print(summary_table([WIDEST, TYPICAL]))
+    console.print(trials_table([WIDEST, TYPICAL]))
     lines = console.export_text().splitlines()
 
     assert max(len(line) for line in lines) <= 80

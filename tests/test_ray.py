@@ -30,8 +30,9 @@ from typer.testing import CliRunner  # noqa: E402
 from minigpt.config import Config  # noqa: E402
 from minigpt.progress import concurrency_warning  # noqa: E402
 from minigpt.ray_executor import RayOptions, RayUnavailable  # noqa: E402
+from minigpt.runner import QuietObserver, run_sweep  # noqa: E402
 from minigpt.store import RunStore  # noqa: E402
-from minigpt.sweep import QuietObserver, plan_sweep, run_sweep  # noqa: E402
+from minigpt.sweep import plan_sweep  # noqa: E402
 from minigpt.train import Budget  # noqa: E402
 from minigpt.variants import discover  # noqa: E402
 
@@ -104,7 +105,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def no_driver_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """The driver's matmul probe is the local executor's MFU denominator, not under test here."""
-    monkeypatch.setattr("minigpt.sweep.probe_devices", lambda devices, known: {})
+    monkeypatch.setattr("minigpt.runner.probe_devices", lambda devices, known: {})
 
 
 @pytest.fixture(scope="module")

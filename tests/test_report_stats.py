@@ -16,7 +16,7 @@ from minigpt.report import (
     holm,
     load_frames,
     mean_interval,
-    summarize,
+    summarize_variants,
     t_cdf,
     t_quantile_975,
     two_sided_p,
@@ -98,7 +98,7 @@ def close_call_run(root: Path, variants: list[str]) -> Path:
 
 def test_splitting_the_error_rate_withholds_calls_that_intervals_alone_would_make(tmp_path: Path) -> None:
     alone, _ = load_frames(close_call_run(tmp_path / "alone", ["a"]))
-    row = summarize(alone, ["baseline", "a"]).set_index("variant").loc["a"]
+    row = summarize_variants(alone, ["baseline", "a"]).set_index("variant").loc["a"]
     assert (
         row["p_value"] == pytest.approx(two_sided_p(0.13 / (0.03 / math.sqrt(3)), 2), rel=1e-6)
         and row["p_value"] < 0.05
@@ -106,7 +106,7 @@ def test_splitting_the_error_rate_withholds_calls_that_intervals_alone_would_mak
     assert row["diff_low"] > 0 and row["verdict"] == "worse"
 
     many, _ = load_frames(close_call_run(tmp_path / "many", ["a", "b", "c"]))
-    summary = summarize(many, ["baseline", "a", "b", "c"]).set_index("variant").drop("baseline")
+    summary = summarize_variants(many, ["baseline", "a", "b", "c"]).set_index("variant").drop("baseline")
     assert (summary["diff_low"] < 0).all()  # each interval, at 1 - 0.05/3, now holds zero
     assert summary["p_holm"].to_numpy() == pytest.approx([3 * row["p_value"]] * 3)
     assert summary["p_adjusted"].to_numpy() == pytest.approx([3 * row["p_value"]] * 3)

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from minigpt import sweep
+from minigpt import runner
 from minigpt.config import Config
 from minigpt.decide import DEFAULT_MAX_SEEDS, looks
 from minigpt.report import write_report
-from minigpt.stages import FairOptions, run_fair_sweep
+from minigpt.runner import QuietObserver, run_sweep
+from minigpt.stages import FairOptions
 from minigpt.store import RunStore
-from minigpt.sweep import QuietObserver, plan_sweep
+from minigpt.sweep import plan_sweep
 from minigpt.train import Budget
 from minigpt.variants import Variant, VariantRegistry
 from tests.conftest import SHAKESPEARE, TINY, TINY_SET, run_cli
@@ -49,7 +52,8 @@ class KnownLosses:
     def __exit__(self, *error: object) -> None:
         pass
 
-    def __call__(self, specs, settings, corpus, store, peaks, observer) -> None:  # noqa: ANN001
+    def __call__(self, specs, sweep) -> None:  # noqa: ANN001
+        store = sweep.store
         for spec in specs:
             self.ran.append(spec)
             seed_draw = np.random.default_rng(spec.seed).normal(0, 0.05)
@@ -62,16 +66,40 @@ class KnownLosses:
 
 @pytest.fixture(autouse=True)
 def no_device_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep, "probe_devices", lambda specs, known: {})
+    monkeypatch.setattr(runner, "probe_devices", lambda specs, known: {})
 
 
-def auto_run(root: Path, max_seeds: int = DEFAULT_MAX_SEEDS) -> tuple[KnownLosses, list[dict]]:
+def auto_run(
+    root: Path, max_seeds: int = DEFAULT_MAX_SEEDS, observer: QuietObserver | None = None
+) -> tuple[KnownLosses, list[dict]]:
     plan = plan_sweep(registry(), list(SHIFT), ["cpu"], [0, 1, 2], BASE, str(SHAKESPEARE), Budget(max_steps=4))
     plan.options["spec"] = {"seeds": "auto", "max_seeds": max_seeds}  # what `run` records, for the report
     executor = KnownLosses()
     fair = FairOptions(seeds_auto=True, max_seeds=max_seeds)
-    records = run_fair_sweep(registry(), plan, fair, RunStore(root), QuietObserver(), executor=executor)
+    records = run_sweep(replace(plan, fair=fair), RunStore(root), observer or QuietObserver(), executor=executor)
     return executor, records
+
+
+class Counting(QuietObserver):
+    def __init__(self) -> None:
+        self.started: list[tuple[int, int]] = []
+        self.added = 0
+
+    def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None:
+        self.started.append((total, pending))
+
+    def trials_added(self, count: int) -> None:
+        self.added += count
+
+
+def test_the_rounds_grow_the_display_and_a_resume_counts_them_held(tmp_path: Path) -> None:
+    first = Counting()
+    executor, _ = auto_run(tmp_path, observer=first)
+    assert first.started == [(len(SHIFT) * 3, len(SHIFT) * 3)]  # the first round; later ones are decided as it goes
+    assert first.started[0][0] + first.added == len(executor.ran)
+    again = Counting()
+    rerun, _ = auto_run(tmp_path, observer=again)
+    assert rerun.ran == [] and again.started == [(len(executor.ran), 0)] and again.added == 0
 
 
 def seeds_of(executor: KnownLosses) -> dict[str, list[int]]:
@@ -152,9 +180,8 @@ def test_max_seeds_needs_auto_and_the_margins_must_make_sense(
 def test_auto_without_the_baseline_runs_the_first_round_only(tmp_path: Path) -> None:
     plan = plan_sweep(registry(), ["copy", "noisy"], ["cpu"], [0, 1, 2], BASE, str(SHAKESPEARE), Budget(max_steps=4))
     executor = KnownLosses()
-    run_fair_sweep(
-        registry(), plan, FairOptions(seeds_auto=True), RunStore(tmp_path), QuietObserver(), executor=executor
-    )
+    fair = FairOptions(seeds_auto=True)
+    run_sweep(replace(plan, fair=fair), RunStore(tmp_path), QuietObserver(), executor=executor)
     assert sorted((spec.variant, spec.seed) for spec in executor.ran) == [
         (v, s) for v in ("copy", "noisy") for s in range(3)
     ]

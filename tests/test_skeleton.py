@@ -246,14 +246,13 @@ def test_bad_settings_say_what_to_change(changes: dict, message: str) -> None:
         Config(**changes)
 
 
-@pytest.mark.parametrize("key", ["block", "residual", "embedding", "head", "init", "schedule"])
+@pytest.mark.parametrize("key", [registry.kind for registry in components.CHOSEN_BY_CONFIG])
 def test_an_unknown_component_name_fails_when_the_variant_is_configured(key: str) -> None:
     baseline = discover().get("baseline")
-    with pytest.raises(VariantError, match=rf"variant 'baseline' .*unknown {key} 'sideways'; choose from"):
-        baseline.configure(CFG.replace(**{key: "sideways"}))
+    with pytest.raises(VariantError, match=rf"variant 'baseline' .*unknown {key} 'xyzzy'; choose from"):
+        baseline.configure(CFG.replace(**{key: "xyzzy"}))
 
 
-@components.mlp.register("test-halved")
 class HalvedMLP(torch.nn.Module):
     """Breaks the contract: returns half the model's width."""
 
@@ -264,7 +263,9 @@ class HalvedMLP(torch.nn.Module):
         return x[..., : x.size(-1) // 2]
 
 
+@pytest.mark.usefixtures("scratch_registries")
 def test_a_component_of_the_wrong_shape_is_named_with_its_file_and_what_was_expected() -> None:
+    components.mlp.register("test-halved")(HalvedMLP)
     model = GPT(CFG.replace(mlp="test-halved"))
     with pytest.raises(ContractError) as error:
         check_components(model)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from minigpt.spec import RunSpec, build_spec, load_spec, to_toml
+from minigpt.spec import RunSpec, build_spec, load_spec, spec_options, to_toml
 from tests.conftest import ROOT, TINY_SET, run_cli
 
 TINY_SETS = [value for flag, value in zip(TINY_SET[::2], TINY_SET[1::2], strict=True) if flag == "--set"]
@@ -37,13 +36,14 @@ def test_every_run_option_is_a_spec_key_with_runs_own_default() -> None:
 
     from minigpt.cli import run
 
-    options = {("set" if name == "set_" else name): p for name, p in inspect.signature(run).parameters.items()}
-    keys = {field.name for field in fields(RunSpec)}
+    options = dict(inspect.signature(run).parameters)
+    keys = set(spec_options())
     assert set(options) - NOT_SPEC_KEYS == keys
+    assert {"ray_address", "ray_cpus_per_trial"} <= keys  # the executors' own options among them
     for key in sorted(keys):
         option = options[key].default
         default = option if not isinstance(option, Path) else str(option)
-        assert (default or None) == (getattr(RunSpec(), key) or None), key
+        assert (default or None) == (RunSpec().values()[key] or None), key
 
 
 def test_a_file_builds_the_spec_and_the_command_line_wins(tmp_path: Path) -> None:
@@ -58,6 +58,13 @@ def test_a_file_builds_the_spec_and_the_command_line_wins(tmp_path: Path) -> Non
     )
 
 
+def test_an_executors_own_options_are_spec_keys_that_read_back(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path / "s.toml", 'executor = "ray"\nray_cpus_per_trial = 2\n'))
+    assert spec.executor_options == {"ray_cpus_per_trial": 2}
+    assert spec.overridden({"ray_address": "auto"}).executor_options == {"ray_cpus_per_trial": 2, "ray_address": "auto"}
+    assert load_spec(write_spec(tmp_path / "back.toml", to_toml(spec))) == spec
+
+
 def test_a_spec_written_as_toml_reads_back_the_same(tmp_path: Path) -> None:
     spec = RunSpec(variants="a,b", seeds="0,1", max_seconds=2.5, set=("lr=1e-3", 'x="q"'), tune=("lr",), out="runs/é")
     assert load_spec(write_spec(tmp_path / "s.toml", to_toml(spec, "a comment"))) == spec
@@ -70,6 +77,7 @@ def test_a_spec_written_as_toml_reads_back_the_same(tmp_path: Path) -> None:
         ("max_steps = 1.5\n", "s.toml: key 'max_steps' expects an integer, got a float"),
         ("stop_at_target = 1\n", "s.toml: key 'stop_at_target' expects a boolean, got an integer"),
         ("set = [1]\n", "s.toml: key 'set' expects an array of strings, got an array"),
+        ('ray_cpus_per_trial = "2"\n', "s.toml: key 'ray_cpus_per_trial' expects an integer, got a string"),
         ('seeds = "1"\nmax_steps = = 3\n', "s.toml: not valid TOML: Invalid value (at line 2, column 13)"),
     ],
 )

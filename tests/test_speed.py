@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from minigpt.report.speed import parse_speed
+from minigpt.report.speed_results import parse_speed
 from minigpt.speed import compare, time_rounds, untimed_devices
 from minigpt.stats import paired_ratio, speed_verdict
 from minigpt.store import RunStore

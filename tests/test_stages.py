@@ -4,16 +4,20 @@ rate: the choice, the growth at the grid's edges, the seeds, the ladder and FLOP
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from minigpt import stages, sweep
+from minigpt import runner, stages, sweep
 from minigpt.config import Config
+from minigpt.flops import count_flops
+from minigpt.runner import QuietObserver, run_sweep
 from minigpt.sizes import parse_sizes
-from minigpt.stages import FairOptions, flops_steps, model_counts, plan_groups, run_fair_sweep
+from minigpt.stages import FairOptions, flops_steps, model_counts, plan_groups
 from minigpt.store import RunStore
-from minigpt.sweep import QuietObserver, plan_sweep
+from minigpt.sweep import plan_sweep
 from minigpt.train import Budget
 from minigpt.tune import parse_tune
 from minigpt.variants import Variant, VariantRegistry
@@ -51,19 +55,21 @@ class FakeExecutor:
     def __exit__(self, *error: object) -> None:
         pass
 
-    def __call__(self, specs, settings, corpus, store, peak_flops, observer) -> None:  # noqa: ANN001
+    def __call__(self, specs, sweep) -> None:  # noqa: ANN001
+        store = sweep.store
         for spec in specs:
             self.ran.append(spec)
             best = self.best_lr.get(spec.seed, 0.004) if isinstance(self.best_lr, dict) else self.best_lr
             loss = 1.0 + math.log(spec.config.lr / best) ** 2
             status = "failed" if spec.variant in self.failing else "completed"
-            store.write_trial({"trial_id": spec.id, "variant": spec.variant, "seed": spec.seed, "status": status,
-                               "best_val_loss": loss, "config": spec.config.to_dict(), **spec.labels})  # fmt: skip
+            store.write_trial({"trial_id": spec.id, "variant": spec.variant, "device": spec.device, "seed": spec.seed,
+                               "status": status, "best_val_loss": loss, "config": spec.config.to_dict(),
+                               **spec.labels})  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
 def no_device_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep, "probe_devices", lambda specs, known: {})
+    monkeypatch.setattr(runner, "probe_devices", lambda specs, known: {})
 
 
 def fair_run(
@@ -72,12 +78,13 @@ def fair_run(
     variants: str = "baseline",
     budget: Budget | None = None,
     failing: frozenset[str] = frozenset(),
+    observer: QuietObserver | None = None,
     **fair: object,
 ) -> tuple[FakeExecutor, dict]:
     plan = plan_sweep(registry(), variants, ["cpu"], [0, 1], BASE, str(SHAKESPEARE), budget or Budget(max_steps=40))
     options = FairOptions(**{"tune": parse_tune(["lr"], BASE), "tune_seeds": [1000], **fair})
     executor = FakeExecutor(best_lr, failing)
-    run_fair_sweep(registry(), plan, options, RunStore(tmp_path), QuietObserver(), executor=executor)
+    run_sweep(replace(plan, fair=options), RunStore(tmp_path), observer or QuietObserver(), executor=executor)
     return executor, RunStore(tmp_path).read_sweep()["tuning"]
 
 
@@ -137,24 +144,53 @@ def test_a_rerun_resumes_every_stage_and_another_grid_is_another_plan(tmp_path: 
         fair_run(tmp_path, best_lr=0.008, tune=parse_tune(["lr=1e-3,2e-3"], BASE))
 
 
+class Counting(QuietObserver):
+    """The first line's counts, and the trials the display was told of later."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[int, int]] = []
+        self.added = 0
+
+    def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None:
+        self.started.append((total, pending))
+
+    def trials_added(self, count: int) -> None:
+        self.added += count
+
+
+def test_the_first_line_counts_tuning_and_evaluation_trials_held_and_to_run(tmp_path: Path) -> None:
+    first = Counting()
+    executor, _ = fair_run(tmp_path, best_lr=0.004, observer=first)  # the best in the grid's middle: no growth
+    trials = len(executor.ran)
+    assert trials > 2  # two evaluation trials and the tuning ones
+    assert first.started == [(trials, trials)] and first.added == 0
+    again = Counting()
+    fair_run(tmp_path, best_lr=0.004, observer=again)
+    assert again.started == [(trials, 0)] and again.added == 0
+
+
+def test_a_grown_grid_adds_its_trials_to_the_display(tmp_path: Path) -> None:
+    first = Counting()
+    executor, _ = fair_run(tmp_path, best_lr=0.06, observer=first)  # beyond the grid's edge: it grows
+    assert first.started[0][0] + first.added == len(executor.ran) and first.added > 0
+    again = Counting()
+    fair_run(tmp_path, best_lr=0.06, observer=again)
+    assert again.started == [(len(executor.ran), 0)] and again.added == 0
+
+
 def groups(variants: str, **fair: object) -> list[stages.Group]:
     plan = plan_sweep(registry(), variants, ["cpu"], [0], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000))
     return plan_groups(registry(), plan, FairOptions(**fair), vocab_size=65)
 
 
-def test_a_flops_budget_gives_each_variant_the_steps_its_flops_per_token_allow() -> None:
+def test_a_flops_budget_gives_each_variant_the_steps_its_total_flops_per_step_allow() -> None:
     baseline, wide = groups("baseline,wide-mlp", max_flops=3e9)
-    tokens_per_step = BASE.batch_size * BASE.block_size
-    per_token = {g.variant: model_counts(g.config.replace(vocab_size=65))[1] for g in (baseline, wide)}
-    assert per_token["wide-mlp"] != per_token["baseline"]
+    per_step = {g.variant: count_flops(g.config.replace(vocab_size=65)).total_per_step for g in (baseline, wide)}
+    assert per_step["wide-mlp"] != per_step["baseline"]
     for group in (baseline, wide):
         steps = group.budget.max_steps
         assert steps == flops_steps(group.config, 3e9)
-        assert (
-            steps * per_token[group.variant] * tokens_per_step
-            <= 3e9
-            < (steps + 1) * per_token[group.variant] * tokens_per_step
-        )
+        assert steps * per_step[group.variant] <= 3e9 < (steps + 1) * per_step[group.variant]
     assert baseline.budget.max_tokens is None  # the preset's tokens give way to the FLOPs budget
 
 

@@ -16,7 +16,7 @@ from minigpt.local_executor import lost_record
 from minigpt.stats import difference_interval
 from minigpt.store import RunLocked, RunStore, append_point, is_evaluation, trial_id
 from minigpt.train import Budget
-from minigpt.trial import TrialSettings, TrialSpec, ended_record
+from minigpt.trial import TrialJob, TrialSettings, TrialSpec, ended_record
 
 from .conftest import SHAKESPEARE, TINY
 
@@ -54,7 +54,7 @@ def test_a_trial_whose_process_died_after_its_last_record_keeps_that_record(tmp_
     store = RunStore(tmp_path)
     finished = {**ended_record(spec, settings, "completed", ""), "best_val_loss": 2.5}
     store.write_trial(finished)
-    assert lost_record(spec, settings, store, -9) == finished
+    assert lost_record(TrialJob(spec, settings, None), store, -9) == finished
     assert store.read_trial(spec.id) == finished  # not overwritten as failed
 
 
@@ -62,7 +62,7 @@ def test_a_trial_whose_process_died_mid_training_is_recorded_failed_with_its_exi
     spec, settings = spec_and_settings()
     store = RunStore(tmp_path)
     store.write_trial({**ended_record(spec, settings, "running", ""), "error": None})
-    record = lost_record(spec, settings, store, -9)
+    record = lost_record(TrialJob(spec, settings, None), store, -9)
     assert record["status"] == "failed" and "the trial's process died (exit code -9)" in record["error"]
     assert store.read_trial(spec.id)["status"] == "failed"
 

@@ -24,8 +24,9 @@ from minigpt.data import Corpus
 from minigpt.errors import UserError
 from minigpt.executors import executor_options
 from minigpt.ray_executor import RayOptions
+from minigpt.runner import run_sweep
 from minigpt.store import RunStore
-from minigpt.sweep import corpus_digest, first_difference, merged_sweep_json, plan_sweep, rotated, run_sweep
+from minigpt.sweep import corpus_digest, first_difference, merged_sweep_json, plan_sweep, rotated
 from minigpt.train import Budget
 from minigpt.trial import ended_record
 from minigpt.variants import discover
@@ -435,10 +436,11 @@ class Skipping:
     def __exit__(self, *error: object) -> None:
         self.closed = True
 
-    def __call__(self, specs, settings, corpus, store, peak_flops, observer) -> None:  # noqa: ANN001
+    def __call__(self, specs, sweep) -> None:  # noqa: ANN001
+        store = sweep.store
         for spec in specs:
             self.ran.append(spec.id)
-            store.write_trial(ended_record(spec, settings, "skipped", "run elsewhere"))
+            store.write_trial(ended_record(spec, sweep.settings, "skipped", "run elsewhere"))
 
 
 def test_run_sweep_runs_the_trials_with_the_executor_its_options_open(tmp_path: Path) -> None:

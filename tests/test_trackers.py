@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from minigpt.spec import RunSpec
+from minigpt.trackers import tracker, tracker_names
 from tests.test_spec import TINY_SETS
 
-TRACKERS = [name for name in ("tensorboard", "wandb", "mlflow") if importlib.util.find_spec(name)]
+TRACKERS = [name for name in tracker_names() if importlib.util.find_spec(tracker.get(name).library)]
 VARIANTS = ("baseline", "nope")
 
 

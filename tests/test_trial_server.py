@@ -27,7 +27,7 @@ from minigpt.data import load_corpus
 from minigpt.local_executor import begin_and_train
 from minigpt.store import RunStore
 from minigpt.train import Budget
-from minigpt.trial import TrialSettings, TrialSpec
+from minigpt.trial import TrialJob, TrialSettings, TrialSpec
 
 corpus = load_corpus(sys.argv[1], None)
 config = Config(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, warmup_steps=1, eval_interval=1,
@@ -42,7 +42,7 @@ class Points:
 
 
 with tempfile.TemporaryDirectory() as out:
-    record = begin_and_train(spec, settings, corpus, RunStore(out), {}, Points())
+    record = begin_and_train(TrialJob(spec, settings, corpus), RunStore(out), Points())
 print(json.dumps({"status": record["status"], "imported": sorted(set(sys.modules) - before)}))
 """
 

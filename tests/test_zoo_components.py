@@ -21,25 +21,20 @@ from minigpt.measure import flops_per_token
 from minigpt.model import GPT
 from minigpt.variants import discover
 
-from .test_generate import BLOCK, VOCAB, plain_loop
+from .conftest import BLOCK, VOCAB, plain_loop, random_model
 
-POSITIONS = ["rope", "learned", "sinusoidal", "alibi", "none", "rope+learned"]
-KERNELS = ["sdpa", "manual", "looped"]
+POSITIONS = components.position.names()
+KERNELS = components.attention.names()
 ZOO = ["qk-norm", "gqa", "mqa", "sliding-window", "partial-rope", "rope-base-1000", "geglu", "dyt", "lion"]
 
 
 def zoo_model(position: str, attention: str, seed: int = 0, **changes: object) -> GPT:
     """A tiny random model with grouped key/value heads, qk-norm, a windowed first layer and
     (for RoPE) partial rotation, its weights large enough that greedy choices never tie."""
-    torch.manual_seed(seed)
     zoo = {"n_kv_head": 2, "qk_norm": True, "window": 3, "rope_fraction": 0.5 if "rope" in position else 1.0}
     cfg = Config(vocab_size=len(VOCAB), n_layer=2, n_embd=16, n_head=4, block_size=BLOCK, position=position,
                  attention=attention, **{**zoo, **changes})  # fmt: skip
-    model = GPT(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.5)
-    return model
+    return random_model(cfg, seed)
 
 
 # decoding

@@ -22,8 +22,9 @@ from typing import Any
 
 from minigpt.config import Config
 from minigpt.local_executor import LocalOptions
+from minigpt.runner import QuietObserver, run_sweep
 from minigpt.store import RunStore
-from minigpt.sweep import QuietObserver, plan_sweep, run_sweep
+from minigpt.sweep import plan_sweep
 from minigpt.train import Budget
 from minigpt.variants import discover
 

@@ -16,11 +16,13 @@ Which columns the CSV files and tables hold comes from the metric schema (minigp
 
 Modules, each depending only on those above it (and on minigpt.stats and minigpt.decide: intervals,
 p-values, verdicts),
-speed (speed.json), frames (run directory -> pandas), figures (seaborn), findings (sentences,
-measurement warnings), document (blocks: tables), render (Markdown, HTML, CSV, write_report).
+speed_results (speed.json), frames (run directory -> pandas), figures (seaborn), findings (sentences,
+measurement warnings), floors (the corpus's floors and the budget warnings), size_gaps (Δ's trend
+across a size ladder), document (blocks: tables), fair (tuning, sizes, FLOPs, Pareto), lengths,
+render (Markdown, HTML, CSV, write_report).
 """
 
-from minigpt.report.document import Block, Table, document, overview, summary_table
+from minigpt.report.document import Block, Table, document, overview, variant_summary_table
 from minigpt.report.figures import BASELINE_COLOUR, PLOTS, variant_palette, write_figures
 from minigpt.report.findings import findings, measurement_warnings
 from minigpt.report.frames import (
@@ -32,13 +34,13 @@ from minigpt.report.frames import (
     load_bench,
     load_frames,
     point_columns,
-    summarize,
+    summarize_variants,
     summary_columns,
     trial_columns,
     variant_order,
 )
 from minigpt.report.render import build, default_report_dir, render_html, render_markdown, write_report
-from minigpt.report.speed import SPEED_COLUMNS, SpeedPhase, load_speed
+from minigpt.report.speed_results import SPEED_COLUMNS, SpeedPhase, load_speed
 from minigpt.stats import (
     NO_CLEAR_DIFFERENCE,
     Interval,
@@ -56,6 +58,6 @@ __all__ = [
     "Interval", "ReportError", "RunReport", "SpeedPhase", "Table", "build", "default_report_dir", "describe_changes",
     "difference_interval", "document", "findings", "holm", "load_bench", "load_frames", "load_speed",
     "mean_interval", "measurement_warnings", "overview", "point_columns", "render_html", "render_markdown",
-    "summarize", "summary_columns", "summary_table", "t_cdf", "t_quantile_975", "trial_columns", "two_sided_p",
+    "summarize_variants", "summary_columns", "variant_summary_table", "t_cdf", "t_quantile_975", "trial_columns", "two_sided_p",
     "variant_order", "variant_palette", "verdict", "write_figures", "write_report",
 ]  # fmt: skip

@@ -11,7 +11,9 @@ import pandas as pd
 from minigpt import metrics
 from minigpt.decide import MOST_SEEDS_SUGGESTED, UNDECIDED
 from minigpt.report.findings import DRIFT_EXPLAINED, findings, measurement_warnings, ratio_text
+from minigpt.report.floors import floor_blocks
 from minigpt.report.frames import RunReport
+from minigpt.report.size_gaps import size_findings
 from minigpt.variants import BASELINE
 
 
@@ -42,7 +44,7 @@ def _with_interval(mean: float, low: float, high: float, spec: str | metrics.Met
     return f"{text(mean)} [{text(low)}, {text(high)}]"
 
 
-def summary_table(report: RunReport) -> Table:
+def variant_summary_table(report: RunReport) -> Table:
     """One row per variant and device; the metric columns are the schema's `in_report` metrics,
     placed by kind around the loss comparison and the interleaved speed."""
     shown = {kind: report.shown_metrics(kind) for kind in ("size", "quality", "cost")}
@@ -141,22 +143,45 @@ def budget_text(sweep: dict[str, Any]) -> str:
     fair = sweep.get("fair") or {}
     budget = sweep.get("budget") or {}
     if fair.get("max_flops"):
-        return f"max_flops={fair['max_flops']:g} (the steps that spend it, per size and variant)"
+        return f"max_flops={fair['max_flops']:g} (the steps that spend it in total FLOPs, per size and variant)"
     if fair.get("token_rule"):
         return (
-            f"the size ladder's token rule ({fair['token_rule']:,} tokens at the preset's size, scaled by parameters)"
+            f"the size ladder's token rule ({fair['token_rule']:,} tokens at the preset's size, scaled by "
+            "parameters, within a minimum number of steps and a cap)"
         )
     return ", ".join(f"{k}={v}" for k, v in budget.items() if v is not None) or "unknown"
 
 
+def size_budgets(trials: pd.DataFrame) -> str:
+    """Each size's parameters and what its baseline (else its first variant) trained, smallest first: "xs 804k
+    parameters, 600k tokens (293 steps, 0.75 tokens per parameter)"; empty without a ladder."""
+    evaluation = trials[(trials["stage"] == "eval") & trials["size"].notna() & (trials["status"] == "completed")]
+    parts = []
+    for size, rows in evaluation.sort_values("params", kind="stable").groupby("size", sort=False):  # smallest first
+        chosen = rows[rows["variant"] == BASELINE] if (rows["variant"] == BASELINE).any() else rows
+        params, tokens, steps = chosen["params"].max(), chosen["tokens"].max(), chosen["steps"].max()
+        parts.append(
+            f"{size} {metrics.si(params)} parameters, {metrics.si(tokens)} tokens ({steps:,.0f} steps, "
+            f"{tokens / params:.2f} tokens per parameter)"
+        )
+    return "; ".join(parts)
+
+
 def overview(report: RunReport) -> str:
-    sweep, trials = report.sweep, report.trials
+    sweep = report.sweep
+    trials = report.all_trials if report.all_trials is not None else report.trials
     budget = budget_text(sweep)
+    ladder = size_budgets(trials)
+    if ladder:
+        budget += f"; per size: {ladder}"
     env = sweep.get("environment") or {}
-    seeds = ", ".join(str(s) for s in sorted(trials["seed"].dropna().astype(int).unique()))
+    evaluated = trials[trials["stage"] == "eval"]
+    seeds = ", ".join(str(s) for s in sorted(evaluated["seed"].dropna().astype(int).unique()))
     completed = int((trials["status"] == "completed").sum())
+    tuning = int((trials["stage"] != "eval").sum())
+    stages = f", {tuning} of them tuning trials" if tuning else ""
     return (
-        f"{len(trials)} trials ({completed} completed): variants {', '.join(report.order)}; "
+        f"{len(trials)} trials ({completed} completed{stages}): variants {', '.join(report.order)}; "
         f"devices {', '.join(report.devices)}; seeds {seeds}. Data: {sweep.get('data', 'unknown')}; "
         f"budget per trial: {budget}; target validation loss: {report.target_text()}. "
         f"Software: minigpt-bench {env.get('minigpt_bench', '?')}, torch {env.get('torch', '?')}, "
@@ -203,7 +228,11 @@ def method_text(report: RunReport) -> list[str]:
         f"interval excludes 1, the error rate {alpha} split over the device's variants. Tokens/s and step times "
         "in results.csv were measured during training: trials ran minutes apart on a machine whose speed "
         "drifts, so they are not comparable across trials. MFU is model FLOPs per second during training over "
-        "the matmul peak measured on this device in the trial's precision.",
+        "the matmul peak measured on this device in the trial's precision. Model FLOPs (flops_per_token, "
+        "model_flops in results.csv) count the matmuls and the attention a query needs; total FLOPs "
+        "(total_flops_per_token, total_flops_per_step, total_flops) count what a step computes: the whole attention square the kernel "
+        "computes, normalizations and the optimizer's own arithmetic (Muon's Newton-Schulz iterations, AdamW's "
+        "elementwise update), which is what --max-flops budgets.",
     ]
 
 
@@ -312,9 +341,9 @@ def warnings_blocks(report: RunReport) -> list[Block]:
 
 def document(report: RunReport, figures: list[tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [("h1", f"minigpt-bench report: {report.name}"), ("p", overview(report))]
-    blocks += [("h2", "Findings"), *findings_blocks(report)]
+    blocks += [("h2", "Findings"), *floor_blocks(report), *findings_blocks(report), *size_findings(report)]
     blocks += warnings_blocks(report)
-    blocks += [("h2", "Summary per variant and device"), ("table", summary_table(report))]
+    blocks += [("h2", "Summary per variant and device"), ("table", variant_summary_table(report))]
     blocks += [("table", metrics_table(report)), *[("p", sentence) for sentence in hidden_sentences(report)]]
     if figures:
         blocks += [("h2", "Figures"), *[("figure", figure) for figure in figures]]

@@ -17,8 +17,9 @@ import pandas as pd
 
 from minigpt import metrics
 from minigpt.report.document import Table
-from minigpt.report.figures import _bits_axis, _figure, _save
-from minigpt.report.frames import RunReport, summarize
+from minigpt.report.figures import add_bits_axis, new_figure, save_figure
+from minigpt.report.frames import RunReport
+from minigpt.report.size_gaps import Trend, per_size_summary, size_trends
 from minigpt.variants import BASELINE
 
 Block = tuple[str, Any]
@@ -58,7 +59,8 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     per_size = per_size_summary(report)
     blocks += [("h2", "Difference from the baseline per size"), ("table", per_size_table(per_size))]
     blocks += [("p", sentence) for sentence in size_sentences(per_size, report.order)]
-    if plot_difference_vs_params(per_size, out_dir / "diff_vs_params.png", report) is not None:
+    trends = size_trends(_evaluation(report), report.order, report.design.alpha)
+    if plot_difference_vs_params(per_size, out_dir / "diff_vs_params.png", report, trends) is not None:
         blocks.append(("figure", ("diff_vs_params.png", DIFF_CAPTION)))
     if plot_loss_vs_flops(report, out_dir / "loss_vs_flops.png") is not None:
         blocks.append(("figure", ("loss_vs_flops.png", FLOPS_CAPTION)))
@@ -68,11 +70,14 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
 
 DIFF_CAPTION = (
     "Best validation loss minus the baseline's at the same size, against the variant's parameter count "
-    "(mean over evaluation seeds and the interval its verdict reads; below zero is better; bits per character on the right)."
+    "(mean over evaluation seeds and the interval its verdict reads; below zero is better; bits per character on the right). "
+    "Dashed: each variant's trend, the least-squares line through its paired differences against log2 parameters."
 )
 FLOPS_CAPTION = (
-    "Validation loss against training FLOPs (FLOPs per token x tokens), the mean over evaluation seeds per "
-    "variant and size: at equal compute, the lower curve is better (bits per character on the right)."
+    "Validation loss against training FLOPs (total FLOPs per token x tokens: the model's, the attention square "
+    "as computed, normalizations and the optimizer's step; model FLOPs for runs recorded before), the mean over "
+    "evaluation seeds at each evaluation (marked) per variant and size, each size its own line style and marker: "
+    "at equal compute, the lower curve is better (bits per character on the right)."
 )
 
 
@@ -106,15 +111,17 @@ def _point(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in point.items()) or "–"
 
 
-def per_size_summary(report: RunReport) -> pd.DataFrame:
-    """summarize() per size (the error rate split within each size and device), with the size and its parameters."""
-    evaluation = _evaluation(report)
-    frames = []
-    for size in list(evaluation["size"].dropna().unique()) or [None]:
-        trials = evaluation if size is None else evaluation[evaluation["size"] == size]
-        summary = summarize(trials, [v for v in report.order if v in set(trials["variant"])], design=report.design)
-        frames.append(summary.assign(size=size if isinstance(size, str) else "–"))
-    return pd.concat(frames, ignore_index=True)
+def summary_csv(report: RunReport) -> pd.DataFrame:
+    """summary.csv: the report's summary with a `size` column; on a ladder one row per variant, device and
+    size, the main size's rows (the only ones the interleaved speed phase measured) as the report has them."""
+    sizes = size_names(report.sweep)
+    main = report.summary.assign(size=sizes[-1] if sizes else None)
+    if len(sizes) > 1:
+        others = per_size_summary(report)
+        others = others[others["size"].isin(sizes[:-1])]
+        main = pd.concat([others, main], ignore_index=True)
+        main = main.sort_values("size", key=lambda column: column.map(sizes.index), kind="stable")
+    return main[list(report.summary.columns)].reset_index(drop=True)
 
 
 def _cell(value: float, spec: str = ".4f") -> str:
@@ -162,23 +169,29 @@ def size_sentences(summary: pd.DataFrame, order: list[str]) -> list[str]:
     return sentences
 
 
-def plot_difference_vs_params(summary: pd.DataFrame, path: Path, report: RunReport) -> Path | None:
+def plot_difference_vs_params(
+    summary: pd.DataFrame, path: Path, report: RunReport, trends: dict[tuple[str, str], Trend] | None = None
+) -> Path | None:
     shown = summary[(summary["variant"] != BASELINE) & summary["diff_vs_baseline"].notna()]
     if shown.empty:
         return None
-    figure, (ax,) = _figure(1, 7.5, 4.2)
+    figure, (ax,) = new_figure(1, 7.5, 4.2)
     for (variant, _device), rows in shown.groupby(["variant", "device"], sort=False):
         rows = rows.sort_values("params")
         errors = [list((rows["diff_vs_baseline"] - rows["diff_low"]).fillna(0)), list((rows["diff_high"] - rows["diff_vs_baseline"]).fillna(0))]  # fmt: skip
         ax.errorbar(rows["params"], rows["diff_vs_baseline"], yerr=errors, marker="o", capsize=3,
                     color=report.palette.get(variant), label=variant)  # fmt: skip
+        trend = (trends or {}).get((variant, _device))
+        if trend is not None:
+            ends = [rows["params"].min(), rows["params"].max()]
+            ax.plot(ends, [trend.at(p) for p in ends], linestyle="--", color=report.palette.get(variant), linewidth=1)
     ax.axhline(0, color="black", linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("Δ best val loss vs baseline (nats/char)")
     ax.secondary_yaxis("right", functions=(metrics.bits, metrics.nats)).set_ylabel("Δ bits per character")
     ax.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
@@ -187,20 +200,42 @@ def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
     curves = points[points["val_loss"].notna() & points["trial_id"].isin(evaluation["trial_id"])]
     if curves.empty:
         return None
-    per_trial = evaluation.set_index("trial_id")[["flops_per_token", "size"]]
+    per_trial = evaluation.set_index("trial_id")[["size"]].assign(per_token=_flops_per_token(evaluation).values)
     curves = curves.join(per_trial, on="trial_id")
-    curves = curves.assign(flops=curves["tokens"] * curves["flops_per_token"])
-    figure, (ax,) = _figure(1, 7.5, 4.2)
+    curves = curves.assign(flops=curves["tokens"] * curves["per_token"])
+    sizes = size_names(report.sweep) or list(dict.fromkeys(s for s in evaluation["size"] if isinstance(s, str)))
+    figure, (ax,) = new_figure(1, 7.5, 4.2)
     for (variant, size), rows in curves.groupby(["variant", "size"], sort=False, dropna=False):
         mean = rows.groupby("flops")["val_loss"].mean()
         label = variant if not isinstance(size, str) else f"{variant} {size}"
-        ax.plot(mean.index, mean.values, color=report.palette.get(variant), label=label, linewidth=1.2)
+        rung = sizes.index(size) if size in sizes else 0  # each size its own line style and marker
+        ax.plot(mean.index, mean.values, color=report.palette.get(variant), label=label, linewidth=1.2,
+                linestyle=SIZE_LINESTYLES[rung % len(SIZE_LINESTYLES)], marker=SIZE_MARKERS[rung % len(SIZE_MARKERS)],
+                markersize=4)  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs")
+    ax.set_xlabel(f"training FLOPs ({_flops_kind(evaluation)})")
     ax.set_ylabel("validation loss (nats/char)")
-    _bits_axis(ax, "y")
+    add_bits_axis(ax, "y")
     ax.legend(fontsize="x-small", ncol=2)
-    return _save(figure, path)
+    return save_figure(figure, path)
+
+
+SIZE_LINESTYLES = ("-", "--", "-.", ":")
+SIZE_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _has_total(trials: pd.DataFrame) -> bool:
+    return "total_flops_per_token" in trials and bool(trials["total_flops_per_token"].notna().all())
+
+
+def _flops_per_token(trials: pd.DataFrame) -> pd.Series:
+    """Total FLOPs per token (minigpt.flops: what --max-flops budgets) where every trial recorded them; model
+    FLOPs per token for runs from before."""
+    return trials["total_flops_per_token" if _has_total(trials) else "flops_per_token"]
+
+
+def _flops_kind(trials: pd.DataFrame) -> str:
+    return "total: model, attention as computed, norms, optimizer" if _has_total(trials) else "model FLOPs"
 
 
 WALL_CAVEAT = (
@@ -216,7 +251,7 @@ def pareto_blocks(report: RunReport) -> list[Block]:
     done = evaluation[evaluation["status"] == "completed"]
     if done.empty:
         return []
-    done = done.assign(total_flops=done["flops_per_token"] * done["tokens"])
+    done = done.assign(total_flops=_flops_per_token(done) * done["tokens"])
     groups = done.groupby(["device", "variant", "size"], sort=False, dropna=False)
     table = groups[["best_val_loss", "best_val_bpc", "total_flops", "wall_seconds"]].mean().reset_index()
     blocks: list[Block] = [("h2", "Pareto fronts: best loss against compute and against wall time")]

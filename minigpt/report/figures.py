@@ -30,7 +30,7 @@ def variant_palette(names: Sequence[str]) -> dict[str, Any]:
     return {BASELINE: BASELINE_COLOUR, **dict(zip(others, colours, strict=False))}
 
 
-def _figure(panels: int, width: float, height: float) -> tuple[Any, list[Any]]:
+def new_figure(panels: int, width: float, height: float) -> tuple[Any, list[Any]]:
     """A figure outside pyplot (no global state, rendered by Agg when saved) in seaborn's style."""
     import seaborn as sns
     from matplotlib.figure import Figure
@@ -41,7 +41,8 @@ def _figure(panels: int, width: float, height: float) -> tuple[Any, list[Any]]:
     return figure, list(axes)
 
 
-def _save(figure: Any, path: Path) -> Path:
+def save_figure(figure: Any, path: Path) -> Path:
+    """`figure` as a PNG at `path`, written atomically; returns `path`."""
     with atomic.atomic_target(path) as tmp:
         figure.savefig(tmp, format="png", dpi=DPI)
     return path
@@ -53,7 +54,7 @@ def _errors(frame: pd.DataFrame, column: str) -> list[list[float]]:
     return [list(mean - frame[f"{column}_low"]), list(frame[f"{column}_high"] - mean)]
 
 
-def _bits_axis(ax: Any, which: str) -> None:
+def add_bits_axis(ax: Any, which: str) -> None:
     """A second scale beside an axis of validation loss (nats per character): bits per character."""
     if which == "y":
         ax.secondary_yaxis("right", functions=(metrics.bits, metrics.nats)).set_ylabel("bits per character")
@@ -75,7 +76,7 @@ def plot_loss_curves(report: RunReport, path: Path) -> Path | None:
         return None
     # Seeds share eval steps but not clocks: place each step at its mean time over seeds.
     curves["mean_seconds"] = curves.groupby(["variant", "device", "step"])["seconds"].transform("mean")
-    figure, (by_step, by_time) = _figure(2, 12, 4.8)
+    figure, (by_step, by_time) = new_figure(2, 12, 4.8)
     for (variant, device), curve in _in_order(curves, report):
         style = DEVICE_LINESTYLES[report.devices.index(device) % len(DEVICE_LINESTYLES)]
         label = report.label(variant) + (f" on {device}" if len(report.devices) > 1 else "")
@@ -83,15 +84,16 @@ def plot_loss_curves(report: RunReport, path: Path) -> Path | None:
             sns.lineplot(
                 curve, x=x, y="val_loss", ax=ax, color=report.palette[variant], linestyle=style,
                 linewidth=3.0 if variant == BASELINE else 1.6, errorbar=_band, label=label, legend=False,
+                marker="o", markersize=3,  # each evaluation marked: a curve of one point still shows
             )  # fmt: skip
     by_step.set(title="Validation loss vs optimizer step", xlabel="optimizer step")
     by_time.set(title="Validation loss vs wall-clock time", xlabel="seconds since training started (mean over seeds)")
     for ax in (by_step, by_time):
         ax.set_ylabel("validation loss (nats per character)")
-        _bits_axis(ax, "y")
+        add_bits_axis(ax, "y")
     by_time.legend(*by_step.get_legend_handles_labels(), fontsize="small")
     figure.suptitle(f"Validation loss: mean over seeds ({_seeds_text(report)}), band = 95% interval")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _in_order(frame: pd.DataFrame, report: RunReport) -> list[tuple[tuple[str, str], pd.DataFrame]]:
@@ -111,7 +113,7 @@ def _device_panels(report: RunReport, column: str, height_per_row: float = 0.42)
     if not devices:
         return None, [], []
     height = 1.8 + height_per_row * rows.groupby("device").size().max()
-    figure, axes = _figure(len(devices), max(10.0, 5.5 * len(devices) + 1.5), height)
+    figure, axes = new_figure(len(devices), max(10.0, 5.5 * len(devices) + 1.5), height)
     return figure, axes, [(d, rows[rows["device"] == d].reset_index(drop=True)) for d in devices]
 
 
@@ -157,7 +159,7 @@ def plot_throughput(report: RunReport, path: Path) -> Path | None:
         ax.set(title=f"on {device}", xlabel="tokens/s relative to the baseline (> 1 is faster)")
         ax.margins(x=0.25)
     figure.suptitle(f"Speed vs the baseline, measured interleaved{_rounds_text(report)}: ratio and 95% interval")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _rounds_text(report: RunReport) -> str:
@@ -190,9 +192,9 @@ def plot_best_loss(report: RunReport, path: Path) -> Path | None:
                 ax.axvline(row["best_val_loss"], color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
         _variant_axis(ax, frame, report)
         ax.set(title=f"on {device}", xlabel="best validation loss, nats per character (lower is better)")
-        _bits_axis(ax, "x")
+        add_bits_axis(ax, "x")
     figure.suptitle("Best validation loss: seeds as dots, mean and 95% interval as diamond and whiskers")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#c62828", "equivalent": "#1f5fa8", "undecided": "#b26b00"}
@@ -206,7 +208,7 @@ def plot_loss_difference(report: RunReport, path: Path) -> Path | None:
     if not devices:
         return None
     height = 1.8 + 0.42 * rows.groupby("device").size().max()
-    figure, axes = _figure(len(devices), max(10.0, 5.5 * len(devices) + 1.5), height)
+    figure, axes = new_figure(len(devices), max(10.0, 5.5 * len(devices) + 1.5), height)
     margin = report.design.margin
     for ax, device in zip(axes, devices, strict=True):
         frame = rows[rows["device"] == device].sort_values("diff_vs_baseline").reset_index(drop=True)
@@ -222,19 +224,19 @@ def plot_loss_difference(report: RunReport, path: Path) -> Path | None:
         _variant_axis(ax, frame, report)
         ax.set(title=f"on {device}", xlabel="best validation loss minus the baseline's, nats per character")
         ax.margins(x=0.3)
-        _bits_axis(ax, "x")
+        add_bits_axis(ax, "x")
     figure.suptitle(
         f"Loss vs the baseline, paired by seed: mean and the interval each verdict reads; "
         f"shaded: equivalent within ±{margin:g} nats"
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_speed_quality(report: RunReport, path: Path) -> Path | None:
     rows = report.summary[report.summary["speed_ratio"].notna() & report.summary["best_val_loss"].notna()]
     if rows.empty:
         return None
-    figure, (ax,) = _figure(1, 9, 6)
+    figure, (ax,) = new_figure(1, 9, 6)
     for _, row in rows.iterrows():
         variant, colour = row["variant"], report.palette[row["variant"]]
         marker = DEVICE_MARKERS[report.devices.index(row["device"]) % len(DEVICE_MARKERS)]
@@ -252,10 +254,10 @@ def plot_speed_quality(report: RunReport, path: Path) -> Path | None:
         xlabel="tokens/s relative to the baseline, measured interleaved (> 1 is faster)",
         ylabel="best validation loss, nats per character (mean over seeds)",
     )
-    _bits_axis(ax, "y")
+    add_bits_axis(ax, "y")
     ax.axvline(1.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
     ax.margins(0.12)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_time_to_target(report: RunReport, path: Path) -> Path | None:
@@ -271,7 +273,7 @@ def plot_time_to_target(report: RunReport, path: Path) -> Path | None:
     figure.suptitle(
         f"Time to validation loss {report.target_text()}: mean over the seeds that reached it, 95% interval"
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_microbench(report: RunReport, path: Path) -> Path | None:
@@ -280,7 +282,7 @@ def plot_microbench(report: RunReport, path: Path) -> Path | None:
     if report.bench is None:
         return None
     devices = list(dict.fromkeys(report.bench["device"]))
-    figure, axes = _figure(2 * len(devices), 7 * len(devices) + 5, 4.8)
+    figure, axes = new_figure(2 * len(devices), 7 * len(devices) + 5, 4.8)
     hue_order = [v for v in report.palette if (report.bench["variant"] == v).any()]
     for index, device in enumerate(devices):
         frame = report.bench[report.bench["device"] == device]
@@ -293,7 +295,7 @@ def plot_microbench(report: RunReport, path: Path) -> Path | None:
             ax.set(title=f"{label} on {device}", xlabel="", ylabel=label)
         axes[2 * index + 1].axhline(1.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.2)
     figure.suptitle("Micro-benchmarks (pytest-benchmark, interleaved rounds): median time and paired speed per case")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _hatch_baseline(ax: Any) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 from minigpt import metrics
 from minigpt.decide import BETTER, EQUIVALENT, UNDECIDED, WORSE
 from minigpt.report.frames import RunReport
-from minigpt.report.speed import SpeedPhase
+from minigpt.report.speed_results import SpeedPhase
 from minigpt.stats import NO_CLEAR_DIFFERENCE
 from minigpt.variants import BASELINE
 

@@ -14,7 +14,7 @@ import pandas as pd
 from minigpt import metrics
 from minigpt.decide import LOSS_LABELS, NO_DECISION, Decision, Design, decide, paired_differences
 from minigpt.errors import UserError
-from minigpt.report.speed import SPEED_VALUES, SpeedPhase, speed_frame
+from minigpt.report.speed_results import SPEED_VALUES, SpeedPhase, speed_frame
 from minigpt.stats import Interval, holm, mean_interval
 from minigpt.store import RunStore
 from minigpt.variants import BASELINE
@@ -54,13 +54,14 @@ def point_columns() -> list[str]:
 
 
 def summary_columns() -> list[str]:
-    """summary.csv: one row per variant and device; each aggregated metric where its kind places it."""
+    """summary.csv: one row per variant and device (and size, on a size ladder: empty otherwise); each
+    aggregated metric where its kind places it."""
 
     def of(kind: metrics.Kind) -> list[str]:
         return [column for metric in metrics.summarized(kind) for column in metric.summary_columns()]
 
     return [
-        "variant", "device", "trials", *STATUSES, *of("size"), "precision", *of("quality"), *COMPARISON_COLUMNS,
+        "variant", "device", "size", "trials", *STATUSES, *of("size"), "precision", *of("quality"), *COMPARISON_COLUMNS,
         *SPEED_VALUES, *of("cost"), "changed", "description",
     ]  # fmt: skip
 
@@ -141,7 +142,7 @@ def variant_order(trials: pd.DataFrame, sweep: dict[str, Any]) -> list[str]:
     return sorted(names, key=lambda name: name != BASELINE)
 
 
-def summarize(
+def summarize_variants(
     trials: pd.DataFrame, order: Sequence[str], speed: SpeedPhase | None = None, design: Design | None = None
 ) -> pd.DataFrame:
     """One row per variant and device: status counts, loss with 95% intervals, the difference from
@@ -288,6 +289,8 @@ class RunReport:
     all_trials: pd.DataFrame | None = None  # every stage and size, where `trials` holds the evaluation of one size
     all_metrics: pd.DataFrame | None = None
     design: Design = Design()  # the margins and looks the verdicts were judged under
+    floors: dict[str, Any] | None = None  # the corpus's unigram and bigram losses (minigpt.floors)
+    floors_note: str | None = None  # why there are no floors, where they could not be had
 
     @property
     def devices(self) -> list[str]:

@@ -15,7 +15,7 @@ import pandas as pd
 from minigpt import metrics
 from minigpt.decide import LOSS_LABELS, Design, decide, paired_differences
 from minigpt.report.document import Table
-from minigpt.report.figures import _figure, _save
+from minigpt.report.figures import new_figure, save_figure
 from minigpt.report.frames import RunReport, by_seed
 from minigpt.stats import mean_interval
 from minigpt.store import RunStore, is_evaluation
@@ -176,7 +176,7 @@ def plot_loss_by_length(losses: pd.DataFrame, report: RunReport, path: Path) -> 
     scored = losses[losses["loss"].notna()]
     if scored.empty:
         return None
-    figure, axes = _figure(2, 10, 4)
+    figure, axes = new_figure(2, 10, 4)
     for ax, (sliding, protocol) in zip(axes, PROTOCOLS.items(), strict=True):
         for variant in report.order:
             own = scored[(scored["variant"] == variant) & (scored["sliding"] == sliding)]
@@ -190,7 +190,7 @@ def plot_loss_by_length(losses: pd.DataFrame, report: RunReport, path: Path) -> 
         ax.set_ylabel("validation loss (nats/char)")
         ax.set_title(protocol)
     axes[-1].legend(fontsize=7, loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_loss_by_position(records: list[dict[str, Any]], report: RunReport, path: Path) -> Path | None:
@@ -202,7 +202,7 @@ def plot_loss_by_position(records: list[dict[str, Any]], report: RunReport, path
     if not curves:
         return None
     block = next(r["length_eval"]["block_size"] for r in records if r.get("length_eval"))
-    figure, axes = _figure(1, 10, 4.5)
+    figure, axes = new_figure(1, 10, 4.5)
     ax = axes[0]
     for variant in report.order:
         own = [curve for name, curve in curves if name == variant]
@@ -217,7 +217,7 @@ def plot_loss_by_position(records: list[dict[str, Any]], report: RunReport, path
     ax.set_xlabel("position in the window")
     ax.set_ylabel("validation loss (nats/char)")
     ax.legend(fontsize=7, loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 CAPTIONS = {

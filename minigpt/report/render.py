@@ -10,12 +10,13 @@ import pandas as pd
 
 from minigpt import atomic
 from minigpt.decide import Design
+from minigpt.floors import run_floors
 from minigpt.report.document import Block, document
-from minigpt.report.fair import fair_blocks, main_frames
+from minigpt.report.fair import fair_blocks, main_frames, summary_csv
 from minigpt.report.figures import variant_palette, write_figures
-from minigpt.report.frames import RunReport, load_bench, load_frames, summarize, variant_order
+from minigpt.report.frames import RunReport, load_bench, load_frames, summarize_variants, variant_order
 from minigpt.report.lengths import length_blocks
-from minigpt.report.speed import load_speed
+from minigpt.report.speed_results import load_speed
 from minigpt.store import RunStore
 
 MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -94,12 +95,13 @@ def build(run_dir: str | Path) -> RunReport:
     bench_names = [] if bench is None else [v for v in dict.fromkeys(bench["variant"]) if v not in order]
     design = Design.of_sweep(sweep)
     speed, speed_note = load_speed(run_dir, design)
+    floors, floors_note = run_floors(sweep)
     return RunReport(
         name=Path(run_dir).resolve().name,
         sweep=sweep,
         trials=trials,
         metrics=metrics,
-        summary=summarize(trials, order, speed, design),
+        summary=summarize_variants(trials, order, speed, design),
         bench=bench,
         bench_note=bench_note,
         order=order,
@@ -109,6 +111,8 @@ def build(run_dir: str | Path) -> RunReport:
         all_trials=all_trials,
         all_metrics=all_metrics,
         design=design,
+        floors=floors,
+        floors_note=floors_note,
     )
 
 
@@ -129,7 +133,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(report.all_trials if report.all_trials is not None else report.trials, out_dir / "results.csv")
-    _write_csv(report.summary, out_dir / "summary.csv")
+    _write_csv(summary_csv(report), out_dir / "summary.csv")
     blocks = document(report, write_figures(report, out_dir)) + fair_blocks(report, out_dir)
     blocks += length_blocks(report, Path(run_dir), out_dir)
     atomic.write_text(out_dir / "report.md", render_markdown(blocks))
