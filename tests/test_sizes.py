@@ -75,3 +75,42 @@ def test_refusals_name_the_choices() -> None:
     with pytest.raises(SizeError) as empty:
         parse_sizes(" , ")
     assert str(empty.value) == "--sizes is empty; name sizes such as xs,s,m or give KEY=V1,V2"
+
+
+def test_without_the_tokens_per_step_there_is_no_floor_of_steps() -> None:
+    assert size_tokens(100, 800_000, 600_000) == 75  # tokens per parameter alone, however few
+
+
+def test_budget_lines_read_each_sizes_baseline_or_else_its_first_group() -> None:
+    from types import SimpleNamespace
+
+    from minigpt.sizes import budget_lines
+    from minigpt.train import Budget
+
+    small, large = Size("xs", {"n_embd": 32}), Size("s", {"n_embd": 64})
+    config = Config(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4)
+
+    def group(size: Size | None, variant: str, budget: Budget) -> SimpleNamespace:
+        return SimpleNamespace(size=size, variant=variant, config=size.apply(config) if size else config, budget=budget)
+
+    groups = [
+        group(small, "wide", Budget(max_tokens=6_400)),  # before the baseline: its line is replaced
+        group(small, "baseline", Budget(max_tokens=3_200)),
+        group(large, "wide", Budget(max_seconds=30)),  # no baseline at this size: the first group's
+        group(None, "baseline", Budget(max_tokens=64)),  # no size: no line
+    ]
+    params_small = model_counts(small.apply(config))[0]
+    params_large = model_counts(large.apply(config))[0]
+    assert budget_lines(groups) == [
+        f"size xs (n_embd=32): {params_small:,} parameters, 3,200 tokens (50 steps of 64, "
+        f"{3_200 / params_small:.2f} tokens per parameter)",
+        f"size s (n_embd=64): {params_large:,} parameters, trained for 30 s",
+    ]
+
+
+def test_an_unknown_size_lists_the_named_ones() -> None:
+    with pytest.raises(SizeError) as refused:
+        parse_sizes("huge")
+    assert str(refused.value) == (
+        "unknown size 'huge'; choose from xxs 3x96, xs 4x128, s 5x160, m 7x192, l 8x256, xl 10x320, or give KEY=V1,V2"
+    )
