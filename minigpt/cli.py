@@ -106,8 +106,8 @@ def run(
     tune: Annotated[
         list[str] | None,
         typer.Option(
-            help="Tune KEY per variant: lr (its own lr x 1/4..4, min_lr following) or KEY=V1,V2,...; "
-            "repeat for a product grid. Chosen on --tune-seeds at a quarter, then the full budget."
+            help="Tune KEY per variant: lr (its own lr x 1/2..2, stepping x2 while the best is at an edge; "
+            "min_lr following) or KEY=V1,V2,...; repeat for a product grid. Chosen on --tune-seeds at the full budget."
         ),
     ] = None,
     tune_seeds: Annotated[

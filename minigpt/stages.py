@@ -2,19 +2,20 @@
 
 For each size, variant and device (a "group"):
 
-1. tune-short: every grid point (minigpt.tune) on every tuning seed at a quarter of the budget;
-   where the best lies at an edge of the grid, the grid grows a step that way (at most twice);
-2. tune-full: the best half of the points (at least two) at the full budget; the best of these
-   is the group's choice;
-3. eval: the evaluation seeds at the chosen values (or untuned, without --tune);
-4. with --seeds auto, more eval seeds in rounds: after each round every variant not yet decided
+1. tune-full: in rounds, the points the group's search (minigpt.tune.Search) asks for, on every
+   tuning seed at the full budget: the variant's own value and its neighbours, then a step
+   outward while the best is at an edge; the search's choice (a fit through the best points,
+   never worse than the own value on the tuning seeds) is the group's;
+2. eval: the evaluation seeds at the chosen values (or untuned, without --tune);
+3. with --seeds auto, more eval seeds in rounds: after each round every variant not yet decided
    is judged against the baseline at its size and device (minigpt.decide), and only those still
    undecided, with the baseline, get the next round's seeds, until each is decided or has
    --max-seeds seeds.
 
 Every stage runs through the sweep's executor into the same store, so tuning trials are
 resumable and isolated like any other; their IDs extend VARIANT--DEVICE--sSEED with the size,
-the point and `q` for the quarter budget, and trial.json marks their `stage`. Each group's
+the point (and `q` for the quarter budget of runs made before tuning moved to the full
+budget: reports still read them), and trial.json marks their `stage`. Each group's
 budget follows the size ladder's token rule, or the FLOPs budget, or the sweep's budget.
 """
 
@@ -36,7 +37,7 @@ from minigpt.train import Budget
 from minigpt.trial import TrialSpec
 from minigpt.variants import BASELINE, VariantRegistry
 
-STAGES = ("tune-short", "tune-full", "eval")
+STAGES = ("tune-short", "tune-full", "eval")  # tune-short: only in runs made before the full-budget search
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Group:
     initial: int = 0
     chosen: tune.Point = field(default_factory=dict)
     at_edge: list[str] = field(default_factory=list)
+    search: tune.Search | None = None
     untuned: str | None = None  # why nothing was chosen: every tuning trial of a stage failed
 
     @property
@@ -141,16 +143,6 @@ def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: C
         tokens = size_tokens(model_counts(baseline)[0], model_counts(reference)[0], fair.preset_tokens)
         return Budget(max_tokens=tokens, stop_at_target=budget.stop_at_target)
     return budget
-
-
-def short_budget(budget: Budget) -> Budget:
-    fraction = tune.SHORT_BUDGET_FRACTION
-    return Budget(
-        max_steps=math.ceil(budget.max_steps * fraction) if budget.max_steps else None,
-        max_tokens=math.ceil(budget.max_tokens * fraction) if budget.max_tokens else None,
-        max_seconds=budget.max_seconds * fraction if budget.max_seconds else None,
-        stop_at_target=budget.stop_at_target,
-    )
 
 
 def plan_groups(registry: VariantRegistry, plan: SweepPlan, fair: FairOptions, vocab_size: int) -> list[Group]:
@@ -220,7 +212,7 @@ class StagedRun:
 
     def _announce(self, groups: list[Group]) -> None:
         tune_seeds = len(self.fair.tune_seeds) if self.fair.tune else 0
-        per_group = [(g.initial + tune.promoted_count(g.initial)) * tune_seeds + len(self.plan.seeds) for g in groups]
+        per_group = [g.initial * tune_seeds + len(self.plan.seeds) for g in groups]  # the search adds rounds
         self.expected = sum(per_group)
         first = [g.spec(seed, "eval", {}, g.budget) for g in groups for seed in self.plan.seeds]
         self.observer.sweep_started(replace(self.plan, trials=first), self.expected)
@@ -241,46 +233,43 @@ class StagedRun:
         sweep["trials"] = list(dict.fromkeys([*sweep.get("trials", []), *(spec.id for spec in specs)]))
         self.store.write_sweep(sweep)
 
-    def _scores(self, group: Group, points: list[tune.Point], short: bool) -> list[float]:
-        budget = short_budget(group.budget) if short else group.budget
-        stage = "tune-short" if short else "tune-full"
-        return [
-            tune.score(
-                [_loss(self.records.get(group.spec(s, stage, p, budget, short).id)) for s in self.fair.tune_seeds]
-            )
-            for p in points
-        ]
-
-    def _short_specs(self, group: Group, points: list[tune.Point]) -> list[TrialSpec]:
-        budget = short_budget(group.budget)
-        return [group.spec(seed, "tune-short", p, budget, short=True) for seed in self.fair.tune_seeds for p in points]
-
     def _tune(self, groups: list[Group]) -> None:
-        self._batch([spec for g in groups for spec in self._short_specs(g, g.grid)])
-        for _ in range(tune.MAX_GROWTH):
-            best = {g.key: self._best(g, g.grid, short=True) for g in groups}
-            grown = {g.key: tune.grow(best[g.key], g.grid, g.config) if best[g.key] else [] for g in groups}
-            specs = [spec for g in groups for spec in self._short_specs(g, grown[g.key])]
+        """Rounds of the groups' searches: every point they ask for, on every tuning seed at the
+        full budget, in one batch; their losses go back to the searches until none asks for more."""
+        seeds = self.fair.tune_seeds
+        for g in groups:
+            g.search = tune.Search(self.fair.tune, g.config, seeds)
+        first = True
+        while True:
+            asked = {g.key: g.search.wanted() for g in groups if g.search}
+            specs = [g.spec(s, "tune-full", p, g.budget) for g in groups for p in asked[g.key] for s in seeds]
             if not specs:
                 break
-            for g in groups:
-                g.grid += grown[g.key]
-            _add_trials(self.observer, len(specs))
+            if not first:
+                _add_trials(self.observer, len(specs))
+            first = False
             self._batch(specs)
-        promoted = {g.key: self._promoted(g) for g in groups}
-        seeds = self.fair.tune_seeds
-        self._batch([g.spec(s, "tune-full", p, g.budget) for g in groups for s in seeds for p in promoted[g.key]])
+            for g in groups:
+                for point in asked[g.key]:
+                    for seed in seeds:
+                        loss = _loss(self.records.get(g.spec(seed, "tune-full", point, g.budget).id))
+                        g.search.record(point, seed, loss)  # type: ignore[union-attr]
         for g in groups:
-            chosen = self._best(g, promoted[g.key], short=False)
-            if chosen is None:
-                stage = "tune-full" if promoted[g.key] else "tune-short"
-                g.untuned = (
-                    f"every {stage} trial of {g.key} failed, so tuning chose no value (see those trials' errors)"
-                )
-            else:
-                g.chosen = chosen
-                g.at_edge = [key for key, _ in tune.edges(g.chosen, g.grid)]
+            self._choose(g)
         self._record_choices(groups)
+
+    def _choose(self, group: Group) -> None:
+        search = group.search
+        assert search is not None
+        group.grid = list(search.points)
+        choice = search.choose()
+        if choice.point is None:
+            group.untuned = (
+                f"every tune-full trial of {group.key} failed, so tuning chose no value (see those trials' errors)"
+            )
+            return
+        group.chosen = choice.point
+        group.at_edge = list(choice.at_edge)
 
     def _seeds_until_decided(self, groups: list[Group], first: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rounds of eval seeds for the variants not yet decided (and their baselines), look by look."""
@@ -336,24 +325,12 @@ class StagedRun:
         sweep["seeds"] = list(dict.fromkeys([*sweep.get("seeds", []), *(spec.seed for spec in specs)]))
         self.store.write_sweep(sweep)
 
-    def _promoted(self, group: Group) -> list[tune.Point]:
-        """The best points at the quarter budget, those that produced a loss only."""
-        scores = self._scores(group, group.grid, short=True)
-        finished = sum(math.isfinite(score) for score in scores)
-        return tune.ranked(group.grid, scores)[: min(tune.promoted_count(group.initial), finished)]
-
-    def _best(self, group: Group, points: list[tune.Point], short: bool) -> tune.Point | None:
-        """The best of the points, or None where none of them produced a loss: nothing to choose."""
-        scores = self._scores(group, points, short)
-        if not any(math.isfinite(score) for score in scores):
-            return None
-        return tune.ranked(points, scores)[0]
-
     def _record_choices(self, groups: list[Group]) -> None:
         sweep = self.store.read_sweep()
         sweep["tuning"] = {
             g.key: {"grid": g.grid, "chosen": g.chosen, "at_edge": g.at_edge, "size": g.size.name if g.size else None}
             | ({"untuned": g.untuned} if g.untuned else {})
+            | (tune.describe_search(g.search) if g.search else {})
             for g in groups
         }
         self.store.write_sweep(sweep)
