@@ -97,6 +97,7 @@ class Group:
     chosen: tune.Point = field(default_factory=dict)
     at_edge: list[str] = field(default_factory=list)
     search: tune.Search | None = None
+    shared: dict[str, str] = field(default_factory=dict)  # a tuning trial's ID -> the trial that trained it
     untuned: str | None = None  # why nothing was chosen: every tuning trial of a stage failed
 
     @property
@@ -212,8 +213,8 @@ class StagedRun:
 
     def _announce(self, groups: list[Group]) -> None:
         tune_seeds = len(self.fair.tune_seeds) if self.fair.tune else 0
-        per_group = [g.initial * tune_seeds + len(self.plan.seeds) for g in groups]  # the search adds rounds
-        self.expected = sum(per_group)
+        first_round = self._start_searches(groups) if tune_seeds else 0  # later rounds add trials as they come
+        self.expected = first_round + len(self.plan.seeds) * len(groups)
         first = [g.spec(seed, "eval", {}, g.budget) for g in groups for seed in self.plan.seeds]
         self.observer.sweep_started(replace(self.plan, trials=first), self.expected)
         _add_trials(self.observer, self.expected - len(first))
@@ -235,28 +236,45 @@ class StagedRun:
 
     def _tune(self, groups: list[Group]) -> None:
         """Rounds of the groups' searches: every point they ask for, on every tuning seed at the
-        full budget, in one batch; their losses go back to the searches until none asks for more."""
+        full budget, in one batch; their losses go back to the searches until none asks for more.
+
+        A point whose configuration, seed, budget and device equal another group's (variants that
+        only multiply the baseline's lr meet it at its own) trains once, as the first group to ask
+        for it, and both searches read that trial's loss: training is deterministic in those."""
         seeds = self.fair.tune_seeds
-        for g in groups:
-            g.search = tune.Search(self.fair.tune, g.config, seeds)
+        self._start_searches(groups)
+        trained: dict[tuple[Any, ...], str] = {}  # what a trial trains -> the trial that trains it
         first = True
         while True:
             asked = {g.key: g.search.wanted() for g in groups if g.search}
             specs = [g.spec(s, "tune-full", p, g.budget) for g in groups for p in asked[g.key] for s in seeds]
             if not specs:
                 break
+            unique = [spec for spec in specs if trained.setdefault(_trains(spec), spec.id) == spec.id]
             if not first:
-                _add_trials(self.observer, len(specs))
+                _add_trials(self.observer, len(unique))
             first = False
-            self._batch(specs)
+            self._batch(unique)
             for g in groups:
                 for point in asked[g.key]:
                     for seed in seeds:
-                        loss = _loss(self.records.get(g.spec(seed, "tune-full", point, g.budget).id))
-                        g.search.record(point, seed, loss)  # type: ignore[union-attr]
+                        spec = g.spec(seed, "tune-full", point, g.budget)
+                        g.search.record(point, seed, _loss(self.records.get(trained[_trains(spec)])))  # type: ignore[union-attr]
+                        if trained[_trains(spec)] != spec.id:
+                            g.shared[spec.id] = trained[_trains(spec)]
         for g in groups:
             self._choose(g)
         self._record_choices(groups)
+
+    def _start_searches(self, groups: list[Group]) -> int:
+        """A search per group (once); returns how many trials their first round trains."""
+        if any(g.search is None for g in groups):
+            for g in groups:
+                g.search = tune.Search(self.fair.tune, g.config, self.fair.tune_seeds)
+        first = [
+            g.spec(s, "tune-full", p, g.budget) for g in groups for p in g.search.points for s in self.fair.tune_seeds
+        ]  # type: ignore[union-attr]
+        return len({_trains(spec) for spec in first})
 
     def _choose(self, group: Group) -> None:
         search = group.search
@@ -331,6 +349,7 @@ class StagedRun:
             g.key: {"grid": g.grid, "chosen": g.chosen, "at_edge": g.at_edge, "size": g.size.name if g.size else None}
             | ({"untuned": g.untuned} if g.untuned else {})
             | (tune.describe_search(g.search) if g.search else {})
+            | ({"trained_as": g.shared} if g.shared else {})
             for g in groups
         }
         self.store.write_sweep(sweep)
@@ -342,6 +361,11 @@ def _cells(groups: list[Group]) -> list[list[Group]]:
     for group in groups:
         cells.setdefault((group.size.name if group.size else "", group.device), []).append(group)
     return list(cells.values())
+
+
+def _trains(spec: TrialSpec) -> tuple[Any, ...]:
+    """What a trial trains, whatever variant it is named after."""
+    return (spec.device, spec.config, spec.seed, spec.budget)
 
 
 def _loss(record: dict[str, Any] | None) -> float | None:

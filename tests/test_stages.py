@@ -129,6 +129,13 @@ def test_a_variant_that_only_halves_the_lr_gets_the_baselines_absolute_lr(tmp_pa
     assert tuning["half-lr/cpu"]["chosen"] == tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.016)}
     evaluation = {(s.variant, s.seed): s.config for s in executor.ran if s.labels["stage"] == "eval"}
     assert evaluation[("half-lr", 0)] == evaluation[("baseline", 0)]
+    tuned = [(s.config, s.seed) for s in executor.ran if s.labels["stage"] == "tune-full"]
+    assert len(tuned) == len(set(tuned)) == 6  # 0.001 .. 0.032: the same configuration trains once
+    lrs = ("0.002", "0.004", "0.008", "0.016", "0.032")  # all but 0.001 were the baseline's too
+    shared = {f"half-lr--cpu--s1000--lr{lr}": f"baseline--cpu--s1000--lr{lr}" for lr in lrs}
+    assert tuning["half-lr/cpu"]["trained_as"] == shared
+    half, base = tuning["half-lr/cpu"]["curve"], tuning["baseline/cpu"]["curve"]
+    assert [p["loss"] for p in half][1:] == [p["loss"] for p in base]
 
 
 def test_a_rerun_resumes_every_stage_and_another_grid_is_another_plan(tmp_path: Path) -> None:
@@ -187,16 +194,16 @@ def test_every_tuning_seed_counts_towards_a_points_score(tmp_path: Path) -> None
 
 
 def test_a_variant_whose_every_tuning_trial_failed_is_not_evaluated_at_a_value_nobody_chose(tmp_path: Path) -> None:
-    executor, tuning = fair_run(tmp_path, best_lr=0.008, variants="baseline,half-lr", failing=frozenset({"half-lr"}))
+    executor, tuning = fair_run(tmp_path, best_lr=0.008, variants="baseline,wide-mlp", failing=frozenset({"wide-mlp"}))
     assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.008)}  # the other variant is tuned as ever
-    failed = tuning["half-lr/cpu"]
-    assert "every tune-full trial of half-lr/cpu failed" in failed["untuned"] and failed["chosen"] == {}
-    ran = [s for s in executor.ran if s.variant == "half-lr"]
+    failed = tuning["wide-mlp/cpu"]
+    assert "every tune-full trial of wide-mlp/cpu failed" in failed["untuned"] and failed["chosen"] == {}
+    ran = [s for s in executor.ran if s.variant == "wide-mlp"]
     assert {s.labels["stage"] for s in ran} == {"tune-full"}  # nothing grown or evaluated
     assert len(ran) == 3
     store = RunStore(tmp_path)
     for seed in (0, 1):
-        record = store.read_trial(f"half-lr--cpu--s{seed}")
+        record = store.read_trial(f"wide-mlp--cpu--s{seed}")
         assert record["status"] == "failed" and record["error"].startswith("not evaluated: every tune-full trial")
     assert store.read_trial("baseline--cpu--s0")["status"] == "completed"
 
