@@ -20,7 +20,8 @@ DPI = 100  # as the report's other figures
 
 CURVE_CAPTION = (
     "Mean best validation loss over the tuning seeds against the tuned value, every point trained at the "
-    "full budget; one line per variant, its chosen value ringed (log scale; bits per character on the right)."
+    "full budget; one line per variant, its chosen value ringed and its own value a triangle (log scale; bits "
+    "per character on the right). Variants that share a configuration share the points."
 )
 SENSITIVITY_CAPTION = (
     "How much the tuning loss rises at half and at twice the chosen value (nats per character; where the "
@@ -29,8 +30,8 @@ SENSITIVITY_CAPTION = (
 
 
 def curves(tuning: dict[str, Any]) -> dict[str, tuple[str, list[tuple[float, float]], float]]:
-    """group key -> (tuned key, [(value, mean loss)] along it through the choice, chosen value), for the
-    groups with one tuned key held as the others were chosen."""
+    """group key -> (tuned key, [(value, mean loss)] along it through the choice, chosen value), each
+    along the first tuned key with the others held as chosen."""
     found = {}
     for group, info in tuning.items():
         chosen, curve = info.get("chosen") or {}, info.get("curve")
@@ -83,7 +84,7 @@ def tuning_figure_blocks(tuning: dict[str, Any], palette: dict[str, Any], out_di
     """The curve and sensitivity figures (where the sweep recorded curves) and the seeds' spread."""
     found = curves(tuning)
     blocks: list[Block] = []
-    if plot_tuning_curves(found, palette, out_dir / "tuning_curves.png") is not None:
+    if plot_tuning_curves(found, palette, out_dir / "tuning_curves.png", tuning) is not None:
         blocks.append(("figure", ("tuning_curves.png", CURVE_CAPTION)))
     if plot_sensitivity(found, palette, out_dir / "tuning_sensitivity.png") is not None:
         blocks.append(("figure", ("tuning_sensitivity.png", SENSITIVITY_CAPTION)))
@@ -104,7 +105,10 @@ def _label(group: str) -> str:
     return " ".join(group.split("/")[:-1]) or group
 
 
-def plot_tuning_curves(found: dict[str, Any], palette: dict[str, Any], path: Path) -> Path | None:
+def plot_tuning_curves(
+    found: dict[str, Any], palette: dict[str, Any], path: Path, tuning: dict[str, Any] | None = None
+) -> Path | None:
+    tuning = tuning or {}
     shown = {group: entry for group, entry in found.items() if len(entry[1]) >= 2}
     if not shown:
         return None
@@ -117,6 +121,9 @@ def plot_tuning_curves(found: dict[str, Any], palette: dict[str, Any], path: Pat
         at = dict(line).get(chosen)
         if at is not None:
             ax.scatter([chosen], [at], s=90, facecolors="none", edgecolors=colour or "black", linewidths=1.6)
+        own = (tuning.get(group) or {}).get("own", {}).get(_key)
+        if own is not None and dict(line).get(own) is not None:
+            ax.scatter([own], [dict(line)[own]], marker="v", s=28, color=colour, zorder=3)
     if all(value > 0 for _, line, _ in shown.values() for value, _ in line):
         ax.set_xscale("log")
     ax.set_xlabel(f"tuned {', '.join(keys)} (full budget)")
