@@ -72,7 +72,9 @@ def seed_spread(tuning: dict[str, Any]) -> list[str]:
         key = next(iter(next(iter(per_seed.values()))))
         values = [point[key] for point in per_seed.values()]
         choices = ", ".join(f"seed {seed}: {point[key]:.4g}" for seed, point in per_seed.items())
-        if min(values) > 0:
+        if max(values) == min(values):
+            spread = "the same value"
+        elif min(values) > 0:
             spread = f"x{max(values) / min(values):.3g} apart"
         else:
             spread = f"{max(values) - min(values):.4g} apart"
