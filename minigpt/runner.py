@@ -171,6 +171,10 @@ class Runner:
             sweep[key] = value
         self._write_sweep(sweep)
 
+    def sweep(self) -> dict[str, Any]:
+        """sweep.json as it stands."""
+        return self.store.read_sweep()
+
     def _write_sweep(self, sweep: dict[str, Any]) -> None:
         self.store.write_sweep(sweep)
 

@@ -83,8 +83,8 @@ class RunSpec:
     max_vocab: int | None = option(None, "Keep the N-1 most frequent characters, map the rest to one unknown.")
     tune: tuple[str, ...] = option(
         (),
-        "Tune KEY per variant: lr (its own lr x 1/4..4, min_lr following) or KEY=V1,V2,...; "
-        "repeat for a product grid. Chosen on --tune-seeds at a quarter, then the full budget.",
+        "Tune KEY per variant: lr (its own lr x 1/2..2, stepping x2 while the best is at an edge; "
+        "min_lr following) or KEY=V1,V2,...; repeat for a product grid. Chosen on --tune-seeds at the full budget.",
     )
     tune_seeds: str | None = option(None, "Seeds that choose tuned values, never --seeds.", shown="1000", listed=True)
     sizes: str | None = option(None, lambda: f"Size ladder: names ({sizes_help()}) or KEY=V1,V2,... .", listed=True)

@@ -4,19 +4,20 @@ groups and run them in stages.
 
 For each size, variant and device (a "group"):
 
-1. tune-short: every grid point (minigpt.tune) on every tuning seed at a quarter of the budget;
-   where the best lies at an edge of the grid, the grid grows a step that way (at most twice);
-2. tune-full: the best half of the points (at least two) at the full budget; the best of these
-   is the group's choice;
-3. eval: the evaluation seeds at the chosen values (or untuned, without --tune);
-4. with --seeds auto, more eval seeds in rounds: after each round every variant not yet decided
+1. tune-full: in rounds, the points the group's search (minigpt.tune.Search) asks for, on every
+   tuning seed at the full budget: the variant's own value and its neighbours, then a step
+   outward while the best is at an edge; the search's choice (a fit through the best points,
+   never worse than the own value on the tuning seeds) is the group's;
+2. eval: the evaluation seeds at the chosen values (or untuned, without --tune);
+3. with --seeds auto, more eval seeds in rounds: after each round every variant not yet decided
    is judged against the baseline at its size and device (minigpt.decide), and only those still
    undecided, with the baseline, get the next round's seeds, until each is decided or has
    --max-seeds seeds.
 
 Every stage runs through the sweep's executor into the same store, so tuning trials are
 resumable and isolated like any other; their IDs extend VARIANT--DEVICE--sSEED with the size,
-the point and `q` for the quarter budget, and trial.json marks their `stage`. Each group's
+the point (and `q` for the quarter budget of runs made before tuning moved to the full
+budget: reports still read them), and trial.json marks their `stage`. Each group's
 budget follows the size ladder's token rule, or the FLOPs budget, or the sweep's budget.
 """
 
@@ -36,7 +37,7 @@ from minigpt.train import Budget
 from minigpt.trial import TrialSpec
 from minigpt.variants import BASELINE, VariantRegistry
 
-STAGES = ("tune-short", "tune-full", "eval")
+STAGES = ("tune-short", "tune-full", "eval")  # tune-short: only in runs made before the full-budget search
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Group:
     initial: int = 0
     chosen: tune.Point = field(default_factory=dict)
     at_edge: list[str] = field(default_factory=list)
+    search: tune.Search | None = None
+    shared: dict[str, str] = field(default_factory=dict)  # a tuning trial's ID -> the trial that trained it
     untuned: str | None = None  # why nothing was chosen: every tuning trial of a stage failed
 
     @property
@@ -148,16 +151,6 @@ def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: C
     return budget
 
 
-def short_budget(budget: Budget) -> Budget:
-    fraction = tune.SHORT_BUDGET_FRACTION
-    return Budget(
-        max_steps=math.ceil(budget.max_steps * fraction) if budget.max_steps else None,
-        max_tokens=math.ceil(budget.max_tokens * fraction) if budget.max_tokens else None,
-        max_seconds=budget.max_seconds * fraction if budget.max_seconds else None,
-        stop_at_target=budget.stop_at_target,
-    )
-
-
 def plan_groups(registry: VariantRegistry, plan: SweepPlan, fair: FairOptions, vocab_size: int) -> list[Group]:
     """Every group, configured and checked (sizes, grids) before anything trains."""
     base = plan.base_config.replace(vocab_size=vocab_size)
@@ -197,6 +190,7 @@ class StageRunner(Protocol):
     def batch(self, specs: list[TrialSpec]) -> list[dict[str, Any]]: ...
     def ended(self, spec: TrialSpec, status: str, error: str) -> dict[str, Any]: ...
     def update_sweep(self, **changes: Any) -> None: ...
+    def sweep(self) -> dict[str, Any]: ...
 
 
 class Stage(Protocol):
@@ -263,85 +257,96 @@ class GroupEvaluation:
 
 
 class Tuning:
-    """Tune every group (see the module's docstring): the quarter-budget grid, its growth at the
-    edges, the best at the full budget; sets each group's `chosen` (or `untuned`, saying why)."""
+    """Tune every group (see the module's docstring): rounds of each group's search at the full
+    budget; sets each group's `chosen` (or `untuned`, saying why). A run tuned before the
+    full-budget search keeps the choices its sweep.json records: its evaluation resumes as it was."""
 
     def __init__(self, groups: list[Group], fair: FairOptions) -> None:
         self.groups, self.fair = groups, fair
+        for group in groups:
+            group.search = tune.Search(fair.tune, group.config, fair.tune_seeds)
 
     def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
-        kept = pending = 0
-        for group in self.groups:
-            mine = sum(_in_group(record, group) and record.get("stage") in STAGES[:2]
-                       and record.get("seed") in self.fair.tune_seeds for record in held.values())  # fmt: skip
-            planned = (group.initial + tune.promoted_count(group.initial)) * len(self.fair.tune_seeds)
-            kept, pending = kept + mine, pending + max(0, planned - mine)
-        return kept, pending
+        """Tuning trials held, and the first round's still to run (later rounds grow the display)."""
+        mine = [r for r in held.values() if r.get("stage") in STAGES[:2] and any(_in_group(r, g) for g in self.groups)]
+        if any(r.get("stage") == "tune-short" for r in mine):
+            return len(mine), 0  # tuned by the older rule: its choices are kept
+        first = {_trains(spec): spec.id for spec in self._round({g.key: g.search.points for g in self.groups})}
+        return len(mine), sum(trial not in held for trial in first.values())
 
     def notes(self) -> list[str]:
         return []
 
     def run(self, runner: StageRunner) -> None:
-        self.runner = runner
-        groups = self.groups
-        runner.batch([spec for g in groups for spec in self._short_specs(g, g.grid)])
-        for _ in range(tune.MAX_GROWTH):
-            best = {g.key: self._best(g, g.grid, short=True) for g in groups}
-            grown = {g.key: tune.grow(best[g.key], g.grid, g.config) if best[g.key] else [] for g in groups}
-            specs = [spec for g in groups for spec in self._short_specs(g, grown[g.key])]
+        """Rounds: every point the searches ask for, on every tuning seed at the full budget, in one
+        batch; their losses go back to the searches until none asks for more.
+
+        A point whose configuration, seed, budget and device equal another group's (variants that
+        only multiply the baseline's lr meet it at its own) trains once, as the first group to ask
+        for it, and both searches read that trial's loss: training is deterministic in those."""
+        if self._keep_recorded_choices(runner.sweep().get("tuning", {})):
+            return
+        trained: dict[tuple[Any, ...], str] = {}  # what a trial trains -> the trial that trains it
+        while True:
+            asked = {g.key: g.search.wanted() for g in self.groups}
+            specs = self._round(asked)
             if not specs:
                 break
-            for g in groups:
-                g.grid += grown[g.key]
-            runner.batch(specs)
-        promoted = {g.key: self._promoted(g) for g in groups}
+            runner.batch([spec for spec in specs if trained.setdefault(_trains(spec), spec.id) == spec.id])
+            for g in self.groups:
+                for point in asked[g.key]:
+                    for seed in self.fair.tune_seeds:
+                        spec = g.spec(seed, "tune-full", point, g.budget)
+                        trainer = trained[_trains(spec)]
+                        g.search.record(point, seed, _loss(runner.records.get(trainer)))
+                        if trainer != spec.id:
+                            g.shared[spec.id] = trainer
+        for g in self.groups:
+            self._choose(g)
+        runner.update_sweep(tuning={g.key: _choice_record(g) for g in self.groups})
+
+    def _round(self, asked: dict[str, list[tune.Point]]) -> list[TrialSpec]:
         seeds = self.fair.tune_seeds
-        runner.batch([g.spec(s, "tune-full", p, g.budget) for g in groups for s in seeds for p in promoted[g.key]])
-        for g in groups:
-            chosen = self._best(g, promoted[g.key], short=False)
-            if chosen is None:
-                stage = "tune-full" if promoted[g.key] else "tune-short"
-                g.untuned = (
-                    f"every {stage} trial of {g.key} failed, so tuning chose no value (see those trials' errors)"
-                )
-            else:
-                g.chosen = chosen
-                g.at_edge = [key for key, _ in tune.edges(g.chosen, g.grid)]
-        self._record_choices(groups)
+        return [g.spec(s, "tune-full", p, g.budget) for g in self.groups for p in asked[g.key] for s in seeds]
 
-    def _scores(self, group: Group, points: list[tune.Point], short: bool) -> list[float]:
-        budget = short_budget(group.budget) if short else group.budget
-        stage = "tune-short" if short else "tune-full"
-        records = self.runner.records
-        return [
-            tune.score([_loss(records.get(group.spec(s, stage, p, budget, short).id)) for s in self.fair.tune_seeds])
-            for p in points
-        ]
+    def _keep_recorded_choices(self, recorded: dict[str, Any]) -> bool:
+        """A sweep tuned by the older quarter-budget rule (its choices carry no search): keep them."""
+        if not recorded or any("own" in recorded.get(g.key, {"own": None}) for g in self.groups):
+            return False
+        for g in self.groups:
+            choice = recorded[g.key]
+            g.grid, g.chosen, g.at_edge = choice["grid"], choice["chosen"], choice["at_edge"]
+            g.untuned = choice.get("untuned")
+        return True
 
-    def _short_specs(self, group: Group, points: list[tune.Point]) -> list[TrialSpec]:
-        budget = short_budget(group.budget)
-        return [group.spec(seed, "tune-short", p, budget, short=True) for seed in self.fair.tune_seeds for p in points]
+    @staticmethod
+    def _choose(group: Group) -> None:
+        assert group.search is not None
+        group.grid = list(group.search.points)
+        choice = group.search.choose()
+        if choice.point is None:
+            group.untuned = (
+                f"every tune-full trial of {group.key} failed, so tuning chose no value (see those trials' errors)"
+            )
+            return
+        group.chosen = choice.point
+        group.at_edge = list(choice.at_edge)
 
-    def _promoted(self, group: Group) -> list[tune.Point]:
-        """The best points at the quarter budget, those that produced a loss only."""
-        scores = self._scores(group, group.grid, short=True)
-        finished = sum(math.isfinite(score) for score in scores)
-        return tune.ranked(group.grid, scores)[: min(tune.promoted_count(group.initial), finished)]
 
-    def _best(self, group: Group, points: list[tune.Point], short: bool) -> tune.Point | None:
-        """The best of the points, or None where none of them produced a loss: nothing to choose."""
-        scores = self._scores(group, points, short)
-        if not any(math.isfinite(score) for score in scores):
-            return None
-        return tune.ranked(points, scores)[0]
+def _choice_record(group: Group) -> dict[str, Any]:
+    """sweep.json's `tuning` entry of a group: its grid, choice and the search behind it."""
+    return (
+        {"grid": group.grid, "chosen": group.chosen, "at_edge": group.at_edge,
+         "size": group.size.name if group.size else None}
+        | ({"untuned": group.untuned} if group.untuned else {})
+        | (tune.describe_search(group.search) if group.search else {})
+        | ({"trained_as": group.shared} if group.shared else {})
+    )  # fmt: skip
 
-    def _record_choices(self, groups: list[Group]) -> None:
-        tuning = {
-            g.key: {"grid": g.grid, "chosen": g.chosen, "at_edge": g.at_edge, "size": g.size.name if g.size else None}
-            | ({"untuned": g.untuned} if g.untuned else {})
-            for g in groups
-        }
-        self.runner.update_sweep(tuning=tuning)
+
+def _trains(spec: TrialSpec) -> tuple[Any, ...]:
+    """What a trial trains, whatever variant it is named after."""
+    return (spec.device, spec.config, spec.seed, spec.budget)
 
 
 class SeedRounds:

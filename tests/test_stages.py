@@ -99,13 +99,14 @@ def test_the_tuner_picks_the_known_best_and_evaluates_there(tmp_path: Path) -> N
     assert {s.id for s in evaluation} == {"baseline--cpu--s0", "baseline--cpu--s1"}
 
 
-def test_tuning_runs_a_quarter_budget_grid_then_the_best_two_at_the_full_budget(tmp_path: Path) -> None:
-    executor, _ = fair_run(tmp_path, best_lr=0.004)
-    short = [s for s in executor.ran if s.labels["stage"] == "tune-short"]
+def test_tuning_trains_the_own_lr_and_its_neighbours_at_the_full_budget_only(tmp_path: Path) -> None:
+    executor, tuning = fair_run(tmp_path, best_lr=0.004)
+    assert {s.labels["stage"] for s in executor.ran} == {"tune-full", "eval"}
     full = [s for s in executor.ran if s.labels["stage"] == "tune-full"]
-    assert len(short) == 5 and {s.budget.max_steps for s in short} == {10}
-    assert len(full) == 2 and {s.budget.max_steps for s in full} == {40}
-    assert "baseline--cpu--s1000--lr0.016--q" in {s.id for s in short}
+    assert sorted(s.config.lr for s in full) == pytest.approx([0.002, 0.004, 0.008])
+    assert {s.budget.max_steps for s in full} == {40}
+    assert "baseline--cpu--s1000--lr0.008" in {s.id for s in full}
+    assert [p["lr"] for p in tuning["baseline/cpu"]["curve"]] == pytest.approx([0.002, 0.004, 0.008])
 
 
 def test_tuning_and_evaluation_seeds_never_meet(tmp_path: Path) -> None:
@@ -115,18 +116,19 @@ def test_tuning_and_evaluation_seeds_never_meet(tmp_path: Path) -> None:
     assert tuning_seeds == {1000} and evaluation_seeds == {0, 1}
 
 
-def test_the_edge_rule_grows_the_grid_twice_at_most_and_flags_what_is_still_at_the_edge(tmp_path: Path) -> None:
+def test_the_search_grows_until_interior_and_flags_a_choice_left_at_the_cap(tmp_path: Path) -> None:
     executor, tuning = fair_run(tmp_path, best_lr=1.0)
-    short = [s for s in executor.ran if s.labels["stage"] == "tune-short"]
-    assert len(short) == 7  # 5 + one step up, twice
-    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.064)}
+    full = [s for s in executor.ran if s.labels["stage"] == "tune-full"]
+    assert max(s.config.lr for s in full) == pytest.approx(0.256)  # x64 of its own 0.004, no further
+    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.256)}
     assert tuning["baseline/cpu"]["at_edge"] == ["lr"]
+    assert "cap" in tuning["baseline/cpu"]["edge_reasons"]["lr"]
 
 
-def test_a_best_just_beyond_the_grid_is_found_by_growing_and_not_flagged(tmp_path: Path) -> None:
-    _, tuning = fair_run(tmp_path, best_lr=0.03)
-    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.032)}
-    assert tuning["baseline/cpu"]["at_edge"] == []
+def test_a_best_far_beyond_the_start_is_found_by_growing_and_not_flagged(tmp_path: Path) -> None:
+    _, tuning = fair_run(tmp_path, best_lr=0.06)
+    assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.064)}
+    assert tuning["baseline/cpu"]["at_edge"] == [] and tuning["baseline/cpu"]["edge_reasons"] == {}
 
 
 def test_a_variant_that_only_halves_the_lr_gets_the_baselines_absolute_lr(tmp_path: Path) -> None:
@@ -134,6 +136,13 @@ def test_a_variant_that_only_halves_the_lr_gets_the_baselines_absolute_lr(tmp_pa
     assert tuning["half-lr/cpu"]["chosen"] == tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.016)}
     evaluation = {(s.variant, s.seed): s.config for s in executor.ran if s.labels["stage"] == "eval"}
     assert evaluation[("half-lr", 0)] == evaluation[("baseline", 0)]
+    tuned = [(s.config, s.seed) for s in executor.ran if s.labels["stage"] == "tune-full"]
+    assert len(tuned) == len(set(tuned)) == 6  # 0.001 .. 0.032: the same configuration trains once
+    lrs = ("0.002", "0.004", "0.008", "0.016", "0.032")  # all but 0.001 were the baseline's too
+    shared = {f"half-lr--cpu--s1000--lr{lr}": f"baseline--cpu--s1000--lr{lr}" for lr in lrs}
+    assert tuning["half-lr/cpu"]["trained_as"] == shared
+    half, base = tuning["half-lr/cpu"]["curve"], tuning["baseline/cpu"]["curve"]
+    assert [p["loss"] for p in half][1:] == [p["loss"] for p in base]
 
 
 def test_a_rerun_resumes_every_stage_and_another_grid_is_another_plan(tmp_path: Path) -> None:
@@ -203,43 +212,35 @@ def test_the_ladder_scales_tokens_with_the_baselines_parameters_unless_a_budget_
     assert {g.budget.max_tokens for g in given} == {64_000}
 
 
-@pytest.mark.parametrize(
-    ("budget", "short"),
-    [
-        (Budget(max_tokens=64_000), Budget(max_tokens=16_000)),
-        (Budget(max_seconds=8.0), Budget(max_seconds=2.0)),
-        (Budget(max_steps=41, max_tokens=64_001), Budget(max_steps=11, max_tokens=16_001)),  # rounded up
-    ],
-)
-def test_the_quarter_budget_is_a_quarter_of_a_token_or_time_budget_too(
-    tmp_path: Path, budget: Budget, short: Budget
-) -> None:
+@pytest.mark.parametrize("budget", [Budget(max_tokens=64_000), Budget(max_seconds=8.0), Budget(max_steps=41)])
+def test_every_tuning_trial_trains_for_the_full_token_time_or_step_budget(tmp_path: Path, budget: Budget) -> None:
     executor, _ = fair_run(tmp_path, best_lr=0.004, budget=budget)
-    budgets = {s.labels["stage"]: s.budget for s in executor.ran if s.labels["stage"] != "eval"}
-    assert budgets == {"tune-short": short, "tune-full": budget}
+    budgets = {s.labels["stage"]: s.budget for s in executor.ran}
+    assert budgets == {"tune-full": budget, "eval": budget}
 
 
 def test_every_tuning_seed_counts_towards_a_points_score(tmp_path: Path) -> None:
     """Seed 1000 alone prefers lr 0.004, seed 1001 alone 0.016; their mean loss is lowest at the
-    geometric mean, 0.008, which only scoring both seeds finds."""
+    geometric mean, 0.008, which only scoring both seeds finds; each seed's own choice is recorded."""
     executor, tuning = fair_run(tmp_path, best_lr={1000: 0.004, 1001: 0.016}, tune_seeds=[1000, 1001])
     assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.008)}
     full = [(s.seed, s.config.lr) for s in executor.ran if s.labels["stage"] == "tune-full"]
-    assert sorted(seed for seed, _ in full) == [1000, 1000, 1001, 1001]
+    assert sorted(seed for seed, _ in full) == [1000] * 4 + [1001] * 4  # the bracket and a step up, on each seed
+    assert tuning["baseline/cpu"]["per_seed"] == {"1000": {"lr": 0.004}, "1001": {"lr": pytest.approx(0.016)}}
 
 
 def test_a_variant_whose_every_tuning_trial_failed_is_not_evaluated_at_a_value_nobody_chose(tmp_path: Path) -> None:
-    executor, tuning = fair_run(tmp_path, best_lr=0.008, variants="baseline,half-lr", failing=frozenset({"half-lr"}))
+    executor, tuning = fair_run(tmp_path, best_lr=0.008, variants="baseline,wide-mlp", failing=frozenset({"wide-mlp"}))
     assert tuning["baseline/cpu"]["chosen"] == {"lr": pytest.approx(0.008)}  # the other variant is tuned as ever
-    failed = tuning["half-lr/cpu"]
-    assert "every tune-short trial of half-lr/cpu failed" in failed["untuned"] and failed["chosen"] == {}
-    ran = [s for s in executor.ran if s.variant == "half-lr"]
-    assert {s.labels["stage"] for s in ran} == {"tune-short"}  # nothing promoted, grown or evaluated
-    assert len(ran) == 5
+    failed = tuning["wide-mlp/cpu"]
+    assert "every tune-full trial of wide-mlp/cpu failed" in failed["untuned"] and failed["chosen"] == {}
+    ran = [s for s in executor.ran if s.variant == "wide-mlp"]
+    assert {s.labels["stage"] for s in ran} == {"tune-full"}  # nothing grown or evaluated
+    assert len(ran) == 3
     store = RunStore(tmp_path)
     for seed in (0, 1):
-        record = store.read_trial(f"half-lr--cpu--s{seed}")
-        assert record["status"] == "failed" and record["error"].startswith("not evaluated: every tune-short trial")
+        record = store.read_trial(f"wide-mlp--cpu--s{seed}")
+        assert record["status"] == "failed" and record["error"].startswith("not evaluated: every tune-full trial")
     assert store.read_trial("baseline--cpu--s0")["status"] == "completed"
 
 

@@ -55,7 +55,7 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     if sizes:
         blocks.append(("p", f"The tables and figures above show size {sizes[-1]}; every size follows."))
     if fair.get("tune"):
-        blocks += tuning_blocks(report, fair)
+        blocks += tuning_blocks(report, fair, out_dir)
     per_size = per_size_summary(report)
     blocks += [("h2", "Difference from the baseline per size"), ("table", per_size_table(per_size))]
     blocks += [("p", sentence) for sentence in size_sentences(per_size, report.order)]
@@ -81,29 +81,44 @@ FLOPS_CAPTION = (
 )
 
 
-def tuning_blocks(report: RunReport, fair: dict[str, Any]) -> list[Block]:
+def tuning_blocks(report: RunReport, fair: dict[str, Any], out_dir: Path) -> list[Block]:
+    from minigpt.report.tuning import edge_text, sensitivity_text, tuning_figure_blocks
+
     tuning = report.sweep.get("tuning") or {}
     evaluation = sorted({int(s) for s in _evaluation(report)["seed"].dropna()})
+    keys = " and ".join(axis.split(" ")[0].split("=")[0] for axis in fair["tune"])
+    seeds = f"on seed(s) {', '.join(map(str, fair['tune_seeds']))}, apart from the evaluation seeds {', '.join(map(str, evaluation))}"
+    if any("curve" in info for info in tuning.values()):
+        method = (
+            "every point at the full budget: the variant's own value and a step either side, stepping outward "
+            "while the best lay at an edge (until it was interior, the next value diverged or failed, or the "
+            "cap x1/64..x64 was reached), the choice the best of a quadratic fitted in log value through the "
+            "best points, and never a value that scored worse than the variant's own on the tuning seeds"
+        )
+    else:  # a run made before tuning moved to the full budget
+        method = (
+            "every grid point at a quarter of the budget (the grid growing a step where the best lay at its edge, "
+            "at most twice), the best half at the full budget, and the best of those chosen"
+        )
     sentence = (
-        f"Each variant's {' and '.join(axis.split(' ')[0].split('=')[0] for axis in fair['tune'])} was tuned "
-        f"({'; '.join(fair['tune'])}) on seed(s) {', '.join(map(str, fair['tune_seeds']))}, apart from the "
-        f"evaluation seeds {', '.join(map(str, evaluation))}: every grid point at a quarter of the budget (the grid "
-        "growing a step where the best lay at its edge, at most twice), the best half at the full budget, and "
-        "the best of those chosen; the verdicts use only the evaluation seeds, so the choice cannot flatter them."
+        f"Each variant's {keys} was tuned ({'; '.join(fair['tune'])}) {seeds}: {method}; the verdicts use only "
+        "the evaluation seeds, so the choice cannot flatter them."
     )
     rows = [
         [info.get("size") or "–", *key.split("/")[-2:], str(len(info["grid"])),
          "none: every tuning trial failed" if info.get("untuned") else _point(info["chosen"]),
-         ", ".join(info["at_edge"]) or "no"]
+         edge_text(info), sensitivity_text(info)]
         for key, info in tuning.items()
     ]  # fmt: skip
     blocks: list[Block] = [("h2", "Tuning"), ("p", sentence)]
-    blocks.append(("table", Table(["size", "variant", "device", "grid points", "chosen", "at a grid edge"], rows)))
-    flagged = [key for key, info in tuning.items() if info["at_edge"]]
+    columns = ["size", "variant", "device", "points trained", "chosen", "at an edge", "loss rise at /2 / x2"]
+    blocks.append(("table", Table(columns, rows)))
+    flagged = [key for key, info in tuning.items() if info["at_edge"] and not info.get("edge_reasons")]
     if flagged:
         blocks.append(
             ("p", f"Still at an edge of its grid after growing: {', '.join(flagged)}; its best value may lie beyond.")
         )
+    blocks += tuning_figure_blocks(tuning, report.palette, out_dir)
     return blocks
 
 

@@ -117,7 +117,7 @@ def _trial_row(record: dict[str, Any], lengths: list[str]) -> dict[str, Any]:
     """results.csv's row; `lengths` are the columns of --eval-lengths losses any trial of the run has."""
     record = metrics.with_derived(record)
     row = {key: record.get(key) for key in [*trial_columns(), *lengths]}
-    row["changed"] = describe_changes(record.get("changed") or {})
+    row["changed"] = describe_changes(record.get("changed") or {}, record.get("tuned") or {})
     row["stage"] = record.get("stage") or "eval"  # tune-short, tune-full (choosing tuned values) or eval
     row["tuned"] = describe_changes(record.get("tuned") or {})
     row["concurrent"] = bool(record.get("concurrent", False))  # shared its machine with other trials
@@ -131,8 +131,13 @@ def _trial_row(record: dict[str, Any], lengths: list[str]) -> dict[str, Any]:
     return row
 
 
-def describe_changes(changed: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in changed.items())
+def describe_changes(changed: dict[str, Any], tuned: dict[str, Any] | None = None) -> str:
+    """`optimizer=adamw, lr=0.00375 (tuned)`: a trial's changes from the baseline with its tuned values in
+    place of the variant's own (min_lr follows a tuned lr, so the variant's own min_lr is no change)."""
+    tuned = tuned or {}
+    kept = {k: v for k, v in changed.items() if k not in tuned and not (k == "min_lr" and "lr" in tuned)}
+    texts = [f"{key}={value}" for key, value in kept.items()]
+    return ", ".join([*texts, *(f"{key}={value:g} (tuned)" for key, value in tuned.items())])
 
 
 def variant_order(trials: pd.DataFrame, sweep: dict[str, Any]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Variants that only move the learning rate: with --tune lr they should read no different."""
+"""Variants that only move the learning rate (x1/4, x1/2, x2, x4, and AdamW at the baseline's lr):
+with --tune lr the multiples should read no different from the baseline."""
 
 from minigpt import variant
 
@@ -16,3 +17,13 @@ def double_lr(cfg):
 @variant("adamw-base-lr", "AdamW at the baseline's learning rate, not at adamw's 3e-3")
 def adamw_base_lr(cfg):
     return cfg.replace(optimizer="adamw")
+
+
+@variant("quarter-lr", "the baseline at a quarter of its learning rate (min_lr following)")
+def quarter_lr(cfg):
+    return cfg.replace(lr=cfg.lr / 4, min_lr=cfg.min_lr / 4)
+
+
+@variant("quadruple-lr", "the baseline at four times its learning rate (min_lr following)")
+def quadruple_lr(cfg):
+    return cfg.replace(lr=cfg.lr * 4, min_lr=cfg.min_lr * 4)
