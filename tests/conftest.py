@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from minigpt import cli as minigpt_cli
 from minigpt.config import PRESETS, Config
+from minigpt.runner import QuietObserver
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "data" / "input.txt"
@@ -127,3 +129,17 @@ def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
         minigpt_cli.main()
     out, err = capsys.readouterr()
     return exit_.value.code, out, err
+
+
+class Counting(QuietObserver):
+    """The first line's counts, and the trials the display was told of later."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[int, int]] = []
+        self.added = 0
+
+    def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None:
+        self.started.append((total, pending))
+
+    def trials_added(self, count: int) -> None:
+        self.added += count

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from minigpt.store import RunStore
 from minigpt.sweep import plan_sweep
 from minigpt.train import Budget
 from minigpt.variants import Variant, VariantRegistry
-from tests.conftest import SHAKESPEARE, TINY, TINY_SET, run_cli
+from tests.conftest import SHAKESPEARE, TINY, TINY_SET, Counting, run_cli
 
 BASE = Config(**TINY)
 SHIFT = {"baseline": 0.0, "copy": 0.0, "better": -0.05, "noisy": 0.0}
@@ -78,18 +77,6 @@ def auto_run(
     fair = FairOptions(seeds_auto=True, max_seeds=max_seeds)
     records = run_sweep(replace(plan, fair=fair), RunStore(root), observer or QuietObserver(), executor=executor)
     return executor, records
-
-
-class Counting(QuietObserver):
-    def __init__(self) -> None:
-        self.started: list[tuple[int, int]] = []
-        self.added = 0
-
-    def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None:
-        self.started.append((total, pending))
-
-    def trials_added(self, count: int) -> None:
-        self.added += count
 
 
 def test_the_rounds_grow_the_display_and_a_resume_counts_them_held(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ rate: the choice, the growth at the grid's edges, the seeds, the ladder and FLOP
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from minigpt.sweep import plan_sweep
 from minigpt.train import Budget
 from minigpt.tune import parse_tune
 from minigpt.variants import Variant, VariantRegistry
-from tests.conftest import SHAKESPEARE, TINY
+from tests.conftest import SHAKESPEARE, TINY, Counting
 
 BASE = Config(**TINY, lr=0.004, min_lr=0.0004)
 
@@ -151,20 +150,6 @@ def test_a_rerun_resumes_every_stage_and_another_grid_is_another_plan(tmp_path: 
     assert executor.ran == []
     with pytest.raises(sweep.PlanError, match="another sweep"):
         fair_run(tmp_path, best_lr=0.008, tune=parse_tune(["lr=1e-3,2e-3"], BASE))
-
-
-class Counting(QuietObserver):
-    """The first line's counts, and the trials the display was told of later."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[int, int]] = []
-        self.added = 0
-
-    def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None:
-        self.started.append((total, pending))
-
-    def trials_added(self, count: int) -> None:
-        self.added += count
 
 
 def test_the_first_line_counts_tuning_and_evaluation_trials_held_and_to_run(tmp_path: Path) -> None:
