@@ -93,7 +93,6 @@ class Group:
     changed: dict[str, Any]  # what the variant changes from the baseline at this size
     budget: Budget
     grid: list[tune.Point] = field(default_factory=list)
-    initial: int = 0
     chosen: tune.Point = field(default_factory=dict)
     at_edge: list[str] = field(default_factory=list)
     search: tune.Search | None = None
@@ -104,8 +103,8 @@ class Group:
     def key(self) -> str:
         return "/".join(p for p in (self.size.name if self.size else "", self.variant, self.device) if p)
 
-    def spec(self, seed: int, stage: str, point: tune.Point, budget: Budget, short: bool = False) -> TrialSpec:
-        parts = [self.size.name if self.size else "", tune.point_label(point) if stage != "eval" else "", "q" * short]
+    def spec(self, seed: int, stage: str, point: tune.Point, budget: Budget) -> TrialSpec:
+        parts = [self.size.name if self.size else "", tune.point_label(point) if stage != "eval" else ""]
         labels = {"stage": stage, "size": self.size.name if self.size else None, "tuned": point}
         if stage == "eval" and self.at_edge:
             labels["tuning_at_edge"] = self.at_edge
@@ -166,7 +165,6 @@ def plan_groups(registry: VariantRegistry, plan: SweepPlan, fair: FairOptions, v
                 budget = group_budget(plan, fair, config, baseline, reference)
                 group = Group(size, name, registry.get(name).description, device, config, changed, budget)
                 group.grid = tune.initial_grid(fair.tune, config) if fair.tune else [{}]
-                group.initial = len(group.grid)
                 groups.append(group)
     return groups
 
