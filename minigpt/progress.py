@@ -62,6 +62,10 @@ class RichObserver:
         self.total += count
         self.progress.update(self.sweep_task, total=self.total)
 
+    def notes_added(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False)
+
     def trial_started(self, spec: TrialSpec) -> None:
         self.trial_task = self.progress.add_task(spec.id, total=None, status="starting")
 
@@ -99,6 +103,10 @@ class LogObserver:
 
     def trials_added(self, count: int) -> None:
         pass
+
+    def notes_added(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False)
 
     def trial_started(self, spec: TrialSpec) -> None:
         pass

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 class SweepObserver(Protocol):
     def sweep_started(self, total: int, pending: int, notes: Sequence[str] = ()) -> None: ...
     def trials_added(self, count: int) -> None: ...
+    def notes_added(self, lines: Sequence[str]) -> None: ...
     def trial_started(self, spec: TrialSpec) -> None: ...
     def trial_point(self, spec: TrialSpec, point: dict[str, Any]) -> None: ...
     def trial_finished(self, spec: TrialSpec, record: dict[str, Any], resumed: bool) -> None: ...
@@ -38,6 +39,9 @@ class QuietObserver:
         pass
 
     def trials_added(self, count: int) -> None:
+        pass
+
+    def notes_added(self, lines: Sequence[str]) -> None:
         pass
 
     def trial_started(self, spec: TrialSpec) -> None:
@@ -161,6 +165,10 @@ class Runner:
         if self.seen > self.announced:
             self.observer.trials_added(self.seen - self.announced)
             self.announced = self.seen
+
+    def note(self, lines: list[str]) -> None:
+        """Lines a stage has to say once it knows them (--equal-time's budgets, timed before training)."""
+        self.observer.notes_added(lines)
 
     def update_sweep(self, **changes: Any) -> None:
         """Add to sweep.json: the trials and seeds lists grow (each ID once), other keys are replaced."""

@@ -93,6 +93,11 @@ class RunSpec:
         "Budget each trial in total FLOPs: the model's matmuls, the whole attention square, "
         "normalizations and the optimizer's own step (minigpt.flops), so equal compute charges what runs.",
     )
+    equal_time: float | None = option(
+        None,
+        "Equal wall-clock: each variant trains the tokens the baseline trains in S seconds, times its speed ratio, "
+        "timed in --speed-rounds interleaved rounds before training (the budgets are tokens, kept for a resume).",
+    )
     eval_lengths: str | None = option(
         None,
         "After training, score each trial's best checkpoint at these multiples of block_size, "
@@ -281,12 +286,12 @@ def plan_run(spec: RunSpec) -> RunPlan:
     from minigpt.trackers import tracking_settings
     from minigpt.train import Budget
     from minigpt.tune import parse_tune, parse_tune_seeds
-    from minigpt.variants import discover
+    from minigpt.variants import BASELINE, discover
 
     out = checked(spec)
     auto = spec.seeds.strip() == "auto"  # rounds of seeds until each variant is decided
     record, lengths = spec.record(), eval_lengths(spec.eval_lengths)
-    if not spec.no_speed:
+    if not spec.no_speed or spec.equal_time is not None:
         check_rounds(spec.speed_rounds, "--speed-rounds")
     executor = executor_options(spec.executor, spec.executor_options)
     executor.prepare()
@@ -306,11 +311,15 @@ def plan_run(spec: RunSpec) -> RunPlan:
     sweep = plan_sweep(registry, spec.variants or DEFAULT_VARIANTS, devices, seeds, recipe.config, spec.data, budget,
                        spec.target_loss, spec.max_vocab, options)  # fmt: skip
     tune_seeds = parse_tune_seeds(spec.tune_seeds, sweep.seeds)
+    if spec.equal_time is not None and BASELINE not in sweep.variants:
+        raise SpecError(f"--equal-time times every variant against the baseline: add {BASELINE} to --variants")
     fair = FairOptions(
         tune=parse_tune(list(spec.tune), recipe.config),
         tune_seeds=tune_seeds,
         sizes=sizes,
         max_flops=spec.max_flops,
+        equal_time=spec.equal_time,
+        speed_rounds=spec.speed_rounds,
         explicit_budget=spec.explicit_budget,
         preset_tokens=recipe.max_tokens,
         seeds_auto=auto,
@@ -333,6 +342,9 @@ def checked(spec: RunSpec) -> Path:
         raise SpecError(f"--speed-margin must be a fraction between 0 and 1 (0.02: 2%), got {spec.speed_margin:g}")
     if spec.max_seeds is not None and spec.seeds.strip() != "auto":
         raise SpecError("--max-seeds needs --seeds auto: with a list of seeds, the list says how many")
+    if spec.equal_time is not None and (spec.explicit_budget or spec.max_flops is not None):
+        given = "--max-flops" if spec.max_flops is not None else "--max-steps/--max-tokens/--max-seconds"
+        raise SpecError(f"--equal-time sets every trial's budget from its speed; drop {given}")
     if spec.tune_seeds is not None and not spec.tune:
         raise TuneError("--tune-seeds needs --tune: the seeds only choose tuned values")
     return out

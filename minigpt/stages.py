@@ -34,7 +34,7 @@ from minigpt.decide import DEFAULT_MAX_SEEDS, LOSS_MARGIN, Design, decide, looks
 from minigpt.sizes import Size, SizeError, budget_lines, size_tokens
 from minigpt.sweep import SweepPlan, rotated
 from minigpt.train import Budget
-from minigpt.trial import TrialSpec
+from minigpt.trial import SweepJob, TrialSpec
 from minigpt.variants import BASELINE, VariantRegistry
 
 STAGES = ("tune-short", "tune-full", "eval")  # tune-short: only in runs made before the full-budget search
@@ -46,6 +46,8 @@ class FairOptions:
     tune_seeds: list[int] = field(default_factory=list)
     sizes: list[Size] = field(default_factory=list)
     max_flops: float | None = None
+    equal_time: float | None = None  # --equal-time S: tokens from each variant's speed (minigpt.equal_time)
+    speed_rounds: int = 10  # rounds that time the variants for --equal-time
     explicit_budget: bool = False  # --max-steps/--max-tokens/--max-seconds given: every size as given
     preset_tokens: int = 0  # the preset's budget, which the token rule scales
     seeds_auto: bool = False  # --seeds auto: eval seeds in rounds until each variant is decided
@@ -55,6 +57,8 @@ class FairOptions:
     def __post_init__(self) -> None:
         if self.max_flops is not None and not (math.isfinite(self.max_flops) and self.max_flops > 0):
             raise tune.TuneError(f"--max-flops must be a positive number of FLOPs, got {self.max_flops:g}")
+        if self.equal_time is not None and not (math.isfinite(self.equal_time) and self.equal_time > 0):
+            raise tune.TuneError(f"--equal-time must be a positive number of seconds, got {self.equal_time:g}")
 
     @property
     def active(self) -> bool:
@@ -64,7 +68,7 @@ class FairOptions:
     def shapes_trials(self) -> bool:
         """Tuning, sizes or a FLOPs budget change what the trials are; --seeds auto only how many
         seeds each variant gets, so a sweep with it alone is the same plan as with a list of seeds."""
-        return bool(self.tune or self.sizes or self.max_flops)
+        return bool(self.tune or self.sizes or self.max_flops or self.equal_time)
 
     def describe(self) -> dict[str, Any]:
         """What sweep.json records, and what a re-run must match."""
@@ -74,7 +78,7 @@ class FairOptions:
             "sizes": [size.describe() for size in self.sizes],
             "max_flops": self.max_flops,
             "token_rule": None if self.explicit_budget or self.max_flops or not self.sizes else self.preset_tokens,
-        }
+        } | ({"equal_time": self.equal_time} if self.equal_time else {})  # runs from before it match
 
     @property
     def design(self) -> Design:
@@ -136,8 +140,11 @@ def flops_steps(config: Config, max_flops: float) -> int:
 
 
 def group_budget(plan: SweepPlan, fair: FairOptions, config: Config, baseline: Config, reference: Config) -> Budget:
-    """A group's full budget: its FLOPs budget, the ladder's token rule, or the sweep's budget."""
+    """A group's full budget: its FLOPs budget, the ladder's token rule, or the sweep's budget;
+    with --equal-time the sweep's until its speed is timed (minigpt.equal_time sets it)."""
     budget = plan.budget
+    if fair.equal_time:
+        return budget
     if fair.max_flops:
         steps = flops_steps(config, fair.max_flops)
         if not fair.explicit_budget:  # the preset's token budget gives way to the FLOPs budget
@@ -184,10 +191,12 @@ class StageRunner(Protocol):
     plan: SweepPlan
     records: dict[str, dict[str, Any]]  # every trial's record the run has seen, by ID
     evaluation: list[dict[str, Any]]  # the evaluation trials' records, in order
+    job: SweepJob  # what every trial shares: the corpus among it
 
     def batch(self, specs: list[TrialSpec]) -> list[dict[str, Any]]: ...
     def ended(self, spec: TrialSpec, status: str, error: str) -> dict[str, Any]: ...
     def update_sweep(self, **changes: Any) -> None: ...
+    def note(self, lines: list[str]) -> None: ...
     def sweep(self) -> dict[str, Any]: ...
 
 
@@ -208,8 +217,14 @@ def plan_stages(plan: SweepPlan, vocab_size: int) -> list[Stage]:
     if fair is None or not fair.active:
         return [Evaluation(plan.trials)]
     groups = plan_groups(plan.registry, plan, fair, vocab_size)
-    stages: list[Stage] = [Tuning(groups, fair)] if fair.tune else []
-    stages.append(GroupEvaluation(groups, plan.seeds))
+    stages: list[Stage] = []
+    if fair.equal_time:
+        from minigpt.equal_time import EqualTime
+
+        stages.append(EqualTime(groups, fair.equal_time, fair.speed_rounds, plan.seeds[0]))
+    if fair.tune:
+        stages.append(Tuning(groups, fair))
+    stages.append(GroupEvaluation(groups, plan.seeds, budgets_known=not fair.equal_time))
     if fair.seeds_auto:
         stages.append(SeedRounds(groups, plan.seeds, fair.design))
     return stages
@@ -235,15 +250,15 @@ class Evaluation:
 class GroupEvaluation:
     """The evaluation seeds of every group at its chosen values (untuned without --tune)."""
 
-    def __init__(self, groups: list[Group], seeds: list[int]) -> None:
-        self.groups, self.seeds = groups, seeds
+    def __init__(self, groups: list[Group], seeds: list[int], budgets_known: bool = True) -> None:
+        self.groups, self.seeds, self.budgets_known = groups, seeds, budgets_known
 
     def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
         return Evaluation([g.spec(seed, "eval", {}, g.budget) for g in self.groups for seed in self.seeds]).count(held)
 
     def notes(self) -> list[str]:
-        """What each size of a ladder trains for."""
-        return budget_lines(self.groups)
+        """What each size of a ladder trains for (--equal-time says so itself once it has timed them)."""
+        return budget_lines(self.groups) if self.budgets_known else []
 
     def run(self, runner: StageRunner) -> None:
         evaluation = [(g, g.spec(seed, "eval", g.chosen, g.budget)) for seed in self.seeds for g in self.groups]
@@ -366,7 +381,7 @@ class SeedRounds:
         self.runner = runner
         seeds = {g.key: list(self.seeds) for g in self.groups}
         while True:
-            specs = [spec for cell in _cells(self.groups) for spec in self._next_round(cell, seeds)]
+            specs = [spec for cell in cells(self.groups) for spec in self._next_round(cell, seeds)]
             if not specs:
                 return
             runner.update_sweep(seeds=[spec.seed for spec in specs])
@@ -417,7 +432,7 @@ def _in_group(record: dict[str, Any], group: Group) -> bool:
     )
 
 
-def _cells(groups: list[Group]) -> list[list[Group]]:
+def cells(groups: list[Group]) -> list[list[Group]]:
     """The groups by size and device: each variant is judged against the baseline of its cell."""
     cells: dict[tuple[str, str], list[Group]] = {}
     for group in groups:

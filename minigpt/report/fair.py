@@ -17,6 +17,7 @@ import pandas as pd
 
 from minigpt import metrics
 from minigpt.report.document import Table
+from minigpt.report.equal_time import equal_time_blocks
 from minigpt.report.figures import add_bits_axis, new_figure, save_figure
 from minigpt.report.frames import RunReport
 from minigpt.report.size_gaps import Trend, per_size_summary, size_trends
@@ -46,9 +47,10 @@ def _evaluation(report: RunReport) -> pd.DataFrame:
 
 
 def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
-    """The fair-comparison sections; none for a sweep without --tune, --sizes or --max-flops."""
+    """The fair-comparison sections; none for a sweep without --tune, --sizes, --max-flops or --equal-time
+    (--seeds auto alone)."""
     fair = report.sweep.get("fair")
-    if not fair or not (fair.get("tune") or fair.get("sizes") or fair.get("max_flops")):  # --seeds auto alone
+    if not fair or not (fair.get("tune") or fair.get("sizes") or fair.get("max_flops") or fair.get("equal_time")):
         return []
     blocks: list[Block] = [("h2", "Fair comparison")]
     sizes = size_names(report.sweep)
@@ -64,6 +66,7 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
         blocks.append(("figure", ("diff_vs_params.png", DIFF_CAPTION)))
     if plot_loss_vs_flops(report, out_dir / "loss_vs_flops.png") is not None:
         blocks.append(("figure", ("loss_vs_flops.png", FLOPS_CAPTION)))
+    blocks += equal_time_blocks(report)
     blocks += pareto_blocks(report)
     return blocks
 
@@ -257,35 +260,69 @@ WALL_CAVEAT = (
     "Wall seconds are each trial's own, measured minutes apart on a machine whose speed may drift, so the front "
     "against them is a rough guide; the interleaved speed phase is the speed comparison to trust."
 )
+INTERLEAVED_NOTE = (
+    "Seconds are each trial's tokens at its variant's interleaved speed (every variant timed in alternating rounds "
+    "on one device, so the machine's drift cancels), not the trial's own wall clock."
+)
+
+
+def interleaved_speeds(report: RunReport) -> dict[tuple[Any, str, str], float]:
+    """Interleaved tokens/s by (size, device, variant): --equal-time's timing of every size, or the
+    speed phase's where the run has one size (the phase times one configuration per variant)."""
+    cells = (report.sweep.get("equal_time") or {}).get("cells", {})
+    if cells:
+        speeds = {}
+        for key, measured in cells.items():
+            size, device = key.split("/") if "/" in key else (None, key)
+            for name, row in measured.get("variants", {}).items():
+                if "tokens_per_sec" in row:
+                    speeds[(size, device, name)] = row["tokens_per_sec"]
+        return speeds
+    if report.speed is None or size_names(report.sweep):
+        return {}
+    frame = report.speed.frame.dropna(subset=["interleaved_tokens_per_sec"])
+    return {(None, r.device, r.variant): r.interleaved_tokens_per_sec for r in frame.itertuples()}
+
+
+def _seconds(done: pd.DataFrame, speeds: dict[tuple[Any, str, str], float]) -> pd.Series:
+    """Each trial's tokens over its variant's interleaved tokens/s (NaN where it was not timed)."""
+    keys = zip(done["size"].where(done["size"].notna(), None), done["device"], done["variant"], strict=True)
+    return done["tokens"] / pd.Series([speeds.get(key, math.nan) for key in keys], index=done.index)
 
 
 def pareto_blocks(report: RunReport) -> list[Block]:
-    """Per device: each variant (and size) with its best loss, total FLOPs and wall seconds, and
-    whether it is on the front (no other is both better and cheaper)."""
+    """Per device: each variant (and size) with its best loss, total FLOPs and seconds (at the
+    interleaved speeds where every variant was timed, else wall seconds), and whether it is on the
+    front (no other is both better and cheaper)."""
     evaluation = _evaluation(report)
     done = evaluation[evaluation["status"] == "completed"]
     if done.empty:
         return []
-    done = done.assign(total_flops=_flops_per_token(done) * done["tokens"])
+    interleaved = _seconds(done, interleaved_speeds(report))
+    timed = bool(interleaved.notna().all())
+    done = done.assign(total_flops=_flops_per_token(done) * done["tokens"],
+                       seconds=interleaved if timed else done["wall_seconds"])  # fmt: skip
     groups = done.groupby(["device", "variant", "size"], sort=False, dropna=False)
-    table = groups[["best_val_loss", "best_val_bpc", "total_flops", "wall_seconds"]].mean().reset_index()
-    blocks: list[Block] = [("h2", "Pareto fronts: best loss against compute and against wall time")]
+    table = groups[["best_val_loss", "best_val_bpc", "total_flops", "seconds"]].mean().reset_index()
+    clock = "interleaved seconds" if timed else "wall seconds"
+    blocks: list[Block] = [("h2", f"Pareto fronts: best loss against compute and against {clock}")]
     rows = []
     for device, frame in table.groupby("device", sort=False):
         on_flops = _front(frame, "total_flops")
-        on_wall = _front(frame, "wall_seconds")
+        on_time = _front(frame, "seconds")
         for index, row in frame.iterrows():
             name = row["variant"] if not isinstance(row["size"], str) else f"{row['variant']} {row['size']}"
             rows.append([device, name, _cell(row["best_val_loss"]), _cell(row["best_val_bpc"]),
-                         metrics.si(row["total_flops"]), _cell(row["wall_seconds"], ".1f"),
-                         "yes" if index in on_flops else "", "yes" if index in on_wall else ""])  # fmt: skip
+                         metrics.si(row["total_flops"]), _cell(row["seconds"], ".1f"),
+                         "yes" if index in on_flops else "", "yes" if index in on_time else ""])  # fmt: skip
         names = [r[1] for r in rows if r[0] == device]
         flops_front = [n for n, i in zip(names, frame.index, strict=True) if i in on_flops]
-        wall_front = [n for n, i in zip(names, frame.index, strict=True) if i in on_wall]
-        blocks.append(("p", f"On {device}, the front against FLOPs: {', '.join(flops_front)}; against wall seconds: "
-                            f"{', '.join(wall_front)}."))  # fmt: skip
-    blocks.append(("p", WALL_CAVEAT))
-    columns = ["device", "variant", "best val loss", "bits/char", "FLOPs", "wall s", "FLOPs front", "wall front"]
+        time_front = [n for n, i in zip(names, frame.index, strict=True) if i in on_time]
+        blocks.append(("p", f"On {device}, the front against FLOPs: {', '.join(flops_front)}; against {clock}: "
+                            f"{', '.join(time_front)}."))  # fmt: skip
+    blocks.append(("p", INTERLEAVED_NOTE if timed else WALL_CAVEAT))
+    short = "interleaved s" if timed else "wall s"
+    columns = ["device", "variant", "best val loss", "bits/char", "FLOPs", short, "FLOPs front", "time front"]
     return [*blocks[:1], ("table", Table(columns, rows)), *blocks[1:]]
 
 

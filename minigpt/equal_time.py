@@ -1,0 +1,126 @@
+"""`run --equal-time S`: every variant trains the tokens the baseline trains in S seconds, scaled by
+the variant's speed ratio to the baseline, measured in interleaved rounds (minigpt.speed) on the
+same device, at the same size, before anything trains.
+
+The clock decides nothing while trials train: each budget is a number of tokens, recorded with
+its measurement in sweep.json's `equal_time`, so a resumed run trains the very same trials and no
+trial is cut short by a minute in which the machine was slow. A variant 1.2x faster than the
+baseline gets 1.2x its tokens; one whose speed could not be measured is not trained (its trials
+are recorded as failed, saying why).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from minigpt.errors import UserError
+from minigpt.stages import Group, StageRunner, cells
+from minigpt.train import Budget
+from minigpt.trial import now
+from minigpt.variants import BASELINE
+
+if TYPE_CHECKING:
+    from minigpt.data import Corpus
+
+
+class EqualTimeError(UserError):
+    """An --equal-time sweep whose baseline cannot be timed."""
+
+
+def cell_key(cell: list[Group]) -> str:
+    """sweep.json's key of one size and device: `xs/cpu`, or `cpu` without a ladder."""
+    first = cell[0]
+    return "/".join(part for part in (first.size.name if first.size else "", first.device) if part)
+
+
+def budgets(measured: dict[str, Any], seconds: float) -> dict[str, int]:
+    """Each measured variant's tokens: the baseline's tokens/s times `seconds`, times its speed ratio."""
+    baseline_tokens = seconds * measured["baseline_tokens_per_sec"]
+    return {
+        name: max(1, round(baseline_tokens * row["speed_ratio"]))
+        for name, row in measured["variants"].items()
+        if "speed_ratio" in row
+    }
+
+
+class EqualTime:
+    """The first stage of an --equal-time sweep: time every size and device's variants against its
+    baseline (or read back the timing a sweep.json records) and give each group its tokens."""
+
+    def __init__(self, groups: list[Group], seconds: float, rounds: int, seed: int) -> None:
+        self.groups, self.seconds, self.rounds, self.seed = groups, seconds, rounds, seed
+
+    def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        return 0, 0  # it times steps, and trains no trial
+
+    def notes(self) -> list[str]:
+        return [
+            f"equal time: each variant trains the tokens the baseline trains in {self.seconds:g} s, times its speed "
+            f"ratio, timed in {self.rounds} interleaved rounds per size and device before training"
+        ]
+
+    def run(self, runner: StageRunner) -> None:
+        recorded = runner.sweep().get("equal_time", {}).get("cells", {})
+        measured = {}
+        for cell in cells(self.groups):
+            key = cell_key(cell)
+            measured[key] = recorded.get(key) or self.measure(cell, runner.job.corpus)
+            self.apply(cell, measured[key])
+        runner.update_sweep(equal_time={"seconds": self.seconds, "rounds": self.rounds, "cells": measured})
+        runner.note([line for key, cell in zip(measured, cells(self.groups), strict=True)
+                     for line in budget_lines(key, cell, measured[key])])  # fmt: skip
+
+    def measure(self, cell: list[Group], corpus: Corpus) -> dict[str, Any]:
+        """One size and device's interleaved speed ratios, and the baseline's tokens/s."""
+        from minigpt.speed import measure_device
+
+        device = cell[0].device
+        speed = measure_device({g.variant: g.config for g in cell}, BASELINE, corpus, device, self.seed, self.rounds)
+        if speed.get("failed"):
+            raise EqualTimeError(f"--equal-time cannot time {cell_key(cell)}: {speed['skipped']}")
+        if "skipped" in speed:  # an absent device: its trials are skipped as in any sweep
+            return {"skipped": speed["skipped"]}
+        rows = speed["variants"]
+        fields = ("tokens_per_sec", "speed_ratio", "speed_ratio_low", "speed_ratio_high")
+        return {
+            "device_name": speed["device_name"],
+            "measured_at": now(),
+            "drift": speed["drift"],
+            "baseline_tokens_per_sec": rows[BASELINE]["tokens_per_sec"],
+            "variants": {
+                name: {key: row[key] for key in fields} if "error" not in row else {"error": row["error"]}
+                for name, row in rows.items()
+            },
+        }
+
+    def apply(self, cell: list[Group], measured: dict[str, Any]) -> None:
+        if "skipped" in measured:
+            return
+        tokens = budgets(measured, self.seconds)
+        for group in cell:
+            if group.variant in tokens:
+                group.budget = Budget(max_tokens=tokens[group.variant], stop_at_target=group.budget.stop_at_target)
+            else:
+                error = measured["variants"].get(group.variant, {}).get("error", "not timed")
+                group.untuned = f"--equal-time could not time it against the baseline ({error})"
+
+
+def budget_lines(key: str, cell: list[Group], measured: dict[str, Any]) -> list[str]:
+    """What each variant of one size and device trains for, for `run` to print before training."""
+    if "skipped" in measured:
+        return [f"{key}: not timed ({measured['skipped']})"]
+    lines = [f"{key}: the baseline trains {measured['baseline_tokens_per_sec']:,.0f} tokens/s"]
+    for group in cell:
+        row = measured["variants"].get(group.variant, {})
+        if group.untuned or "speed_ratio" not in row:
+            lines.append(f"  {group.variant}: not trained, {group.untuned}")
+            continue
+        if group.variant == BASELINE:
+            lines.append(f"  {group.variant}: {group.budget.max_tokens:,} tokens")
+            continue
+        interval = f"[{row['speed_ratio_low']:.3f}, {row['speed_ratio_high']:.3f}]"
+        lines.append(
+            f"  {group.variant}: {row['speed_ratio']:.3f}x {interval} the baseline's speed, "
+            f"{group.budget.max_tokens:,} tokens"
+        )
+    return lines
