@@ -174,10 +174,10 @@ def test_a_configuration_the_count_cannot_build_leaves_the_total_empty_not_the_t
 def test_the_fair_report_charges_total_flops_where_recorded_and_model_flops_for_older_runs() -> None:
     import pandas as pd
 
-    from minigpt.report.fair import _flops_kind, _flops_per_token
+    from minigpt.report.fair import flops_kind, flops_per_token
 
     new = pd.DataFrame({"flops_per_token": [10.0, 12.0], "total_flops_per_token": [13.0, 15.0]})
-    assert list(_flops_per_token(new)) == [13.0, 15.0] and _flops_kind(new).startswith("total")
+    assert list(flops_per_token(new)) == [13.0, 15.0] and flops_kind(new).startswith("total")
     old = new.assign(total_flops_per_token=[13.0, None])  # one trial from before the count: model FLOPs for all
-    assert list(_flops_per_token(old)) == [10.0, 12.0] and _flops_kind(old) == "model FLOPs"
-    assert list(_flops_per_token(new.drop(columns="total_flops_per_token"))) == [10.0, 12.0]
+    assert list(flops_per_token(old)) == [10.0, 12.0] and flops_kind(old) == "model FLOPs"
+    assert list(flops_per_token(new.drop(columns="total_flops_per_token"))) == [10.0, 12.0]

@@ -18,9 +18,8 @@ import pandas as pd
 from minigpt import metrics
 from minigpt.report.document import Table
 from minigpt.report.equal_time import equal_time_blocks
-from minigpt.report.figures import add_bits_axis, new_figure, save_figure
 from minigpt.report.frames import RunReport
-from minigpt.report.size_gaps import Trend, per_size_summary, size_trends
+from minigpt.report.size_gaps import per_size_summary, size_trends
 from minigpt.variants import BASELINE
 
 Block = tuple[str, Any]
@@ -41,7 +40,7 @@ def size_names(sweep: dict[str, Any]) -> list[str]:
     return [text.split(" ")[0] for text in (sweep.get("fair") or {}).get("sizes", [])]
 
 
-def _evaluation(report: RunReport) -> pd.DataFrame:
+def evaluation_trials(report: RunReport) -> pd.DataFrame:
     trials = report.all_trials if report.all_trials is not None else report.trials
     return trials[trials["stage"] == "eval"]
 
@@ -61,7 +60,9 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     per_size = per_size_summary(report)
     blocks += [("h2", "Difference from the baseline per size"), ("table", per_size_table(per_size))]
     blocks += [("p", sentence) for sentence in size_sentences(per_size, report.order)]
-    trends = size_trends(_evaluation(report), report.order, report.design.alpha)
+    trends = size_trends(evaluation_trials(report), report.order, report.design.alpha)
+    from minigpt.report.fair_figures import DIFF_CAPTION, FLOPS_CAPTION, plot_difference_vs_params, plot_loss_vs_flops
+
     if plot_difference_vs_params(per_size, out_dir / "diff_vs_params.png", report, trends) is not None:
         blocks.append(("figure", ("diff_vs_params.png", DIFF_CAPTION)))
     if plot_loss_vs_flops(report, out_dir / "loss_vs_flops.png") is not None:
@@ -71,24 +72,11 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
     return blocks
 
 
-DIFF_CAPTION = (
-    "Best validation loss minus the baseline's at the same size, against the variant's parameter count "
-    "(mean over evaluation seeds and the interval its verdict reads; below zero is better; bits per character on the right). "
-    "Dashed: each variant's trend, the least-squares line through its paired differences against log2 parameters."
-)
-FLOPS_CAPTION = (
-    "Validation loss against training FLOPs (total FLOPs per token x tokens: the model's, the attention square "
-    "as computed, normalizations and the optimizer's step; model FLOPs for runs recorded before), the mean over "
-    "evaluation seeds at each evaluation (marked) per variant and size, each size its own line style and marker: "
-    "at equal compute, the lower curve is better (bits per character on the right)."
-)
-
-
 def tuning_blocks(report: RunReport, fair: dict[str, Any], out_dir: Path) -> list[Block]:
     from minigpt.report.tuning import edge_text, sensitivity_text, tuning_figure_blocks
 
     tuning = report.sweep.get("tuning") or {}
-    evaluation = sorted({int(s) for s in _evaluation(report)["seed"].dropna()})
+    evaluation = sorted({int(s) for s in evaluation_trials(report)["seed"].dropna()})
     keys = " and ".join(axis.split(" ")[0].split("=")[0] for axis in fair["tune"])
     seeds = f"on seed(s) {', '.join(map(str, fair['tune_seeds']))}, apart from the evaluation seeds {', '.join(map(str, evaluation))}"
     if any("curve" in info for info in tuning.values()):
@@ -187,72 +175,17 @@ def size_sentences(summary: pd.DataFrame, order: list[str]) -> list[str]:
     return sentences
 
 
-def plot_difference_vs_params(
-    summary: pd.DataFrame, path: Path, report: RunReport, trends: dict[tuple[str, str], Trend] | None = None
-) -> Path | None:
-    shown = summary[(summary["variant"] != BASELINE) & summary["diff_vs_baseline"].notna()]
-    if shown.empty:
-        return None
-    figure, (ax,) = new_figure(1, 7.5, 4.2)
-    for (variant, _device), rows in shown.groupby(["variant", "device"], sort=False):
-        rows = rows.sort_values("params")
-        errors = [list((rows["diff_vs_baseline"] - rows["diff_low"]).fillna(0)), list((rows["diff_high"] - rows["diff_vs_baseline"]).fillna(0))]  # fmt: skip
-        ax.errorbar(rows["params"], rows["diff_vs_baseline"], yerr=errors, marker="o", capsize=3,
-                    color=report.palette.get(variant), label=variant)  # fmt: skip
-        trend = (trends or {}).get((variant, _device))
-        if trend is not None:
-            ends = [rows["params"].min(), rows["params"].max()]
-            ax.plot(ends, [trend.at(p) for p in ends], linestyle="--", color=report.palette.get(variant), linewidth=1)
-    ax.axhline(0, color="black", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("Δ best val loss vs baseline (nats/char)")
-    ax.secondary_yaxis("right", functions=(metrics.bits, metrics.nats)).set_ylabel("Δ bits per character")
-    ax.legend(fontsize="small")
-    return save_figure(figure, path)
-
-
-def plot_loss_vs_flops(report: RunReport, path: Path) -> Path | None:
-    points = report.all_metrics if report.all_metrics is not None else report.metrics
-    evaluation = _evaluation(report)
-    curves = points[points["val_loss"].notna() & points["trial_id"].isin(evaluation["trial_id"])]
-    if curves.empty:
-        return None
-    per_trial = evaluation.set_index("trial_id")[["size"]].assign(per_token=_flops_per_token(evaluation).values)
-    curves = curves.join(per_trial, on="trial_id")
-    curves = curves.assign(flops=curves["tokens"] * curves["per_token"])
-    sizes = size_names(report.sweep) or list(dict.fromkeys(s for s in evaluation["size"] if isinstance(s, str)))
-    figure, (ax,) = new_figure(1, 7.5, 4.2)
-    for (variant, size), rows in curves.groupby(["variant", "size"], sort=False, dropna=False):
-        mean = rows.groupby("flops")["val_loss"].mean()
-        label = variant if not isinstance(size, str) else f"{variant} {size}"
-        rung = sizes.index(size) if size in sizes else 0  # each size its own line style and marker
-        ax.plot(mean.index, mean.values, color=report.palette.get(variant), label=label, linewidth=1.2,
-                linestyle=SIZE_LINESTYLES[rung % len(SIZE_LINESTYLES)], marker=SIZE_MARKERS[rung % len(SIZE_MARKERS)],
-                markersize=4)  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel(f"training FLOPs ({_flops_kind(evaluation)})")
-    ax.set_ylabel("validation loss (nats/char)")
-    add_bits_axis(ax, "y")
-    ax.legend(fontsize="x-small", ncol=2)
-    return save_figure(figure, path)
-
-
-SIZE_LINESTYLES = ("-", "--", "-.", ":")
-SIZE_MARKERS = ("o", "s", "^", "D", "v", "P")
-
-
 def _has_total(trials: pd.DataFrame) -> bool:
     return "total_flops_per_token" in trials and bool(trials["total_flops_per_token"].notna().all())
 
 
-def _flops_per_token(trials: pd.DataFrame) -> pd.Series:
+def flops_per_token(trials: pd.DataFrame) -> pd.Series:
     """Total FLOPs per token (minigpt.flops: what --max-flops budgets) where every trial recorded them; model
     FLOPs per token for runs from before."""
     return trials["total_flops_per_token" if _has_total(trials) else "flops_per_token"]
 
 
-def _flops_kind(trials: pd.DataFrame) -> str:
+def flops_kind(trials: pd.DataFrame) -> str:
     return "total: model, attention as computed, norms, optimizer" if _has_total(trials) else "model FLOPs"
 
 
@@ -294,13 +227,13 @@ def pareto_blocks(report: RunReport) -> list[Block]:
     """Per device: each variant (and size) with its best loss, total FLOPs and seconds (at the
     interleaved speeds where every variant was timed, else wall seconds), and whether it is on the
     front (no other is both better and cheaper)."""
-    evaluation = _evaluation(report)
+    evaluation = evaluation_trials(report)
     done = evaluation[evaluation["status"] == "completed"]
     if done.empty:
         return []
     interleaved = _seconds(done, interleaved_speeds(report))
     timed = bool(interleaved.notna().all())
-    done = done.assign(total_flops=_flops_per_token(done) * done["tokens"],
+    done = done.assign(total_flops=flops_per_token(done) * done["tokens"],
                        seconds=interleaved if timed else done["wall_seconds"])  # fmt: skip
     groups = done.groupby(["device", "variant", "size"], sort=False, dropna=False)
     table = groups[["best_val_loss", "best_val_bpc", "total_flops", "seconds"]].mean().reset_index()
