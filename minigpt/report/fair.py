@@ -19,7 +19,7 @@ from minigpt import metrics
 from minigpt.report.document import Table
 from minigpt.report.equal_time import equal_time_blocks
 from minigpt.report.frames import RunReport
-from minigpt.report.size_gaps import per_size_summary, size_trends
+from minigpt.report.size_gaps import evaluation_trials, per_size_summary, size_trends
 from minigpt.variants import BASELINE
 
 Block = tuple[str, Any]
@@ -38,11 +38,6 @@ def main_frames(trials: pd.DataFrame, points: pd.DataFrame, sweep: dict[str, Any
 
 def size_names(sweep: dict[str, Any]) -> list[str]:
     return [text.split(" ")[0] for text in (sweep.get("fair") or {}).get("sizes", [])]
-
-
-def evaluation_trials(report: RunReport) -> pd.DataFrame:
-    trials = report.all_trials if report.all_trials is not None else report.trials
-    return trials[trials["stage"] == "eval"]
 
 
 def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:

@@ -1,0 +1,199 @@
+"""The fair-comparison sections of a report (minigpt.report.fair) on a written ladder whose numbers
+are known: the tuning table, the per-size table, summary.csv, the Pareto fronts (on wall or on
+interleaved seconds) and which trials each of them reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from minigpt.report.fair import fair_blocks, main_frames, pareto_blocks, per_size_table, summary_csv, tuning_blocks
+from minigpt.report.render import build
+from tests.test_report import completed_fields
+
+SIZES = ["xs (n_layer=4, n_embd=128)", "s (n_layer=5, n_embd=160)"]
+# best val loss per size and seed: qk is 0.10 better at xs, 0.05 worse at s
+LOSSES = {
+    ("baseline", "xs"): [2.00, 2.02, 2.04],
+    ("qk", "xs"): [1.90, 1.93, 1.93],
+    ("baseline", "s"): [1.80, 1.82, 1.84],
+    ("qk", "s"): [1.85, 1.86, 1.90],
+}
+PARAMS = {"xs": 1000, "s": 2000}
+SCALE = {"xs": 1, "s": 2}  # the larger size costs twice the FLOPs and seconds
+FLOPS_PER_TOKEN = {"baseline": 100.0, "qk": 120.0}
+WALL = {"baseline": 3.0, "qk": 2.0}
+
+
+def write(run: Path, trial_id: str, record: dict, losses: list[float]) -> None:
+    directory = run / "trials" / trial_id
+    directory.mkdir(parents=True)
+    (directory / "trial.json").write_text(json.dumps({"trial_id": trial_id, **record}))
+    points = [{"step": 10 * (i + 1), "tokens": 640 * (i + 1), "seconds": float(i), "train_loss": 3.0,
+               "val_loss": loss, "lr": 1e-3, "tokens_per_sec": 900.0} for i, loss in enumerate(losses)]  # fmt: skip
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+
+
+def trial(variant: str, size: str, seed: int, best: float, stage: str = "eval", **extra: object) -> dict:
+    return {
+        **completed_fields(best, 1000.0), "variant": variant, "device": "cpu", "device_name": "test cpu",
+        "seed": seed, "status": "completed", "changed": {} if variant == "baseline" else {"qk_norm": True},
+        "description": variant, "error": None, "target_loss": 2.1, "stage": stage, "size": size,
+        "params": PARAMS[size] + (10 if variant == "qk" else 0), "tokens": 1920,
+        "total_flops_per_token": FLOPS_PER_TOKEN[variant] * SCALE[size], "flops_per_token": 90.0,
+        "wall_seconds": WALL[variant] * SCALE[size], **extra,
+    }  # fmt: skip
+
+
+TUNING = {
+    "xs/baseline/cpu": {"grid": [{"lr": 0.002}, {"lr": 0.004}, {"lr": 0.008}], "chosen": {"lr": 0.004},
+                        "at_edge": [], "size": "xs", "own": {"lr": 0.004},
+                        "curve": [{"lr": 0.002, "loss": 2.10}, {"lr": 0.004, "loss": 2.00}, {"lr": 0.008, "loss": 2.05}]},
+    "xs/qk/cpu": {"grid": [{"lr": 0.004}, {"lr": 0.008}], "chosen": {"lr": 0.008}, "at_edge": ["lr"],
+                  "size": "xs", "own": {"lr": 0.004}, "edge_reasons": {"lr": "the cap x64 was reached"}},
+    "s/baseline/cpu": {"grid": [{"lr": 0.004}], "chosen": {}, "at_edge": [], "size": "s",
+                       "untuned": "every tune-full trial failed"},
+    "s/qk/cpu": {"grid": [{"lr": 0.002}, {"lr": 0.004}], "chosen": {"lr": 0.002}, "at_edge": ["lr"], "size": "s"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def ladder(tmp_path: Path) -> Path:
+    """A tuned two-size ladder of baseline and qk on three seeds, with tuning trials far better than
+    any evaluation trial."""
+    run = tmp_path / "run"
+    run.mkdir()
+    fair = {"tune": ["lr"], "tune_seeds": [1000], "sizes": SIZES, "max_flops": None, "token_rule": 600_000}
+    sweep = {"variants": ["baseline", "qk"], "devices": ["cpu"], "seeds": [0, 1, 2], "target_loss": 2.1,
+             "fair": fair, "tuning": TUNING}  # fmt: skip
+    (run / "sweep.json").write_text(json.dumps(sweep))
+    for (variant, size), losses in LOSSES.items():
+        for seed, best in enumerate(losses):
+            write(run, f"{variant}--cpu--s{seed}--{size}", trial(variant, size, seed, best), [best + 0.5, best])
+        tuning = trial(variant, size, 1000, 0.5, stage="tune-full", wall_seconds=0.1)
+        write(run, f"{variant}--cpu--s1000--{size}--lr0.004", tuning, [0.6, 0.5])
+    return run
+
+
+def test_the_main_frames_hold_the_last_sizes_evaluation_trials_only(ladder: Path) -> None:
+    report = build(ladder)
+    assert set(report.trials["size"]) == {"s"} and set(report.trials["stage"]) == {"eval"}
+    assert len(report.trials) == 6 and set(report.metrics["trial_id"]) == set(report.trials["trial_id"])
+    nothing_evaluated = report.all_trials.assign(stage="tune-full")
+    trials, points = main_frames(nothing_evaluated, report.all_metrics, report.sweep)
+    assert len(trials) == len(nothing_evaluated) and len(points) == len(report.all_metrics)
+
+
+def test_the_tuning_table_gives_each_group_its_points_choice_and_edge(ladder: Path, tmp_path: Path) -> None:
+    report = build(ladder)
+    blocks = tuning_blocks(report, report.sweep["fair"], tmp_path)
+    table = next(value for kind, value in blocks if kind == "table")
+    assert table.columns == ["size", "variant", "device", "points trained", "chosen", "at an edge",
+                             "loss rise at /2 / x2"]  # fmt: skip
+    assert [row[:6] for row in table.rows] == [
+        ["xs", "baseline", "cpu", "3", "lr=0.004", "no"],
+        ["xs", "qk", "cpu", "2", "lr=0.008", "lr: the cap x64 was reached"],
+        ["s", "baseline", "cpu", "1", "none: every tuning trial failed", "no"],
+        ["s", "qk", "cpu", "2", "lr=0.002", "lr"],
+    ]
+    assert table.rows[0][6] == "+0.100 / +0.050" and table.rows[1][6] == "–"
+    sentence = blocks[1][1]
+    assert "tuned (lr) on seed(s) 1000, apart from the evaluation seeds 0, 1, 2" in sentence
+    assert "at the full budget" in sentence and "cannot flatter them" in sentence
+    flagged = [value for kind, value in blocks if kind == "p" and value.startswith("Still at an edge")]
+    assert flagged == ["Still at an edge of its grid after growing: s/qk/cpu; its best value may lie beyond."]
+
+
+def test_a_run_tuned_at_a_quarter_budget_says_so(ladder: Path, tmp_path: Path) -> None:
+    report = build(ladder)
+    report.sweep["tuning"] = {key: {k: v for k, v in info.items() if k != "curve"} for key, info in TUNING.items()}
+    sentence = tuning_blocks(report, report.sweep["fair"], tmp_path)[1][1]
+    assert "at a quarter of the budget" in sentence
+
+
+def test_the_per_size_table_pairs_each_size_with_its_own_baseline(ladder: Path) -> None:
+    from minigpt.report.size_gaps import per_size_summary
+
+    table = per_size_table(per_size_summary(build(ladder)))
+    rows = {(row[0], row[1]): row for row in table.rows}
+    assert set(rows) == {("xs", "baseline"), ("xs", "qk"), ("s", "baseline"), ("s", "qk")}
+    assert rows[("xs", "qk")][3] == "1,010" and rows[("s", "baseline")][3] == "2,000"
+    assert rows[("xs", "qk")][4].startswith("1.9200 [") and rows[("s", "qk")][4].startswith("1.8700 [")
+    assert rows[("xs", "qk")][6].startswith("-0.1000 [") and rows[("s", "qk")][6].startswith("+0.0500 [")
+    assert rows[("xs", "baseline")][6] == "–" and rows[("xs", "baseline")][8] == "reference"
+    assert rows[("xs", "qk")][8] == "better" and rows[("s", "qk")][8] == "worse"
+
+
+def test_summary_csv_has_a_row_per_variant_and_size_in_ladder_order(ladder: Path) -> None:
+    summary = summary_csv(build(ladder))
+    assert list(zip(summary["size"], summary["variant"], strict=True)) == [
+        ("xs", "baseline"), ("xs", "qk"), ("s", "baseline"), ("s", "qk")
+    ]  # fmt: skip
+    assert summary.set_index(["size", "variant"]).loc[("xs", "qk"), "best_val_loss"] == pytest.approx(1.92)
+    assert "size" in summary.columns and summary["trials"].tolist() == [3, 3, 3, 3]
+
+
+def pareto(blocks: list) -> tuple[list[list[str]], list[str], list[str]]:
+    table = next(value for kind, value in blocks if kind == "table")
+    return table.rows, table.columns, [value for kind, value in blocks if kind in ("p", "h2")]
+
+
+def test_the_pareto_fronts_read_total_flops_and_wall_seconds_of_the_evaluation_trials(ladder: Path) -> None:
+    rows, columns, texts = pareto(pareto_blocks(build(ladder)))
+    assert columns[5] == "wall s" and columns[-2:] == ["FLOPs front", "time front"]
+    assert sorted(row[1] for row in rows) == ["baseline s", "baseline xs", "qk s", "qk xs"]
+    by_name = {row[1]: row for row in rows}
+    assert by_name["qk xs"][2] == "1.9200" and by_name["baseline s"][2] == "1.8200"
+    assert by_name["baseline s"][4] == "384k" and by_name["qk xs"][4] == "230k"  # per token x 1920 tokens
+    assert by_name["qk xs"][5] == "2.0" and by_name["baseline xs"][5] == "3.0"  # not the tuning trials' 0.1
+    # qk s is beaten on FLOPs by the baseline s (better and cheaper), the baseline xs on time by qk xs
+    assert [by_name[n][6] for n in ("baseline xs", "qk xs", "baseline s", "qk s")] == ["yes", "yes", "yes", ""]
+    assert [by_name[n][7] for n in ("baseline xs", "qk xs", "baseline s", "qk s")] == ["", "yes", "yes", "yes"]
+    front = next(text for text in texts if text.startswith("On cpu"))
+    flops_front, time_front = front.removeprefix("On cpu, the front against FLOPs: ").split("; against wall seconds: ")
+    assert sorted(flops_front.split(", ")) == ["baseline s", "baseline xs", "qk xs"]
+    assert sorted(time_front.rstrip(".").split(", ")) == ["baseline s", "qk s", "qk xs"]
+    assert texts[0] == "Pareto fronts: best loss against compute and against wall seconds"
+    assert texts[-1].startswith("Wall seconds are each trial's own")
+
+
+def test_the_pareto_fronts_use_interleaved_seconds_wherever_every_variant_was_timed(ladder: Path) -> None:
+    report = build(ladder)
+    timed = {"baseline": {"tokens_per_sec": 960.0}, "qk": {"tokens_per_sec": 480.0}}  # qk half as fast
+    report.sweep["equal_time"] = {"seconds": 2, "rounds": 3, "cells": {"xs/cpu": {"variants": timed},
+                                                                       "s/cpu": {"variants": timed}}}  # fmt: skip
+    rows, columns, texts = pareto(pareto_blocks(report))
+    by_name = {row[1]: row for row in rows}
+    assert columns[5] == "interleaved s"
+    assert by_name["baseline xs"][5] == "2.0" and by_name["qk xs"][5] == "4.0"  # 1920 tokens at each speed
+    assert texts[0].endswith("against interleaved seconds") and texts[-1].startswith("Seconds are each trial's tokens")
+    del report.sweep["equal_time"]["cells"]["s/cpu"]["variants"]["qk"]  # one variant untimed: wall seconds
+    assert pareto(pareto_blocks(report))[1][5] == "wall s"
+
+
+def test_the_speed_phase_times_the_pareto_fronts_of_a_run_of_one_size(ladder: Path) -> None:
+    from minigpt.report.speed_results import SpeedPhase
+
+    report = build(ladder)
+    frame = pd.DataFrame({"variant": ["baseline", "qk"], "device": "cpu", "interleaved_tokens_per_sec": [1920.0, 960.0]})
+    report.speed = SpeedPhase(frame, rounds=10)
+    assert pareto(pareto_blocks(report))[1][5] == "wall s"  # a ladder: the phase timed one size only
+    report.sweep["fair"]["sizes"] = []
+    report.all_trials = report.all_trials.assign(size=None)
+    rows = pareto(pareto_blocks(report))[0]
+    assert {row[1]: row[5] for row in rows} == {"baseline": "1.0", "qk": "2.0"}
+
+
+def test_the_fair_sections_come_in_order_and_only_for_a_fair_sweep(ladder: Path, tmp_path: Path) -> None:
+    report = build(ladder)
+    blocks = fair_blocks(report, tmp_path)
+    headings = [value for kind, value in blocks if kind == "h2"]
+    assert headings == ["Fair comparison", "Tuning", "Difference from the baseline per size",
+                        "Pareto fronts: best loss against compute and against wall seconds"]  # fmt: skip
+    assert blocks[1] == ("p", "The tables and figures above show size s; every size follows.")
+    assert {value[0] for kind, value in blocks if kind == "figure"} >= {"diff_vs_params.png", "loss_vs_flops.png"}
+    report.sweep["fair"] = {"tune": [], "tune_seeds": [], "sizes": [], "max_flops": None}  # --seeds auto alone
+    assert fair_blocks(report, tmp_path) == []
