@@ -178,7 +178,9 @@ def test_the_speed_phase_times_the_pareto_fronts_of_a_run_of_one_size(ladder: Pa
     from minigpt.report.speed_results import SpeedPhase
 
     report = build(ladder)
-    frame = pd.DataFrame({"variant": ["baseline", "qk"], "device": "cpu", "interleaved_tokens_per_sec": [1920.0, 960.0]})
+    frame = pd.DataFrame(
+        {"variant": ["baseline", "qk"], "device": "cpu", "interleaved_tokens_per_sec": [1920.0, 960.0]}
+    )
     report.speed = SpeedPhase(frame, rounds=10)
     assert pareto(pareto_blocks(report))[1][5] == "wall s"  # a ladder: the phase timed one size only
     report.sweep["fair"]["sizes"] = []
