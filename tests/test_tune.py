@@ -127,7 +127,7 @@ def test_nothing_finished_means_nothing_chosen() -> None:
     config = Config(lr=1e-3, min_lr=1e-4)
     search = tune.Search(tune.parse_tune(["lr"], config), config, [1000])
     assert run_search(search, lambda _p, _s: None) == 3
-    assert search.choose().point is None
+    assert search.choose() == tune.Choice(None, {}, {})
 
 
 def test_the_default_tuning_seed_is_never_an_evaluation_seed() -> None:
@@ -152,3 +152,161 @@ def test_the_default_tuning_seed_is_never_an_evaluation_seed() -> None:
 def test_bad_tune_specs_are_refused_with_a_reason(spec: str, message: str) -> None:
     with pytest.raises(tune.TuneError, match=message):
         tune.parse_tune([spec], Config())
+
+
+def test_a_fit_over_a_grid_with_zero_is_a_quadratic_in_the_value_itself() -> None:
+    values = [0.0, 0.1, 0.2]
+    fit = tune.fit_quadratic("weight_decay", values, [1.0 + (v - 0.12) ** 2 for v in values])
+    assert not fit.log
+    assert fit.optimum == pytest.approx(0.12)
+    assert fit.x(0.1) == 0.1
+    assert fit.loss(0.0) == pytest.approx(1.0144) and fit.loss(0.3) == pytest.approx(1.0324)
+
+
+def test_a_fit_in_log_value_reproduces_the_losses_it_went_through() -> None:
+    values = [0.5, 1.0, 2.0]
+    losses = [3.0, 2.0, 2.5]
+    fit = tune.fit_quadratic("lr", values, losses)
+    assert fit.log and fit.x(2.0) == pytest.approx(math.log(2.0))
+    assert [fit.loss(v) for v in values] == pytest.approx(losses)
+
+
+def test_a_fit_through_one_repeated_value_is_flat_at_the_lowest_loss() -> None:
+    fit = tune.fit_quadratic("lr", [1.0, 1.0, 1.0], [3.0, 2.0, 4.0])
+    assert fit == tune.Fit("lr", (1.0, 1.0, 1.0), (3.0, 2.0, 4.0), (0.0, 0.0, 2.0), log=True)
+    assert fit.optimum is None
+
+
+def test_a_fit_refuses_values_and_losses_of_different_lengths() -> None:
+    with pytest.raises(ValueError):
+        tune.fit_quadratic("lr", [0.5, 1.0, 2.0], [3.0, 2.0])
+
+
+def test_a_fit_describes_itself_for_sweep_json() -> None:
+    fit = tune.fit_quadratic("lr", [0.5, 1.0, 2.0], [2.0, 1.0, 2.0])
+    described = fit.describe()
+    assert described == {
+        "key": "lr",
+        "values": [0.5, 1.0, 2.0],
+        "losses": [2.0, 1.0, 2.0],
+        "coefficients": list(fit.coefficients),
+        "log": True,
+        "optimum": pytest.approx(1.0),
+    }
+    assert fit.coefficients == pytest.approx((1 / math.log(2) ** 2, 0.0, 1.0), abs=1e-12)
+
+
+def test_key_values_lists_a_keys_values_once_each_in_order() -> None:
+    grid = [{"lr": 2.0, "weight_decay": 0.1}, {"lr": 1.0, "weight_decay": 0.1}, {"lr": 2.0, "weight_decay": 0.0}]
+    assert tune.key_values(grid, "lr") == [1.0, 2.0]
+    assert tune.key_values(grid, "weight_decay") == [0.0, 0.1]
+
+
+@pytest.mark.parametrize(
+    ("optimum", "asked"),
+    [
+        (81e-3, [1e-3, 3e-3, 9e-3, 27e-3, 81e-3, 243e-3]),
+        (1e-3 / 9, [1e-3 / 27, 1e-3 / 9, 1e-3 / 3, 1e-3, 3e-3, 9e-3]),
+    ],
+)
+def test_given_positive_values_grow_by_the_ratio_of_the_last_two_on_either_side(
+    optimum: float, asked: list[float]
+) -> None:
+    config = Config(lr=9e-3, min_lr=9e-4)  # given 1e-3 and 3e-3 and its own 9e-3: a ratio of 3
+    search = tune.Search(tune.parse_tune(["lr=1e-3,3e-3"], config), config, [1000])
+    run_search(search, bowl(optimum))
+    assert sorted(p["lr"] for p in search.points) == pytest.approx(asked)
+    assert search.choose().point == {"lr": pytest.approx(optimum)}
+
+
+def test_one_given_value_besides_the_variants_own_is_enough_to_step_by() -> None:
+    config = Config(lr=3e-3, min_lr=3e-4)
+    search = tune.Search(tune.parse_tune(["lr=1e-3"], config), config, [1000])
+    run_search(search, bowl(1e-3 / 9))
+    assert sorted(p["lr"] for p in search.points) == pytest.approx([1e-3 / 27, 1e-3 / 9, 1e-3 / 3, 1e-3, 3e-3])
+    alone = tune.Search(tune.parse_tune(["lr=3e-3"], config), config, [1000])  # only its own value: no step
+    run_search(alone, bowl(1e-3 / 9))
+    assert alone.points == [{"lr": 3e-3}]
+    assert alone.choose().at_edge == {"lr": "lower edge: the configuration allows no value beyond"}
+
+
+def test_an_integer_key_stops_where_a_step_no_longer_moves_or_leaves_the_cap() -> None:
+    def fewer_is_better(point: tune.Point, _seed: int) -> float:
+        return 1.0 + point["warmup_steps"]
+
+    config = Config(warmup_steps=1)  # a relative grid of 0, 1, 2: half of 0 is 0 again
+    search = tune.Search(tune.parse_tune(["warmup_steps"], config), config, [1000])
+    run_search(search, fewer_is_better)
+    assert search.choose().point == {"warmup_steps": 0}
+    assert search.choose().at_edge == {"warmup_steps": "lower edge: the configuration allows no value beyond"}
+    config = Config(warmup_steps=4)  # 2, 4, 8, then 1; half of 1 rounds to 0, below the cap of 4/64
+    search = tune.Search(tune.parse_tune(["warmup_steps"], config), config, [1000])
+    run_search(search, fewer_is_better)
+    assert sorted(p["warmup_steps"] for p in search.points) == [1, 2, 4, 8]
+    assert search.choose().at_edge == {"warmup_steps": "lower edge: the cap (warmup_steps 0.0625..256) was reached"}
+
+
+def test_the_search_describes_its_curve_fits_own_point_and_each_seeds_choice() -> None:
+    config = Config(lr=1e-3, min_lr=1e-4)
+    search = tune.Search(tune.parse_tune(["lr"], config), config, [7, 8])
+    run_search(search, lambda p, seed: None if p["lr"] > 5e-3 else 2.0 - 100 * p["lr"] + seed / 100)
+    described = tune.describe_search(search)
+    assert described == {
+        "edge_reasons": {"lr": "higher edge: the next value (lr=0.008) diverged or failed"},
+        "own": {"lr": 1e-3},
+        "curve": [
+            {"lr": 5e-4, "loss": pytest.approx(2.025)},
+            {"lr": 1e-3, "loss": pytest.approx(1.975)},
+            {"lr": 2e-3, "loss": pytest.approx(1.875)},
+            {"lr": 4e-3, "loss": pytest.approx(1.675)},
+            {"lr": 8e-3, "loss": None},  # diverged: no loss
+        ],
+        "fits": {},  # the best has one finished neighbour: no curve through three points
+        "kept_own": False,
+        "per_seed": {"7": {"lr": 4e-3}, "8": {"lr": 4e-3}},
+    }
+
+
+def test_one_tuning_seed_has_no_per_seed_choices_and_its_fit_is_described() -> None:
+    config = Config(lr=1e-3, min_lr=1e-4)
+    search = tune.Search(tune.parse_tune(["lr"], config), config, [7])
+    run_search(search, bowl(1e-3))
+    described = tune.describe_search(search)
+    assert "per_seed" not in described
+    assert described["fits"] == {"lr": search.choose().fits["lr"].describe()}
+    assert described["fits"]["lr"]["optimum"] == pytest.approx(1e-3)
+
+
+def test_a_seeds_own_choice_is_its_own_best_even_where_the_mean_is_best_elsewhere() -> None:
+    config = Config(lr=1.0, min_lr=0.1)
+    table = {7: {0.5: 1.0, 1.0: 1.2, 2.0: 1.1}, 8: {0.5: 1.4, 1.0: 1.0, 2.0: 1.3}}  # mean: best at 1
+    search = tune.Search(tune.parse_tune(["lr"], config), config, [7, 8])
+    assert run_search(search, lambda p, seed: table[seed][p["lr"]]) == 6
+    assert search.choose().point == {"lr": 1.0}
+    alone = search.choose([7])  # seed 7 alone is best at 0.5, which has no finished lower neighbour
+    assert alone == tune.Choice({"lr": 0.5}, {"lr": "lower edge: not searched beyond"}, {}, guarded=False)
+
+
+def test_a_seeds_own_choice_fits_through_a_value_that_only_another_seed_diverged_at() -> None:
+    config = Config(lr=1.0, min_lr=0.1)
+    search = tune.Search(tune.parse_tune(["lr"], config), config, [7, 8])
+    run_search(search, lambda p, seed: None if seed == 8 and p["lr"] >= 2 else 1.0 + math.log2(p["lr"]) ** 2)
+    alone = search.choose([7])
+    assert alone.point == {"lr": 1.0} and alone.at_edge == {}
+    assert alone.fits["lr"].values == (0.5, 1.0, 2.0)
+    assert search.choose().at_edge == {"lr": "higher edge: the next value (lr=2) diverged or failed"}
+
+
+def test_the_search_goes_down_to_the_lower_cap_and_chooses_it() -> None:
+    config = Config(lr=1e-3, min_lr=1e-4)
+    search = tune.Search(tune.parse_tune(["lr"], config), config, [1000])
+    run_search(search, bowl(1e-9))
+    assert search.choose().point == {"lr": 1e-3 / 64}  # exact: halving is exact in binary
+    assert search.choose().at_edge == {"lr": "lower edge: the cap (lr 1.5625e-05..0.064) was reached"}
+
+
+def test_a_score_is_the_mean_over_seeds_and_infinite_without_a_loss_on_each() -> None:
+    assert tune.score([1.0, 2.0]) == 1.5
+    assert tune.score([]) == math.inf
+    assert tune.score([1.0, None]) == math.inf
+    assert tune.score([1.0, math.nan]) == math.inf
