@@ -293,7 +293,7 @@ def test_a_seeds_own_choice_fits_through_a_value_that_only_another_seed_diverged
     run_search(search, lambda p, seed: None if seed == 8 and p["lr"] >= 2 else 1.0 + math.log2(p["lr"]) ** 2)
     alone = search.choose([7])
     assert alone.point == {"lr": 1.0} and alone.at_edge == {}
-    assert alone.fits["lr"].values == (0.5, 1.0, 2.0)
+    assert alone.fits["lr"].values == (0.5, 1.0, 2.0) and alone.fits["lr"].losses == (2.0, 1.0, 2.0)
     assert search.choose().at_edge == {"lr": "higher edge: the next value (lr=2) diverged or failed"}
 
 
@@ -310,3 +310,77 @@ def test_a_score_is_the_mean_over_seeds_and_infinite_without_a_loss_on_each() ->
     assert tune.score([]) == math.inf
     assert tune.score([1.0, None]) == math.inf
     assert tune.score([1.0, math.nan]) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("given", "window"),
+    [
+        ("lr=0.25,0.5,2", (0.5, 1.0, 2.0)),  # two finished below, one above: one either side
+        ("lr=0.5,2,4,8", (0.5, 1.0, 2.0)),  # one below, three above: one either side
+        ("lr=0.125,0.25,0.5,2,4", (0.25, 0.5, 1.0, 2.0, 4.0)),  # three below, two above: two either side
+    ],
+)
+def test_the_fit_takes_two_neighbours_either_side_where_both_sides_have_two_else_one(
+    given: str, window: tuple[float, ...]
+) -> None:
+    config = Config(lr=1.0, min_lr=0.1)
+    search = tune.Search(tune.parse_tune([given], config), config, [1000])
+    run_search(search, lambda p, _s: 1.0 + math.log2(p["lr"]) ** 2)
+    choice = search.choose()
+    assert choice.point == {"lr": 1.0}
+    assert choice.fits["lr"].values == window
+
+
+def test_a_key_at_an_edge_without_a_fit_leaves_the_next_keys_fit() -> None:
+    config = Config(lr=1e-3, min_lr=1e-4, weight_decay=0.1)
+    search = tune.Search(tune.parse_tune(["lr", "weight_decay=0.05,0.2"], config), config, [1000])
+    run_search(
+        search, lambda p, _s: None if p["lr"] > 3e-3 else -math.log(p["lr"]) + math.log(p["weight_decay"] / 0.1) ** 2
+    )
+    choice = search.choose()
+    assert choice.point == {"lr": 2e-3, "weight_decay": 0.1}
+    assert choice.at_edge == {"lr": "higher edge: the next value (lr=0.004) diverged or failed"}
+    assert list(choice.fits) == ["weight_decay"]  # lr has one finished neighbour: no fit along it
+    assert choice.fits["weight_decay"].key == "weight_decay" and choice.fits["weight_decay"].log
+
+
+@pytest.mark.parametrize(
+    ("own", "losses", "chosen"),
+    [
+        (4.0, [1.05, 1.01, 1.0, 2.0, 2.0], 0.5),  # the curve's lowest is near 0.25: its nearest neighbour
+        (0.25, [2.0, 2.0, 1.0, 1.01, 1.05], 2.0),  # the mirror image
+    ],
+)
+def test_the_fit_moves_the_choice_to_a_nearest_neighbour_never_further(
+    own: float, losses: list[float], chosen: float
+) -> None:
+    values = [0.25, 0.5, 1.0, 2.0, 4.0]
+    config = Config(lr=own, min_lr=own / 10)
+    search = tune.Search(tune.parse_tune(["lr=0.25,0.5,1,2,4"], config), config, [1000])
+    run_search(search, lambda p, _s: losses[values.index(p["lr"])])
+    choice = search.choose()
+    assert choice.point == {"lr": chosen} and not choice.guarded
+
+
+def test_a_seeds_own_choice_may_be_a_value_another_seed_diverged_at() -> None:
+    values = [0.25, 0.5, 1.0, 2.0, 4.0]
+    seven = [1.05, 1.01, 1.0, 2.0, 2.0]  # the fit moves seed 7's choice from 1 to 0.5
+    eight = [1.0, None, 1.0, 1.0, 1.0]  # seed 8 diverged at 0.5
+    config = Config(lr=4.0, min_lr=0.4)
+    search = tune.Search(tune.parse_tune(["lr=0.25,0.5,1,2,4"], config), config, [7, 8])
+    run_search(search, lambda p, seed: (seven if seed == 7 else eight)[values.index(p["lr"])])
+    assert search.choose().point == {"lr": 1.0}
+    assert search.choose([7]).point == {"lr": 0.5}
+
+
+def test_a_tie_on_the_fitted_curve_goes_to_the_best_trained_point() -> None:
+    # (x - 1.5)^2 less a multiple of the quartic that least squares on 0..4 cannot see: the
+    # curve ties 1 and 2 exactly, and 2 scored best
+    xs = [0.0, 1.0, 2.0, 3.0, 4.0]
+    losses = [(x - 1.5) ** 2 - q / 32 for x, q in zip(xs, [1, -4, 6, -4, 1], strict=True)]
+    config = Config(weight_decay=2.0)
+    search = tune.Search(tune.parse_tune(["weight_decay=0,1,3,4"], config), config, [1000])
+    run_search(search, lambda p, _s: losses[xs.index(p["weight_decay"])])
+    choice = search.choose()
+    assert choice.fits["weight_decay"].coefficients == (1.0, -3.0, 2.25)
+    assert choice.point == {"weight_decay": 2.0} and not choice.guarded
