@@ -279,7 +279,9 @@ def test_one_tuning_seed_has_no_per_seed_choices_and_its_fit_is_described() -> N
 
 def test_a_seeds_own_choice_is_its_own_best_even_where_the_mean_is_best_elsewhere() -> None:
     config = Config(lr=1.0, min_lr=0.1)
-    table = {7: {0.5: 1.0, 1.0: 1.2, 2.0: 1.1}, 8: {0.5: 1.4, 1.0: 1.0, 2.0: 1.3}}  # mean: best at 1
+    # the mean is best at 1, the variant's own value; seed 7 alone is best at 0.5, which scores
+    # worse than own on the mean but not on seed 7, so seed 7's choice keeps it
+    table = {7: {0.5: 1.0, 1.0: 1.2, 2.0: 1.1}, 8: {0.5: 1.4, 1.0: 0.5, 2.0: 1.3}}
     search = tune.Search(tune.parse_tune(["lr"], config), config, [7, 8])
     assert run_search(search, lambda p, seed: table[seed][p["lr"]]) == 6
     assert search.choose().point == {"lr": 1.0}
@@ -384,3 +386,73 @@ def test_a_tie_on_the_fitted_curve_goes_to_the_best_trained_point() -> None:
     choice = search.choose()
     assert choice.fits["weight_decay"].coefficients == (1.0, -3.0, 2.25)
     assert choice.point == {"weight_decay": 2.0} and not choice.guarded
+
+
+def test_fits_that_combine_into_a_diverged_point_fall_back_to_the_best_point() -> None:
+    lrs, decays = [0.25, 0.5, 1.0, 2.0, 4.0], [0.025, 0.05, 0.1, 0.2, 0.4]
+    shape = [1.05, 1.01, 1.0, 2.0, 2.0]  # along either key the fit moves the choice one step down
+
+    def loss(point: tune.Point, _seed: int) -> float | None:
+        if point == {"lr": 0.5, "weight_decay": 0.05}:
+            return None  # where both moves lead: diverged
+        return shape[lrs.index(point["lr"])] + shape[decays.index(point["weight_decay"])]
+
+    config = Config(lr=4.0, min_lr=0.4, weight_decay=0.4)
+    axes = tune.parse_tune(["lr=0.25,0.5,1,2", "weight_decay=0.025,0.05,0.1,0.2"], config)
+    search = tune.Search(axes, config, [1000])
+    assert run_search(search, loss) == 25
+    choice = search.choose()
+    assert choice.point == {"lr": 1.0, "weight_decay": 0.1} and not choice.guarded
+    assert set(choice.fits) == {"lr", "weight_decay"}
+
+
+def test_a_relative_grid_around_zero_is_refused() -> None:
+    with pytest.raises(tune.TuneError) as error:
+        tune.axis_values(tune.TuneAxis("weight_decay"), Config(weight_decay=0.0))
+    assert str(error.value) == (
+        "--tune weight_decay: the variant's own value is 0.0, so a relative grid has one point; give values"
+    )
+
+
+def test_a_grid_point_the_configuration_refuses_is_named_in_the_error() -> None:
+    config = Config(n_embd=32, n_head=2)  # each value alone is valid; 24 dims over 8 heads is not
+    axes = tune.parse_tune(["n_embd=16,24", "n_head=2,8"], config)
+    with pytest.raises(tune.TuneError) as error:
+        tune.initial_grid(axes, config)
+    assert str(error.value) == (
+        "--tune point n_embd24-n_head8: RoPE needs an even head size, got n_embd/n_head = 3: change n_embd or n_head"
+    )
+
+
+def test_a_points_label_joins_each_key_and_value_with_a_dash() -> None:
+    assert tune.point_label({"lr": 0.00375}) == "lr0.00375"
+    assert tune.point_label({"lr": 0.003, "weight_decay": 0.1}) == "lr0.003-weight_decay0.1"
+
+
+def test_an_axis_describes_its_values_or_its_relative_grid() -> None:
+    assert tune.TuneAxis("lr").describe() == "lr x 0.5,1,2"
+    assert tune.TuneAxis("lr", (0.001, 0.003)).describe() == "lr=0.001,0.003"
+
+
+def test_a_tuned_min_lr_is_kept_as_given_beside_a_tuned_lr() -> None:
+    config = Config(lr=1e-3, min_lr=1e-4)
+    assert tune.apply_point(config, {"lr": 2e-3, "min_lr": 5e-5}).min_lr == 5e-5
+    assert tune.apply_point(config, {"min_lr": 5e-5}) == config.replace(min_lr=5e-5)
+
+
+@pytest.mark.parametrize(
+    ("spec", "config", "bounds"),
+    [
+        ("lr", Config(lr=1e-3, min_lr=1e-4), (1e-3 / 64, 1e-3 * 64)),  # x1/64..x64 of its own value
+        ("lr=1e-3,3e-3", Config(lr=9e-3, min_lr=9e-4), (1e-3 / 64, 9e-3 * 64)),  # of the lowest and highest
+        ("weight_decay=0,0.1", Config(weight_decay=0.05), (0.0, 0.1 + 6 * 0.05)),  # six steps of 0.05 beyond
+        ("weight_decay=0", Config(weight_decay=0.1), (0.0, 0.1 + 6 * 0.1)),  # two values: one step of 0.1
+        ("weight_decay=0", Config(weight_decay=0.0), (0.0, 0.0)),  # one value: nowhere to go
+    ],
+)
+def test_how_far_a_search_may_go_from_its_starting_values(
+    spec: str, config: Config, bounds: tuple[float, float]
+) -> None:
+    search = tune.Search(tune.parse_tune([spec], config), config, [1000])
+    key = spec.partition("=")[0]
+    assert search.bounds[key] == pytest.approx(bounds)
