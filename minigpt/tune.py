@@ -154,10 +154,6 @@ def point_label(point: Point) -> str:
     return "-".join(f"{key}{value:g}" for key, value in point.items())
 
 
-def key_values(grid: Sequence[Point], key: str) -> list[float | int]:
-    return sorted({point[key] for point in grid})
-
-
 def score(losses: Sequence[float | None]) -> float:
     """A point's objective: the mean best validation loss over tuning seeds; a point with a
     seed that never produced a loss (diverged, failed) ranks last."""
@@ -249,7 +245,7 @@ class Search:
         self.points: list[Point] = initial_grid(self.axes, config)
         self.losses: dict[tuple[str, int], float | None] = {}
         starts = {axis.key: axis_values(axis, config) for axis in self.axes}
-        self.bounds = {key: _bounds(key, values, self._relative(key)) for key, values in starts.items()}
+        self.bounds = {key: _bounds(values, self._relative(key)) for key, values in starts.items()}
 
     def _relative(self, key: str) -> bool:
         return next(axis.values is None for axis in self.axes if axis.key == key)
@@ -383,7 +379,7 @@ class Search:
         ]
 
 
-def _bounds(key: str, values: Sequence[float | int], relative: bool) -> tuple[float, float]:
+def _bounds(values: Sequence[float | int], relative: bool) -> tuple[float, float]:
     """How far a key's search may go: x1/64..x64 of its starting values where all are positive,
     else ARITHMETIC_CAP_STEPS steps of their spacing beyond their ends."""
     low, high = min(values), max(values)

@@ -196,12 +196,6 @@ def test_a_fit_describes_itself_for_sweep_json() -> None:
     assert fit.coefficients == pytest.approx((1 / math.log(2) ** 2, 0.0, 1.0), abs=1e-12)
 
 
-def test_key_values_lists_a_keys_values_once_each_in_order() -> None:
-    grid = [{"lr": 2.0, "weight_decay": 0.1}, {"lr": 1.0, "weight_decay": 0.1}, {"lr": 2.0, "weight_decay": 0.0}]
-    assert tune.key_values(grid, "lr") == [1.0, 2.0]
-    assert tune.key_values(grid, "weight_decay") == [0.0, 0.1]
-
-
 @pytest.mark.parametrize(
     ("optimum", "asked"),
     [
