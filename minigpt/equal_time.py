@@ -61,14 +61,14 @@ class EqualTime:
 
     def run(self, runner: StageRunner) -> None:
         recorded = runner.sweep().get("equal_time", {}).get("cells", {})
-        measured = {}
+        measured, lines = {}, []
         for cell in cells(self.groups):
             key = cell_key(cell)
             measured[key] = recorded.get(key) or self.measure(cell, runner.job.corpus)
             self.apply(cell, measured[key])
+            lines += budget_lines(key, cell, measured[key])
         runner.update_sweep(equal_time={"seconds": self.seconds, "rounds": self.rounds, "cells": measured})
-        runner.note([line for key, cell in zip(measured, cells(self.groups), strict=True)
-                     for line in budget_lines(key, cell, measured[key])])  # fmt: skip
+        runner.note(lines)
 
     def measure(self, cell: list[Group], corpus: Corpus) -> dict[str, Any]:
         """One size and device's interleaved speed ratios, and the baseline's tokens/s."""
