@@ -1,5 +1,6 @@
 """A fair sweep's stages on a fake executor whose trials score a known objective of the learning
-rate: the choice, the growth at the grid's edges, the seeds, the ladder and FLOPs budgets."""
+rate: the choice, the growth at the grid's edges, the seeds, the ladder and FLOPs budgets; single
+stages on a scripted runner: the choices a sweep.json records, what a stage adds to the evaluation."""
 
 from __future__ import annotations
 
