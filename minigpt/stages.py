@@ -316,7 +316,8 @@ class Tuning:
                             g.shared[spec.id] = trainer
         for g in self.groups:
             self._choose(g)
-        runner.update_sweep(tuning={g.key: _choice_record(g) for g in self.groups})
+        recorded = runner.sweep().get("tuning", {})  # a rerun of fewer variants keeps the others' choices
+        runner.update_sweep(tuning=recorded | {g.key: _choice_record(g) for g in self.groups})
 
     def _round(self, asked: dict[str, list[tune.Point]]) -> list[TrialSpec]:
         seeds = self.fair.tune_seeds

@@ -455,7 +455,6 @@ def test_a_rerun_of_fewer_variants_counts_only_their_trials_held(tmp_path: Path)
     assert rerun.ran == [] and again.started == [(len(alone.ran), 0)]
 
 
-@pytest.mark.xfail(strict=True, reason="Tuning.run replaces sweep.json's whole `tuning` with the groups of this run")
 def test_a_rerun_of_fewer_variants_keeps_the_other_variants_tuning_record(tmp_path: Path) -> None:
     _, both = fair_run(tmp_path, best_lr=0.004, variants="baseline,half-lr")
     _, after = fair_run(tmp_path, best_lr=0.004, variants="baseline")
