@@ -38,9 +38,9 @@ test: setup
 wheel-check: setup
 	VENV=$(VENV) bash .ci/check-wheel
 
-# The scored modules (tune.py and stages.py are mutated too, but their unit tests are not yet
-# in [tool.mutmut]'s selection); MUTANTS='minigpt.stats*' narrows it.
-MUTANTS ?= 'minigpt.stats*' 'minigpt.decide*' 'minigpt.store*' 'minigpt.sizes*' 'minigpt.report.findings*'
+# Every module [tool.mutmut] mutates (the modules that decide verdicts, plans and budgets);
+# MUTANTS='minigpt.stats*' narrows it.
+MUTANTS ?= 'minigpt.stats*' 'minigpt.decide*' 'minigpt.tune*' 'minigpt.stages*' 'minigpt.equal_time*' 'minigpt.sizes*' 'minigpt.store*' 'minigpt.report.fair*' 'minigpt.report.findings*'
 MUTMUT_CHILDREN ?= 1
 
 # One mutant at a time and one torch thread each: on 2 shared cores more only oversubscribe them.
