@@ -19,7 +19,7 @@ from minigpt import metrics
 from minigpt.report.document import Table
 from minigpt.report.equal_time import equal_time_blocks
 from minigpt.report.frames import RunReport
-from minigpt.report.size_gaps import evaluation_trials, per_size_summary, size_trends
+from minigpt.report.size_gaps import evaluation_trials, per_size_summary, size_names, size_trends
 from minigpt.variants import BASELINE
 
 Block = tuple[str, Any]
@@ -34,10 +34,6 @@ def main_frames(trials: pd.DataFrame, points: pd.DataFrame, sweep: dict[str, Any
     if chosen.empty:  # nothing evaluated yet: show what there is
         return trials, points
     return chosen, points[points["trial_id"].isin(chosen["trial_id"])]
-
-
-def size_names(sweep: dict[str, Any]) -> list[str]:
-    return [text.split(" ")[0] for text in (sweep.get("fair") or {}).get("sizes", [])]
 
 
 def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
@@ -232,6 +228,7 @@ def pareto_blocks(report: RunReport) -> list[Block]:
                        seconds=interleaved if timed else done["wall_seconds"])  # fmt: skip
     groups = done.groupby(["device", "variant", "size"], sort=False, dropna=False)
     table = groups[["best_val_loss", "best_val_bpc", "total_flops", "seconds"]].mean().reset_index()
+    table = table.sort_values(["size", "variant"], key=_ranked(report), kind="stable")
     clock = "interleaved seconds" if timed else "wall seconds"
     blocks: list[Block] = [("h2", f"Pareto fronts: best loss against compute and against {clock}")]
     rows = []
@@ -252,6 +249,17 @@ def pareto_blocks(report: RunReport) -> list[Block]:
     short = "interleaved s" if timed else "wall s"
     columns = ["device", "variant", "best val loss", "bits/char", "FLOPs", short, "FLOPs front", "time front"]
     return [*blocks[:1], ("table", Table(columns, rows)), *blocks[1:]]
+
+
+def _ranked(report: RunReport) -> Any:
+    """A sort key: sizes in ladder order, variants in the report's order."""
+    ladder = size_names(report.sweep)
+
+    def rank(column: pd.Series) -> pd.Series:
+        order = ladder if column.name == "size" else report.order
+        return column.map(lambda value: order.index(value) if value in order else len(order))
+
+    return rank
 
 
 def _front(frame: pd.DataFrame, cost: str) -> set[Any]:

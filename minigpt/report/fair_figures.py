@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from minigpt import metrics
-from minigpt.report.fair import flops_kind, flops_per_token, size_names
+from minigpt.report.fair import flops_kind, flops_per_token
 from minigpt.report.figures import add_bits_axis, new_figure, save_figure
 from minigpt.report.frames import RunReport
-from minigpt.report.size_gaps import Trend, evaluation_trials
+from minigpt.report.size_gaps import Trend, evaluation_trials, size_names
 from minigpt.variants import BASELINE
 
 SIZE_LINESTYLES = ("-", "--", "-.", ":")

@@ -136,6 +136,11 @@ def trend_sentences(per_size: pd.DataFrame, trends: dict[tuple[str, str], Trend]
     return sentences
 
 
+def size_names(sweep: dict[str, Any]) -> list[str]:
+    """The ladder's sizes in order, as sweep.json records them ("xs (n_layer=4, n_embd=128)" -> "xs")."""
+    return [text.split(" ")[0] for text in (sweep.get("fair") or {}).get("sizes", [])]
+
+
 def evaluation_trials(report: RunReport) -> pd.DataFrame:
     trials = report.all_trials if report.all_trials is not None else report.trials
     return trials[trials["stage"] == "eval"]
@@ -145,7 +150,9 @@ def per_size_summary(report: RunReport) -> pd.DataFrame:
     """summarize_variants() per size (the error rate split within each size and device), with the size and its parameters."""
     evaluation = evaluation_trials(report)
     frames = []
-    for size in list(evaluation["size"].dropna().unique()) or [None]:
+    ladder = size_names(report.sweep)
+    sizes = sorted(evaluation["size"].dropna().unique(), key=lambda s: ladder.index(s) if s in ladder else len(ladder))
+    for size in sizes or [None]:
         trials = evaluation if size is None else evaluation[evaluation["size"] == size]
         summary = summarize_variants(
             trials, [v for v in report.order if v in set(trials["variant"])], design=report.design
