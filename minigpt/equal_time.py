@@ -7,16 +7,23 @@ its measurement in sweep.json's `equal_time`, so a resumed run trains the very s
 trial is cut short by a minute in which the machine was slow. A variant 1.2x faster than the
 baseline gets 1.2x its tokens; one whose speed could not be measured is not trained (its trials
 are recorded as failed, saying why).
+
+After the evaluation (and --seeds auto's rounds), every variant trains again on each seed it was
+evaluated on, once for the baseline's tokens and once for the tokens the baseline's total FLOPs buy
+at the variant's own FLOPs per token (trials of stage `equal-tokens` and `equal-flops`, outside the
+verdicts), so the report sets equal time beside equal tokens and equal FLOPs, every figure a
+trained trial's.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from minigpt.errors import UserError
-from minigpt.stages import Group, StageRunner, cells
+from minigpt.stages import COMPARISONS, Group, StageRunner, cells, in_group
 from minigpt.train import Budget
-from minigpt.trial import now
+from minigpt.trial import TrialSpec, now
 from minigpt.variants import BASELINE
 
 if TYPE_CHECKING:
@@ -124,3 +131,50 @@ def budget_lines(key: str, cell: list[Group], measured: dict[str, Any]) -> list[
             f"{group.budget.max_tokens:,} tokens"
         )
     return lines
+
+
+class Comparisons:
+    """The last stage of an --equal-time sweep: each variant at the baseline's tokens and FLOPs."""
+
+    def __init__(self, groups: list[Group]) -> None:
+        self.groups = groups
+
+    def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
+        """Those held from before; how many more depends on the seeds the evaluation ends with."""
+        return sum(r.get("stage") in COMPARISONS and any(in_group(r, g) for g in self.groups) for r in held.values()), 0
+
+    def notes(self) -> list[str]:
+        return []
+
+    def run(self, runner: StageRunner) -> None:
+        runner.batch([spec for cell in cells(self.groups) for spec in comparison_specs(cell, runner.records)])
+
+
+def comparison_specs(cell: list[Group], records: dict[str, dict[str, Any]]) -> list[TrialSpec]:
+    """One size and device's comparison trials: every variant but the baseline, on each seed both
+    completed an evaluation trial on, at the baseline's tokens and at its total FLOPs."""
+    from minigpt.flops import count_flops
+
+    baseline = next((g for g in cell if g.variant == BASELINE), None)
+    if baseline is None or baseline.budget.max_tokens is None:  # not timed: nothing to compare at
+        return []
+    tokens = baseline.budget.max_tokens
+    flops = tokens * count_flops(baseline.config).total_per_token
+    base_seeds = evaluated_seeds(baseline, records)
+    specs = []
+    for group in cell:
+        if group is baseline or group.untuned:
+            continue
+        budgets = {
+            "equal-tokens": tokens,
+            "equal-flops": max(1, round(flops / count_flops(group.config).total_per_token)),
+        }
+        for seed in sorted(evaluated_seeds(group, records) & base_seeds):
+            for stage, budget in budgets.items():
+                specs.append(group.spec(seed, stage, group.chosen, replace(group.budget, max_tokens=budget)))
+    return specs
+
+
+def evaluated_seeds(group: Group, records: dict[str, dict[str, Any]]) -> set[int]:
+    return {r["seed"] for r in records.values()
+            if r.get("stage") == "eval" and r.get("status") == "completed" and in_group(r, group)}  # fmt: skip

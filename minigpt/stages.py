@@ -38,6 +38,7 @@ from minigpt.trial import SweepJob, TrialSpec
 from minigpt.variants import BASELINE, VariantRegistry
 
 STAGES = ("tune-short", "tune-full", "eval")  # tune-short: only in runs made before the full-budget search
+COMPARISONS = ("equal-tokens", "equal-flops")  # --equal-time's variants again, at the baseline's tokens and FLOPs
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ class Group:
         return "/".join(p for p in (self.size.name if self.size else "", self.variant, self.device) if p)
 
     def spec(self, seed: int, stage: str, point: tune.Point, budget: Budget) -> TrialSpec:
-        parts = [self.size.name if self.size else "", tune.point_label(point) if stage != "eval" else ""]
+        parts = [self.size.name if self.size else "", tune.point_label(point) if stage in STAGES[:2] else "",
+                 stage if stage in COMPARISONS else ""]  # fmt: skip
         labels = {"stage": stage, "size": self.size.name if self.size else None, "tuned": point}
         if stage == "eval" and self.at_edge:
             labels["tuning_at_edge"] = self.at_edge
@@ -227,6 +229,10 @@ def plan_stages(plan: SweepPlan, vocab_size: int) -> list[Stage]:
     stages.append(GroupEvaluation(groups, plan.seeds, budgets_known=not fair.equal_time))
     if fair.seeds_auto:
         stages.append(SeedRounds(groups, plan.seeds, fair.design))
+    if fair.equal_time:
+        from minigpt.equal_time import Comparisons
+
+        stages.append(Comparisons(groups))
     return stages
 
 
@@ -281,7 +287,7 @@ class Tuning:
 
     def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
         """Tuning trials held, and the first round's still to run (later rounds grow the display)."""
-        mine = [r for r in held.values() if r.get("stage") in STAGES[:2] and any(_in_group(r, g) for g in self.groups)]
+        mine = [r for r in held.values() if r.get("stage") in STAGES[:2] and any(in_group(r, g) for g in self.groups)]
         if any(r.get("stage") == "tune-short" for r in mine):
             return len(mine), 0  # tuned by the older rule: its choices are kept
         first = {_trains(spec): spec.id for spec in self._round({g.key: g.search.points for g in self.groups})}
@@ -372,7 +378,7 @@ class SeedRounds:
     def count(self, held: dict[str, dict[str, Any]]) -> tuple[int, int]:
         """The rounds' trials held from before; how many more will run is for the rounds to decide."""
         kept = sum(record.get("stage") == "eval" and record.get("seed") not in self.seeds
-                   and any(_in_group(record, g) for g in self.groups) for record in held.values())  # fmt: skip
+                   and any(in_group(record, g) for g in self.groups) for record in held.values())  # fmt: skip
         return kept, 0
 
     def notes(self) -> list[str]:
@@ -426,7 +432,7 @@ class SeedRounds:
         return {seed: loss for seed, loss in losses.items() if loss is not None}
 
 
-def _in_group(record: dict[str, Any], group: Group) -> bool:
+def in_group(record: dict[str, Any], group: Group) -> bool:
     size = group.size.name if group.size else None
     return (
         record.get("variant") == group.variant and record.get("device") == group.device and record.get("size") == size

@@ -3,6 +3,7 @@ speed ratio, timed once before training and kept for a resume; the report's equa
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def test_each_variant_trains_the_baselines_tokens_in_s_seconds_times_its_speed_r
     measure = timed({"baseline": 1.0, "wide-mlp": 0.8, "half-lr": 1.2})
     monkeypatch.setattr(speed, "measure_device", measure)
     executor, sweep = equal_time_run(tmp_path, "baseline,wide-mlp,half-lr")
-    tokens = {spec.variant: spec.budget.max_tokens for spec in executor.ran}
+    evaluation = [spec for spec in executor.ran if spec.labels["stage"] == "eval"]
+    tokens = {spec.variant: spec.budget.max_tokens for spec in evaluation}
     assert tokens == {"baseline": 20_000, "wide-mlp": 16_000, "half-lr": 24_000}
     assert {spec.budget.max_steps for spec in executor.ran} == {None}  # tokens, never the clock
     recorded = sweep["equal_time"]
@@ -77,6 +79,41 @@ def test_a_rerun_trains_the_recorded_budgets_without_timing_again(
     executor, sweep = equal_time_run(tmp_path, "baseline,wide-mlp")
     assert [(spec.id, spec.budget.max_tokens) for spec in executor.ran] == [("wide-mlp--cpu--s1", 10_000)]
     assert again.calls == [] and sweep["equal_time"]["cells"]["cpu"]["variants"]["wide-mlp"]["speed_ratio"] == 0.5
+
+
+def test_each_variant_trains_again_at_the_baselines_tokens_and_flops_on_its_evaluated_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minigpt.flops import count_flops
+
+    monkeypatch.setattr(speed, "measure_device", timed({"baseline": 1.0, "wide-mlp": 0.8}))
+    executor, _ = equal_time_run(tmp_path, "baseline,wide-mlp")
+    compared = {(spec.id, spec.labels["stage"]): spec.budget.max_tokens for spec in executor.ran
+                if spec.labels["stage"] != "eval"}  # fmt: skip
+    per_token = {g: count_flops(BASE.replace(vocab_size=65, mlp=m)).total_per_token for g, m in
+                 (("baseline", "gelu"), ("wide-mlp", "swiglu"))}  # fmt: skip
+    flops_tokens = round(20_000 * per_token["baseline"] / per_token["wide-mlp"])
+    assert flops_tokens != 20_000  # swiglu's FLOPs per token differ from gelu's: so does its token count
+    assert compared == {
+        ("wide-mlp--cpu--s0--equal-tokens", "equal-tokens"): 20_000,
+        ("wide-mlp--cpu--s0--equal-flops", "equal-flops"): flops_tokens,
+        ("wide-mlp--cpu--s1--equal-tokens", "equal-tokens"): 20_000,
+        ("wide-mlp--cpu--s1--equal-flops", "equal-flops"): flops_tokens,
+    }
+    assert executor.ran[-4:] == [spec for spec in executor.ran if spec.labels["stage"] != "eval"]  # after the verdicts'
+
+
+def test_no_comparison_trial_is_trained_for_a_seed_the_baseline_or_the_variant_did_not_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(speed, "measure_device", timed({"baseline": 1.0, "wide-mlp": 0.8, "half-lr": 1.2}))
+    plan = plan_sweep(registry(), "baseline,wide-mlp,half-lr", ["cpu"], [0, 1], BASE, str(SHAKESPEARE),
+                      Budget(max_tokens=5000))  # fmt: skip
+    executor = FakeExecutor(best_lr=0.004, failing=frozenset({"half-lr"}))
+    options = FairOptions(equal_time=20.0, speed_rounds=3)
+    run_sweep(replace(plan, fair=options), RunStore(tmp_path), QuietObserver(), executor=executor)
+    compared = {spec.variant for spec in executor.ran if spec.labels["stage"] != "eval"}
+    assert compared == {"wide-mlp"}
 
 
 def test_a_variant_that_could_not_be_timed_is_recorded_failed_saying_why(
@@ -125,15 +162,22 @@ def test_a_faster_variant_trains_its_measured_ratio_of_the_baselines_tokens_and_
     assert "shallow:" in out and "x [" in out  # the budgets are printed before training
     store = RunStore(tmp_path / "run")
     row = store.read_sweep()["equal_time"]["cells"]["cpu"]["variants"]["shallow"]
-    trials = {(r["variant"], r["seed"]): r for r in store.trials()}
+    trials = {(r["variant"], r["seed"]): r for r in store.trials() if r["stage"] == "eval"}
     per_step = 4 * 16  # TINY_SET's batch x block
     for seed in (0, 1, 2):
         base, mine = trials[("baseline", seed)]["tokens"], trials[("shallow", seed)]["tokens"]
         assert abs(mine - row["speed_ratio"] * base) <= 2 * per_step * max(1, row["speed_ratio"])
+    at_equal_tokens = {r["seed"]: r["tokens"] for r in store.trials() if r["stage"] == "equal-tokens"}
+    assert all(abs(at_equal_tokens[seed] - trials[("baseline", seed)]["tokens"]) < per_step for seed in (0, 1, 2))
     write_report(tmp_path / "run", tmp_path / "report")
     view = (tmp_path / "report" / "report.md").read_text().split("## Equal wall-clock")[1].split("##")[0]
-    assert "| baseline | 1.000" in view and "| shallow | " in view
-    assert "Δ at equal tokens" in view and "Δ at equal FLOPs" in view
+    rows = {line.split(" | ")[2]: line.split(" | ") for line in view.splitlines() if line.startswith("| – | cpu |")}
+    assert rows["baseline"][3].startswith("1.000") and rows["baseline"][5].endswith("(reference)")
+    for column in (5, 6, 7):  # equal time, equal tokens, equal FLOPs: a loss and its paired difference
+        assert re.fullmatch(r"\d\.\d{4} \([+-]\d\.\d{4}\)", rows["shallow"][column].strip(" |")), rows["shallow"]
+    tokens = {(r["variant"], r["stage"]) for r in store.trials()}
+    assert ("shallow", "equal-tokens") in tokens and ("shallow", "equal-flops") in tokens
+    assert ("baseline", "equal-tokens") not in tokens
 
 
 @pytest.mark.parametrize(
