@@ -199,3 +199,60 @@ def test_the_fair_sections_come_in_order_and_only_for_a_fair_sweep(ladder: Path,
     assert {value[0] for kind, value in blocks if kind == "figure"} >= {"diff_vs_params.png", "loss_vs_flops.png"}
     report.sweep["fair"] = {"tune": [], "tune_seeds": [], "sizes": [], "max_flops": None}  # --seeds auto alone
     assert fair_blocks(report, tmp_path) == []
+
+
+FULL_BUDGET_METHOD = (
+    "every point at the full budget: the variant's own value and a step either side, stepping outward while the "
+    "best lay at an edge (until it was interior, the next value diverged or failed, or the cap x1/64..x64 was "
+    "reached), the choice the best of a quadratic fitted in log value through the best points, and never a value "
+    "that scored worse than the variant's own on the tuning seeds"
+)
+QUARTER_BUDGET_METHOD = (
+    "every grid point at a quarter of the budget (the grid growing a step where the best lay at its edge, at most "
+    "twice), the best half at the full budget, and the best of those chosen"
+)
+
+
+@pytest.mark.parametrize(
+    ("curves", "method"), [(True, FULL_BUDGET_METHOD), (False, QUARTER_BUDGET_METHOD)], ids=["full", "quarter"]
+)
+def test_the_tuning_sentence_names_every_key_its_axes_its_seeds_and_the_method(
+    ladder: Path, tmp_path: Path, curves: bool, method: str
+) -> None:
+    """Two axes (a relative grid and given values) on two tuning seeds: each key once, by name only, the
+    axes as given, both seed lists, and the rule the choice followed, in one sentence under the heading."""
+    report = build(ladder)
+    if not curves:
+        report.sweep["tuning"] = {key: {k: v for k, v in info.items() if k != "curve"} for key, info in TUNING.items()}
+    fair = {**report.sweep["fair"], "tune": ["lr x 0.5,1,2", "warmup_steps=10,20"], "tune_seeds": [1000, 1001]}
+    blocks = tuning_blocks(report, fair, tmp_path)
+    assert blocks[:2] == [
+        ("h2", "Tuning"),
+        ("p", "Each variant's lr and warmup_steps was tuned (lr x 0.5,1,2; warmup_steps=10,20) on seed(s) 1000, "
+              f"1001, apart from the evaluation seeds 0, 1, 2: {method}; the verdicts use only the evaluation seeds, "
+              "so the choice cannot flatter them."),
+    ]  # fmt: skip
+
+
+def test_a_tuning_table_of_one_size_shows_no_size_every_chosen_key_and_every_group_left_at_an_edge(
+    ladder: Path, tmp_path: Path
+) -> None:
+    """A run without --sizes records no size: the size cell is a dash. A choice of two keys names both;
+    an empty choice is a dash like every empty cell; every group still at an edge is named."""
+    report = build(ladder)
+    report.sweep["tuning"] = {
+        "baseline/cpu": {"grid": [{"lr": 0.002, "warmup_steps": 10}, {"lr": 0.004, "warmup_steps": 20}],
+                         "chosen": {"lr": 0.004, "warmup_steps": 20}, "at_edge": ["lr"], "size": None},
+        "qk/cpu": {"grid": [{"lr": 0.004, "warmup_steps": 10}], "chosen": {}, "at_edge": ["warmup_steps"],
+                   "size": None},
+    }  # fmt: skip
+    blocks = tuning_blocks(report, {**report.sweep["fair"], "tune": ["lr", "warmup_steps"]}, tmp_path)
+    table = next(value for kind, value in blocks if kind == "table")
+    assert table.rows == [
+        ["–", "baseline", "cpu", "2", "lr=0.004, warmup_steps=20", "lr", "–"],
+        ["–", "qk", "cpu", "1", "–", "warmup_steps", "–"],
+    ]
+    assert blocks[-1] == (
+        "p",
+        "Still at an edge of its grid after growing: baseline/cpu, qk/cpu; its best value may lie beyond.",
+    )
