@@ -101,7 +101,7 @@ def test_the_tuning_table_gives_each_group_its_points_choice_and_edge(ladder: Pa
     ]
     assert table.rows[0][6] == "+0.100 / +0.050" and table.rows[1][6] == "–"
     sentence = blocks[1][1]
-    assert "tuned (lr) on seed(s) 1000, apart from the evaluation seeds 0, 1, 2" in sentence
+    assert "Each variant's lr was tuned (lr) on seed(s) 1000, apart from the evaluation seeds 0, 1, 2" in sentence
     assert "at the full budget" in sentence and "cannot flatter them" in sentence
     flagged = [value for kind, value in blocks if kind == "p" and value.startswith("Still at an edge")]
     assert flagged == ["Still at an edge of its grid after growing: s/qk/cpu; its best value may lie beyond."]
@@ -228,7 +228,7 @@ def test_the_tuning_sentence_names_every_key_its_axes_its_seeds_and_the_method(
     blocks = tuning_blocks(report, fair, tmp_path)
     assert blocks[:2] == [
         ("h2", "Tuning"),
-        ("p", "Each variant's lr and warmup_steps was tuned (lr x 0.5,1,2; warmup_steps=10,20) on seed(s) 1000, "
+        ("p", "Each variant's lr and warmup_steps were tuned (lr x 0.5,1,2; warmup_steps=10,20) on seed(s) 1000, "
               f"1001, apart from the evaluation seeds 0, 1, 2: {method}; the verdicts use only the evaluation seeds, "
               "so the choice cannot flatter them."),
     ]  # fmt: skip

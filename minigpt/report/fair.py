@@ -50,7 +50,7 @@ def fair_blocks(report: RunReport, out_dir: Path) -> list[Block]:
         blocks += tuning_blocks(report, fair, out_dir)
     per_size = per_size_summary(report)
     blocks += [("h2", "Difference from the baseline per size"), ("table", per_size_table(per_size))]
-    blocks += [("p", sentence) for sentence in size_sentences(per_size, report.order)]
+    blocks += [("p", sentence) for sentence in size_sentences(per_size)]
     trends = size_trends(evaluation_trials(report), report.order, report.design.alpha)
     from minigpt.report.fair_figures import DIFF_CAPTION, FLOPS_CAPTION, plot_difference_vs_params, plot_loss_vs_flops
 
@@ -83,7 +83,7 @@ def tuning_blocks(report: RunReport, fair: dict[str, Any], out_dir: Path) -> lis
             "at most twice), the best half at the full budget, and the best of those chosen"
         )
     sentence = (
-        f"Each variant's {keys} was tuned ({'; '.join(fair['tune'])}) {seeds}: {method}; the verdicts use only "
+        f"Each variant's {keys} {'were' if ' and ' in keys else 'was'} tuned ({'; '.join(fair['tune'])}) {seeds}: {method}; the verdicts use only "
         "the evaluation seeds, so the choice cannot flatter them."
     )
     rows = [
@@ -145,7 +145,7 @@ def per_size_table(summary: pd.DataFrame) -> Table:
     return Table(columns, rows)
 
 
-def size_sentences(summary: pd.DataFrame, order: list[str]) -> list[str]:
+def size_sentences(summary: pd.DataFrame) -> list[str]:
     """One sentence per variant and device: helps at every size, only at some, or at none."""
     sentences = []
     for (variant, device), rows in summary.groupby(["variant", "device"], sort=False):
