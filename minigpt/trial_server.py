@@ -5,6 +5,7 @@ itself, so the sweep can start the server first and let its imports overlap the 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from multiprocessing.context import BaseContext
 
 # Everything a trial imports on its way to its first step, so that no trial pays for it: the
@@ -37,6 +38,19 @@ def start_trial_server() -> None:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+
+
+def _forget_inherited_server() -> None:
+    """A process forked from one whose server is running (a test runner forking per test, a user's
+    own worker) cannot reach that server, which is not its child: multiprocessing would fail on
+    it. Forget it, so that this process starts its own when it needs one."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the module's one server, which offers no reset of its own
+    server._forkserver_pid = server._forkserver_address = None
+
+
+os.register_at_fork(after_in_child=_forget_inherited_server)
 
 
 def wait_for_trial_server() -> None:

@@ -144,6 +144,7 @@ SHALLOW = (
 )
 
 
+@pytest.mark.slow
 def test_a_faster_variant_trains_its_measured_ratio_of_the_baselines_tokens_and_both_are_in_the_view(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -67,3 +67,32 @@ def test_the_server_is_a_forkserver_with_that_preload() -> None:
     context = trial_server.trial_context()
     assert context.get_start_method() == "forkserver"
     assert "torch._dynamo" in trial_server.PRELOAD and "minigpt.trial" in trial_server.PRELOAD
+
+
+FORKED_AFTER_THE_SERVER = """
+import os
+from minigpt.trial_server import start_trial_server, wait_for_trial_server
+
+start_trial_server()
+child = os.fork()
+if child == 0:
+    try:
+        start_trial_server()  # the parent's server is not this process's child
+        wait_for_trial_server()
+    except BaseException as error:
+        print(type(error).__name__, error)
+        os._exit(1)
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork here")
+def test_a_process_forked_after_the_server_started_starts_a_server_of_its_own() -> None:
+    """A test runner that forks per test (mutation testing does) or a user's forked worker: without
+    forgetting the inherited server, multiprocessing fails with ChildProcessError."""
+    command = [sys.executable, "-c", FORKED_AFTER_THE_SERVER]
+    done = subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
