@@ -450,3 +450,12 @@ def test_how_far_a_search_may_go_from_its_starting_values(
     search = tune.Search(tune.parse_tune([spec], config), config, [1000])
     key = spec.partition("=")[0]
     assert search.bounds[key] == pytest.approx(bounds)
+
+
+def test_a_refused_whole_number_is_checked_and_named_as_an_integer() -> None:
+    """An int key's value is given to the configuration as an int: its refusal says 3, not 3.0."""
+    with pytest.raises(tune.TuneError) as error:
+        tune.parse_tune(["n_head=3"], Config(n_embd=32, n_head=2))
+    assert str(error.value) == (
+        "--tune n_head=3: n_embd (32) must be divisible by n_head (3): choose n_head from [1, 2, 4, 8, 16, 32]"
+    )
