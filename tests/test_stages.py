@@ -494,3 +494,40 @@ def test_seeds_auto_rounds_train_for_the_groups_budget_and_carry_on_the_seeds_ro
     assert [(s.seed, s.variant) for s in rounds] == [(3, "half-lr"), (3, "baseline"), (4, "baseline"), (4, "half-lr")]
     steps = flops_steps(BASE.replace(vocab_size=65), 3e9)
     assert {s.budget for s in executor.ran} == {Budget(max_steps=steps)}  # the FLOPs budget, not the sweep's
+
+
+@pytest.mark.parametrize("max_flops", [0.0, -1.0, math.inf, math.nan])
+def test_a_flops_budget_that_is_not_a_positive_number_is_refused(max_flops: float) -> None:
+    with pytest.raises(stages.tune.TuneError, match="--max-flops must be a positive number of FLOPs"):
+        FairOptions(max_flops=max_flops)
+
+
+def test_any_positive_flops_budget_is_accepted_even_below_one_flop_and_trains_one_step() -> None:
+    assert FairOptions(max_flops=0.5).max_flops == 0.5
+    assert flops_steps(BASE, 0.5) == 1
+
+
+@pytest.mark.parametrize("equal_time", [0.0, -1.0, math.inf, math.nan])
+def test_an_equal_time_that_is_not_a_positive_number_of_seconds_is_refused(equal_time: float) -> None:
+    with pytest.raises(stages.tune.TuneError, match="--equal-time must be a positive number of seconds"):
+        FairOptions(equal_time=equal_time)
+
+
+def test_any_positive_equal_time_is_accepted_even_under_a_second() -> None:
+    assert FairOptions(equal_time=0.5).equal_time == 0.5
+
+
+def test_what_sweep_json_records_of_a_fair_sweep_and_what_a_rerun_must_match() -> None:
+    sizes = parse_sizes("n_embd=16,32")
+    tuned = FairOptions(tune=parse_tune(["lr"], BASE), tune_seeds=[1000], sizes=sizes, preset_tokens=64_000)
+    assert tuned.describe() == {
+        "tune": ["lr x 0.5,1,2"],
+        "tune_seeds": [1000],
+        "sizes": [size.describe() for size in sizes],
+        "max_flops": None,
+        "token_rule": 64_000,
+    }
+    untuned = FairOptions(tune_seeds=[1000], max_flops=3e9, equal_time=30.0)
+    assert untuned.describe() == {
+        "tune": [], "tune_seeds": [], "sizes": [], "max_flops": 3e9, "token_rule": None, "equal_time": 30.0,
+    }  # fmt: skip
