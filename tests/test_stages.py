@@ -531,3 +531,61 @@ def test_what_sweep_json_records_of_a_fair_sweep_and_what_a_rerun_must_match() -
     assert untuned.describe() == {
         "tune": [], "tune_seeds": [], "sizes": [], "max_flops": 3e9, "token_rule": None, "equal_time": 30.0,
     }  # fmt: skip
+
+
+def test_a_ladder_with_a_flops_or_an_explicit_budget_records_no_token_rule() -> None:
+    sizes = parse_sizes("n_embd=16,32")
+    assert FairOptions(sizes=sizes, max_flops=3e9, preset_tokens=64_000).describe()["token_rule"] is None
+    assert FairOptions(sizes=sizes, explicit_budget=True, preset_tokens=64_000).describe()["token_rule"] is None
+
+
+def registry_of(baseline: Any) -> VariantRegistry:
+    found = VariantRegistry()
+    if baseline is not None:
+        found.add(Variant("baseline", "the reference", baseline, "test"))
+    found.add(Variant("half-lr", "half the lr schedule", lambda cfg: cfg.replace(lr=cfg.lr / 2, min_lr=cfg.min_lr / 2), "test"))  # fmt: skip
+    return found
+
+
+def ladder_groups(found: VariantRegistry, variants: str, base: Config = BASE) -> list[stages.Group]:
+    plan = plan_sweep(found, variants, ["cpu"], [0], base, str(SHAKESPEARE), Budget(max_tokens=64_000))
+    fair = FairOptions(sizes=parse_sizes("n_embd=16,32"), preset_tokens=64_000)
+    return plan_groups(found, plan, fair, vocab_size=65)
+
+
+def test_a_baseline_that_configures_something_is_the_reference_as_if_the_base_were_configured_so() -> None:
+    """Each variant's changes are counted from the baseline at its size, and the ladder's tokens
+    scale with the configured baseline's parameters, not the bare base's."""
+    swiglu = ladder_groups(registry_of(lambda cfg: cfg.replace(mlp="swiglu")), "baseline,half-lr")
+    as_base = ladder_groups(registry_of(lambda cfg: cfg), "baseline,half-lr", BASE.replace(mlp="swiglu"))
+    assert [g.budget for g in swiglu] == [g.budget for g in as_base]
+    assert [g.changed for g in swiglu if g.variant == "baseline"] == [{}, {}]
+    assert [g.changed for g in swiglu if g.variant == "half-lr"] == [{"mlp": "gelu", "lr": 0.002, "min_lr": 0.0002}] * 2
+    plain = ladder_groups(registry(), "baseline,half-lr")
+    assert [g.budget for g in plain] != [g.budget for g in swiglu]  # the reference's parameters count
+
+
+def test_without_a_baseline_each_variant_is_counted_from_the_sized_base() -> None:
+    groups = ladder_groups(registry_of(None), "half-lr")
+    with_baseline = ladder_groups(registry_of(lambda cfg: cfg), "baseline,half-lr")
+    assert [(g.budget, g.changed) for g in groups] == [
+        (g.budget, g.changed) for g in with_baseline if g.variant == "half-lr"
+    ]
+
+
+def test_a_groups_grid_is_its_tuning_grid_checked_at_planning_or_one_empty_point_untuned() -> None:
+    (untuned,) = groups("baseline")
+    assert untuned.grid == [{}]
+    (tuned,) = groups("baseline", tune=parse_tune(["lr"], BASE), tune_seeds=[1000])
+    assert tuned.grid == [{"lr": 0.002}, {"lr": 0.004}, {"lr": 0.008}]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="Variant.configure turns a ConfigError into a VariantError, which _configure does not catch"
+)
+def test_a_size_that_does_not_fit_a_variant_is_named_in_the_error() -> None:
+    found = registry_of(lambda cfg: cfg)
+    found.add(Variant("eight-heads", "eight heads", lambda cfg: cfg.replace(n_head=8), "test"))
+    plan = plan_sweep(found, "baseline,eight-heads", ["cpu"], [0], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000))
+    with pytest.raises(stages.SizeError, match="size n_embd24 does not fit variant eight-heads"):
+        plan_groups(found, plan, FairOptions(sizes=parse_sizes("n_embd=16,24")), vocab_size=65)
