@@ -589,3 +589,16 @@ def test_a_size_that_does_not_fit_a_variant_is_named_in_the_error() -> None:
     plan = plan_sweep(found, "baseline,eight-heads", ["cpu"], [0], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000))
     with pytest.raises(stages.SizeError, match="size n_embd24 does not fit variant eight-heads"):
         plan_groups(found, plan, FairOptions(sizes=parse_sizes("n_embd=16,24")), vocab_size=65)
+
+
+def test_equal_time_times_the_variants_on_the_first_evaluation_seed_before_tuning_and_compares_after() -> None:
+    from minigpt.equal_time import Comparisons, EqualTime
+
+    plan = plan_sweep(
+        registry(), "baseline,half-lr", ["cpu"], [7, 3], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000)
+    )
+    fair = FairOptions(tune=parse_tune(["lr"], BASE), tune_seeds=[1000], equal_time=5.0, speed_rounds=4)
+    planned = stages.plan_stages(replace(plan, fair=fair), vocab_size=65)
+    assert [type(stage) for stage in planned] == [EqualTime, stages.Tuning, stages.GroupEvaluation, Comparisons]
+    timing = planned[0]
+    assert (timing.seed, timing.seconds, timing.rounds) == (7, 5.0, 4)
