@@ -494,3 +494,111 @@ def test_seeds_auto_rounds_train_for_the_groups_budget_and_carry_on_the_seeds_ro
     assert [(s.seed, s.variant) for s in rounds] == [(3, "half-lr"), (3, "baseline"), (4, "baseline"), (4, "half-lr")]
     steps = flops_steps(BASE.replace(vocab_size=65), 3e9)
     assert {s.budget for s in executor.ran} == {Budget(max_steps=steps)}  # the FLOPs budget, not the sweep's
+
+
+@pytest.mark.parametrize("max_flops", [0.0, -1.0, math.inf, math.nan])
+def test_a_flops_budget_that_is_not_a_positive_number_is_refused(max_flops: float) -> None:
+    with pytest.raises(stages.tune.TuneError, match="--max-flops must be a positive number of FLOPs"):
+        FairOptions(max_flops=max_flops)
+
+
+def test_any_positive_flops_budget_is_accepted_even_below_one_flop_and_trains_one_step() -> None:
+    assert FairOptions(max_flops=0.5).max_flops == 0.5
+    assert flops_steps(BASE, 0.5) == 1
+
+
+@pytest.mark.parametrize("equal_time", [0.0, -1.0, math.inf, math.nan])
+def test_an_equal_time_that_is_not_a_positive_number_of_seconds_is_refused(equal_time: float) -> None:
+    with pytest.raises(stages.tune.TuneError, match="--equal-time must be a positive number of seconds"):
+        FairOptions(equal_time=equal_time)
+
+
+def test_any_positive_equal_time_is_accepted_even_under_a_second() -> None:
+    assert FairOptions(equal_time=0.5).equal_time == 0.5
+
+
+def test_what_sweep_json_records_of_a_fair_sweep_and_what_a_rerun_must_match() -> None:
+    sizes = parse_sizes("n_embd=16,32")
+    tuned = FairOptions(tune=parse_tune(["lr"], BASE), tune_seeds=[1000], sizes=sizes, preset_tokens=64_000)
+    assert tuned.describe() == {
+        "tune": ["lr x 0.5,1,2"],
+        "tune_seeds": [1000],
+        "sizes": [size.describe() for size in sizes],
+        "max_flops": None,
+        "token_rule": 64_000,
+    }
+    untuned = FairOptions(tune_seeds=[1000], max_flops=3e9, equal_time=30.0)
+    assert untuned.describe() == {
+        "tune": [], "tune_seeds": [], "sizes": [], "max_flops": 3e9, "token_rule": None, "equal_time": 30.0,
+    }  # fmt: skip
+
+
+def test_a_ladder_with_a_flops_or_an_explicit_budget_records_no_token_rule() -> None:
+    sizes = parse_sizes("n_embd=16,32")
+    assert FairOptions(sizes=sizes, max_flops=3e9, preset_tokens=64_000).describe()["token_rule"] is None
+    assert FairOptions(sizes=sizes, explicit_budget=True, preset_tokens=64_000).describe()["token_rule"] is None
+
+
+def registry_of(baseline: Any) -> VariantRegistry:
+    found = VariantRegistry()
+    if baseline is not None:
+        found.add(Variant("baseline", "the reference", baseline, "test"))
+    found.add(Variant("half-lr", "half the lr schedule", lambda cfg: cfg.replace(lr=cfg.lr / 2, min_lr=cfg.min_lr / 2), "test"))  # fmt: skip
+    return found
+
+
+def ladder_groups(found: VariantRegistry, variants: str, base: Config = BASE) -> list[stages.Group]:
+    plan = plan_sweep(found, variants, ["cpu"], [0], base, str(SHAKESPEARE), Budget(max_tokens=64_000))
+    fair = FairOptions(sizes=parse_sizes("n_embd=16,32"), preset_tokens=64_000)
+    return plan_groups(found, plan, fair, vocab_size=65)
+
+
+def test_a_baseline_that_configures_something_is_the_reference_as_if_the_base_were_configured_so() -> None:
+    """Each variant's changes are counted from the baseline at its size, and the ladder's tokens
+    scale with the configured baseline's parameters, not the bare base's."""
+    swiglu = ladder_groups(registry_of(lambda cfg: cfg.replace(mlp="swiglu")), "baseline,half-lr")
+    as_base = ladder_groups(registry_of(lambda cfg: cfg), "baseline,half-lr", BASE.replace(mlp="swiglu"))
+    assert [g.budget for g in swiglu] == [g.budget for g in as_base]
+    assert [g.changed for g in swiglu if g.variant == "baseline"] == [{}, {}]
+    assert [g.changed for g in swiglu if g.variant == "half-lr"] == [{"mlp": "gelu", "lr": 0.002, "min_lr": 0.0002}] * 2
+    plain = ladder_groups(registry(), "baseline,half-lr")
+    assert [g.budget for g in plain] != [g.budget for g in swiglu]  # the reference's parameters count
+
+
+def test_without_a_baseline_each_variant_is_counted_from_the_sized_base() -> None:
+    groups = ladder_groups(registry_of(None), "half-lr")
+    with_baseline = ladder_groups(registry_of(lambda cfg: cfg), "baseline,half-lr")
+    assert [(g.budget, g.changed) for g in groups] == [
+        (g.budget, g.changed) for g in with_baseline if g.variant == "half-lr"
+    ]
+
+
+def test_a_groups_grid_is_its_tuning_grid_checked_at_planning_or_one_empty_point_untuned() -> None:
+    (untuned,) = groups("baseline")
+    assert untuned.grid == [{}]
+    (tuned,) = groups("baseline", tune=parse_tune(["lr"], BASE), tune_seeds=[1000])
+    assert tuned.grid == [{"lr": 0.002}, {"lr": 0.004}, {"lr": 0.008}]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="Variant.configure turns a ConfigError into a VariantError, which _configure does not catch"
+)
+def test_a_size_that_does_not_fit_a_variant_is_named_in_the_error() -> None:
+    found = registry_of(lambda cfg: cfg)
+    found.add(Variant("eight-heads", "eight heads", lambda cfg: cfg.replace(n_head=8), "test"))
+    plan = plan_sweep(found, "baseline,eight-heads", ["cpu"], [0], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000))
+    with pytest.raises(stages.SizeError, match="size n_embd24 does not fit variant eight-heads"):
+        plan_groups(found, plan, FairOptions(sizes=parse_sizes("n_embd=16,24")), vocab_size=65)
+
+
+def test_equal_time_times_the_variants_on_the_first_evaluation_seed_before_tuning_and_compares_after() -> None:
+    from minigpt.equal_time import Comparisons, EqualTime
+
+    plan = plan_sweep(
+        registry(), "baseline,half-lr", ["cpu"], [7, 3], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000)
+    )
+    fair = FairOptions(tune=parse_tune(["lr"], BASE), tune_seeds=[1000], equal_time=5.0, speed_rounds=4)
+    planned = stages.plan_stages(replace(plan, fair=fair), vocab_size=65)
+    assert [type(stage) for stage in planned] == [EqualTime, stages.Tuning, stages.GroupEvaluation, Comparisons]
+    timing = planned[0]
+    assert (timing.seed, timing.seconds, timing.rounds) == (7, 5.0, 4)

@@ -450,3 +450,46 @@ def test_how_far_a_search_may_go_from_its_starting_values(
     search = tune.Search(tune.parse_tune([spec], config), config, [1000])
     key = spec.partition("=")[0]
     assert search.bounds[key] == pytest.approx(bounds)
+
+
+def test_a_refused_whole_number_is_checked_and_named_as_an_integer() -> None:
+    """An int key's value is given to the configuration as an int: its refusal says 3, not 3.0."""
+    with pytest.raises(tune.TuneError) as error:
+        tune.parse_tune(["n_head=3"], Config(n_embd=32, n_head=2))
+    assert str(error.value) == (
+        "--tune n_head=3: n_embd (32) must be divisible by n_head (3): choose n_head from [1, 2, 4, 8, 16, 32]"
+    )
+
+
+def test_an_unknown_key_is_refused_with_every_numeric_key_to_choose_from() -> None:
+    with pytest.raises(tune.TuneError) as error:
+        tune.parse_tune(["bogus=1"], Config())
+    keys = ", ".join(tune.numeric_keys())
+    assert str(error.value) == f"--tune 'bogus' is not a numeric configuration key; choose from {keys}"
+    assert "lr, " in keys or ", lr" in keys
+
+
+def test_a_key_tuned_twice_is_refused_saying_how_to_give_its_values_once() -> None:
+    with pytest.raises(tune.TuneError) as error:
+        tune.parse_tune(["lr", "lr=1e-3"], Config())
+    assert str(error.value) == "--tune lr is given twice; give its values once, e.g. --tune lr=1,2"
+
+
+def test_given_tuning_seeds_are_kept_in_order_once_each_unless_one_is_an_evaluation_seed() -> None:
+    assert tune.parse_tune_seeds("7, 5,7,", [0, 1, 2]) == [7, 5]
+    with pytest.raises(tune.TuneError) as error:
+        tune.parse_tune_seeds("9,2,1", [0, 1, 2])
+    assert str(error.value) == "tuning seed 1 is also an evaluation seed (--seeds); tune on other seeds"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("1,x", "--tune-seeds expects comma-separated integers, got '1,x'"),
+        (" , ", "--tune-seeds is empty; give at least one integer seed"),
+    ],
+)
+def test_tuning_seeds_that_are_not_integers_or_none_at_all_are_refused_saying_so(spec: str, message: str) -> None:
+    with pytest.raises(tune.TuneError) as error:
+        tune.parse_tune_seeds(spec, [0])
+    assert str(error.value) == message
