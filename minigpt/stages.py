@@ -29,13 +29,13 @@ from functools import cache
 from typing import Any, Protocol
 
 from minigpt import tune
-from minigpt.config import Config, ConfigError
+from minigpt.config import Config
 from minigpt.decide import DEFAULT_MAX_SEEDS, LOSS_MARGIN, Design, decide, looks, next_look, paired_differences
 from minigpt.sizes import Size, SizeError, budget_lines, size_tokens
 from minigpt.sweep import SweepPlan, rotated
 from minigpt.train import Budget
 from minigpt.trial import SweepJob, TrialSpec
-from minigpt.variants import BASELINE, VariantRegistry
+from minigpt.variants import BASELINE, VariantError, VariantRegistry
 
 STAGES = ("tune-short", "tune-full", "eval")  # tune-short: only in runs made before the full-budget search
 COMPARISONS = ("equal-tokens", "equal-flops")  # --equal-time's variants again, at the baseline's tokens and FLOPs
@@ -181,10 +181,10 @@ def plan_groups(registry: VariantRegistry, plan: SweepPlan, fair: FairOptions, v
 def _configure(registry: VariantRegistry, name: str, config: Config, size: Size | None = None) -> Config:
     try:
         return registry.get(name).configure(config)
-    except ConfigError as error:
+    except VariantError as error:  # Variant.configure says which variant; the ladder adds which size
         if size is None:
             raise
-        raise SizeError(f"size {size.name} does not fit variant {name}: {error}") from None
+        raise SizeError(f"size {size.name} does not fit {error}") from None
 
 
 class StageRunner(Protocol):

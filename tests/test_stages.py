@@ -580,14 +580,11 @@ def test_a_groups_grid_is_its_tuning_grid_checked_at_planning_or_one_empty_point
     assert tuned.grid == [{"lr": 0.002}, {"lr": 0.004}, {"lr": 0.008}]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Variant.configure turns a ConfigError into a VariantError, which _configure does not catch"
-)
 def test_a_size_that_does_not_fit_a_variant_is_named_in_the_error() -> None:
     found = registry_of(lambda cfg: cfg)
     found.add(Variant("eight-heads", "eight heads", lambda cfg: cfg.replace(n_head=8), "test"))
     plan = plan_sweep(found, "baseline,eight-heads", ["cpu"], [0], BASE, str(SHAKESPEARE), Budget(max_tokens=64_000))
-    with pytest.raises(stages.SizeError, match="size n_embd24 does not fit variant eight-heads"):
+    with pytest.raises(stages.SizeError, match="size n_embd24 does not fit variant 'eight-heads'"):
         plan_groups(found, plan, FairOptions(sizes=parse_sizes("n_embd=16,24")), vocab_size=65)
 
 
