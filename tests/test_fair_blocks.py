@@ -5,12 +5,23 @@ interleaved seconds) and which trials each of them reads."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from minigpt.report.fair import fair_blocks, main_frames, pareto_blocks, per_size_table, summary_csv, tuning_blocks
+from minigpt.report.fair import (
+    _interval,
+    fair_blocks,
+    flops_kind,
+    main_frames,
+    pareto_blocks,
+    per_size_table,
+    size_sentences,
+    summary_csv,
+    tuning_blocks,
+)
 from minigpt.report.render import build
 from tests.test_report import completed_fields
 
@@ -256,3 +267,51 @@ def test_a_tuning_table_of_one_size_shows_no_size_every_chosen_key_and_every_gro
         "p",
         "Still at an edge of its grid after growing: baseline/cpu, qk/cpu; its best value may lie beyond.",
     )
+
+
+def size_row(size: str, variant: str, verdict: str, **values: float) -> dict:
+    """One row of the per-size summary: a variant's loss, bits and difference with their intervals."""
+    return {"size": size, "variant": variant, "device": "cpu", "params": 12_345.0, "best_val_loss": 1.5,
+            "best_val_loss_low": 1.25, "best_val_loss_high": 1.75, "best_val_bpc": 2.0,
+            "diff_vs_baseline": -0.125, "diff_low": -0.25, "diff_high": 0.0625, "p_adjusted": 1.2e-5,
+            "verdict": verdict, **values}  # fmt: skip
+
+
+def test_the_per_size_table_writes_every_cell_of_a_row_and_a_dash_for_what_is_missing() -> None:
+    summary = pd.DataFrame([size_row("xs", "qk", "better"),
+                            size_row("xs", "baseline", "reference", diff_vs_baseline=math.nan, diff_low=math.nan,
+                                     diff_high=math.nan, p_adjusted=math.nan, best_val_loss_low=math.nan,
+                                     best_val_loss_high=math.nan)])  # fmt: skip
+    assert per_size_table(summary).rows == [
+        ["xs", "qk", "cpu", "12,345", "1.5000 [1.2500, 1.7500]", "2.0000", "-0.1250 [-0.2500, +0.0625]", "1.2e-05",
+         "better"],
+        ["xs", "baseline", "cpu", "12,345", "1.5000", "2.0000", "–", "–", "reference"],
+    ]  # fmt: skip
+
+
+def test_an_interval_without_bounds_is_its_mean_in_the_given_format() -> None:
+    assert _interval(0.125, math.nan, math.nan, "+.4f") == "+0.1250"
+    assert _interval(0.125, -0.5, 0.75, "+.2f") == "+0.12 [-0.50, +0.75]"
+
+
+def test_one_sentence_per_variant_in_the_summarys_order_naming_the_sizes_it_helps_and_hurts_at() -> None:
+    rows = [("zeta", ["better", "better", "worse"]), ("alpha", ["worse", "same", "worse"]),
+            ("baseline", ["reference"] * 3), ("mid", ["better"] * 3)]  # fmt: skip
+    summary = pd.DataFrame(
+        [size_row(size, variant, verdict) for variant, verdicts in rows for size, verdict in
+         zip(["xs", "s", "m"], verdicts, strict=True)]
+    )  # fmt: skip
+    assert size_sentences(summary) == [
+        "zeta on cpu helps only at some sizes (xs, s of xs, s, m). It is worse at m.",
+        "alpha on cpu helps at no size. It is worse at xs, m.",
+        "mid on cpu helps at every size (xs, s, m).",
+    ]
+
+
+def test_the_flops_kind_is_the_total_only_where_every_trial_recorded_it() -> None:
+    total = "total: model, attention as computed, norms, optimizer"
+    assert flops_kind(pd.DataFrame({"total_flops_per_token": [1.0, 2.0], "flops_per_token": [1.0, 1.0]})) == total
+    assert flops_kind(pd.DataFrame({"total_flops_per_token": [1.0, None], "flops_per_token": [1.0, 1.0]})) == (
+        "model FLOPs"
+    )
+    assert flops_kind(pd.DataFrame({"flops_per_token": [1.0]})) == "model FLOPs"
