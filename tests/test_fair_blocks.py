@@ -15,6 +15,7 @@ from minigpt.report.fair import (
     _interval,
     fair_blocks,
     flops_kind,
+    flops_per_token,
     main_frames,
     pareto_blocks,
     per_size_table,
@@ -171,6 +172,36 @@ def test_the_pareto_fronts_read_total_flops_and_wall_seconds_of_the_evaluation_t
     assert texts[-1].startswith("Wall seconds are each trial's own")
 
 
+def test_the_pareto_table_lists_sizes_in_ladder_order_and_variants_in_the_reports_order_every_cell_written(
+    ladder: Path,
+) -> None:
+    blocks = pareto_blocks(build(ladder))
+    rows, columns, texts = pareto(blocks)
+    assert columns == ["device", "variant", "best val loss", "bits/char", "FLOPs", "wall s", "FLOPs front",
+                       "time front"]  # fmt: skip
+    assert rows == [
+        ["cpu", "baseline xs", "2.0200", "2.9142", "192k", "3.0", "yes", ""],
+        ["cpu", "qk xs", "1.9200", "2.7700", "230k", "2.0", "yes", "yes"],
+        ["cpu", "baseline s", "1.8200", "2.6257", "384k", "6.0", "yes", "yes"],
+        ["cpu", "qk s", "1.8700", "2.6978", "461k", "4.0", "", "yes"],
+    ]  # bits/char: nats / ln 2
+    assert [kind for kind, _ in blocks] == ["h2", "table", "p", "p"]
+    assert texts[1] == (
+        "On cpu, the front against FLOPs: baseline xs, qk xs, baseline s; against wall seconds: qk xs, baseline s, qk s."
+    )
+
+
+def test_equal_time_timing_of_a_run_of_one_size_gives_the_pareto_fronts_interleaved_seconds(ladder: Path) -> None:
+    report = build(ladder)
+    report.sweep["fair"]["sizes"] = []
+    report.all_trials = report.all_trials.assign(size=None)
+    timed = {"baseline": {"tokens_per_sec": 960.0}, "qk": {"tokens_per_sec": 1920.0}, "gone": {"error": "oom"}}
+    report.sweep["equal_time"] = {"seconds": 2, "rounds": 3, "cells": {"cpu": {"variants": timed}}}
+    rows, columns, _ = pareto(pareto_blocks(report))
+    assert columns[5] == "interleaved s"
+    assert {row[1]: row[5] for row in rows} == {"baseline": "2.0", "qk": "1.0"}  # 1920 tokens at each speed
+
+
 def test_the_pareto_fronts_use_interleaved_seconds_wherever_every_variant_was_timed(ladder: Path) -> None:
     report = build(ladder)
     timed = {"baseline": {"tokens_per_sec": 960.0}, "qk": {"tokens_per_sec": 480.0}}  # qk half as fast
@@ -282,7 +313,10 @@ def test_the_per_size_table_writes_every_cell_of_a_row_and_a_dash_for_what_is_mi
                             size_row("xs", "baseline", "reference", diff_vs_baseline=math.nan, diff_low=math.nan,
                                      diff_high=math.nan, p_adjusted=math.nan, best_val_loss_low=math.nan,
                                      best_val_loss_high=math.nan)])  # fmt: skip
-    assert per_size_table(summary).rows == [
+    table = per_size_table(summary)
+    assert table.columns == ["size", "variant", "device", "params", "best val loss [95%]", "bits/char",
+                             "Δ vs baseline [adjusted interval]", "adjusted p", "verdict"]  # fmt: skip
+    assert table.rows == [
         ["xs", "qk", "cpu", "12,345", "1.5000 [1.2500, 1.7500]", "2.0000", "-0.1250 [-0.2500, +0.0625]", "1.2e-05",
          "better"],
         ["xs", "baseline", "cpu", "12,345", "1.5000", "2.0000", "–", "–", "reference"],
@@ -315,3 +349,10 @@ def test_the_flops_kind_is_the_total_only_where_every_trial_recorded_it() -> Non
         "model FLOPs"
     )
     assert flops_kind(pd.DataFrame({"flops_per_token": [1.0]})) == "model FLOPs"
+
+
+def test_flops_per_token_are_the_total_where_every_trial_recorded_it_else_the_models() -> None:
+    both = pd.DataFrame({"total_flops_per_token": [3.0, 4.0], "flops_per_token": [1.0, 2.0]})
+    assert flops_per_token(both).tolist() == [3.0, 4.0]
+    assert flops_per_token(both.assign(total_flops_per_token=[3.0, None])).tolist() == [1.0, 2.0]
+    assert flops_per_token(both.drop(columns="total_flops_per_token")).tolist() == [1.0, 2.0]  # a run from before
