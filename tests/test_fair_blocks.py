@@ -16,6 +16,7 @@ from minigpt.report.fair import (
     fair_blocks,
     flops_kind,
     flops_per_token,
+    interleaved_speeds,
     main_frames,
     pareto_blocks,
     per_size_table,
@@ -356,3 +357,21 @@ def test_flops_per_token_are_the_total_where_every_trial_recorded_it_else_the_mo
     assert flops_per_token(both).tolist() == [3.0, 4.0]
     assert flops_per_token(both.assign(total_flops_per_token=[3.0, None])).tolist() == [1.0, 2.0]
     assert flops_per_token(both.drop(columns="total_flops_per_token")).tolist() == [1.0, 2.0]  # a run from before
+
+
+def test_interleaved_speeds_skip_a_device_the_timing_skipped_and_need_a_timed_speed(ladder: Path) -> None:
+    from minigpt.report.speed_results import SpeedPhase
+
+    report = build(ladder)
+    report.sweep["fair"]["sizes"] = []
+    assert report.speed is None and interleaved_speeds(report) == {}  # one size, nothing timed
+    cells = {"cpu": {"variants": {"baseline": {"tokens_per_sec": 960.0}, "qk": {"error": "oom"}}},
+             "cuda": {"skipped": "no such device"}}  # fmt: skip
+    report.sweep["equal_time"] = {"seconds": 2, "rounds": 3, "cells": cells}
+    assert interleaved_speeds(report) == {(None, "cpu", "baseline"): 960.0}
+    del report.sweep["equal_time"]
+    frame = pd.DataFrame({"variant": ["baseline", "qk", "gqa"], "device": "cpu",
+                          "interleaved_tokens_per_sec": [1920.0, 960.0, math.nan],
+                          "speed_ratio_low": [math.nan, 0.45, math.nan]})  # fmt: skip
+    report.speed = SpeedPhase(frame, rounds=10)
+    assert interleaved_speeds(report) == {(None, "cpu", "baseline"): 1920.0, (None, "cpu", "qk"): 960.0}
