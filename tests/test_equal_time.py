@@ -324,7 +324,8 @@ def test_comparisons_count_only_their_own_stages_trials_of_their_groups() -> Non
 
     records = {"a": held("wide-mlp", "equal-tokens"), "b": held("wide-mlp", "equal-flops"),
                "c": held("wide-mlp", "eval"), "d": held("wide-mlp", "equal-tokens", device="cuda"),
-               "e": held("baseline", "tune-full")}  # fmt: skip
+               "e": held("baseline", "tune-full"),
+               "f": held("baseline", "eval")}  # fmt: skip
     assert Comparisons(groups("baseline,wide-mlp")).count(records) == (2, 0)
 
 
