@@ -375,3 +375,18 @@ def test_interleaved_speeds_skip_a_device_the_timing_skipped_and_need_a_timed_sp
                           "speed_ratio_low": [math.nan, 0.45, math.nan]})  # fmt: skip
     report.speed = SpeedPhase(frame, rounds=10)
     assert interleaved_speeds(report) == {(None, "cpu", "baseline"): 1920.0, (None, "cpu", "qk"): 960.0}
+
+
+def test_the_pareto_flops_of_a_run_from_before_total_flops_are_model_flops(ladder: Path) -> None:
+    report = build(ladder)
+    report.all_trials = report.all_trials.assign(total_flops_per_token=math.nan, total_flops=math.nan)
+    rows = pareto(pareto_blocks(report))[0]
+    assert [row[4] for row in rows] == ["173k"] * 4  # 90 model FLOPs per token x 1920 tokens
+
+
+def test_the_pareto_devices_come_in_the_order_their_trials_do(ladder: Path) -> None:
+    report = build(ladder)
+    report.all_trials = pd.concat([report.all_trials.assign(device="mps"), report.all_trials], ignore_index=True)
+    rows, _, texts = pareto(pareto_blocks(report))
+    assert [row[0] for row in rows] == ["mps"] * 4 + ["cpu"] * 4
+    assert [text[:7] for text in texts if text.startswith("On ")] == ["On mps,", "On cpu,"]
