@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from minigpt.report.fair import (
+    _front,
     _interval,
     fair_blocks,
     flops_kind,
@@ -187,6 +188,9 @@ def test_the_pareto_table_lists_sizes_in_ladder_order_and_variants_in_the_report
         ["cpu", "qk s", "1.8700", "2.6978", "461k", "4.0", "", "yes"],
     ]  # bits/char: nats / ln 2
     assert [kind for kind, _ in blocks] == ["h2", "table", "p", "p"]
+    report = build(ladder)
+    report.all_trials = report.all_trials.iloc[::-1]  # the order comes from the ladder and the report, not the trials
+    assert pareto(pareto_blocks(report))[0] == rows
     assert texts[1] == (
         "On cpu, the front against FLOPs: baseline xs, qk xs, baseline s; against wall seconds: qk xs, baseline s, qk s."
     )
@@ -390,3 +394,9 @@ def test_the_pareto_devices_come_in_the_order_their_trials_do(ladder: Path) -> N
     rows, _, texts = pareto(pareto_blocks(report))
     assert [row[0] for row in rows] == ["mps"] * 4 + ["cpu"] * 4
     assert [text[:7] for text in texts if text.startswith("On ")] == ["On mps,", "On cpu,"]
+
+
+def test_a_row_is_off_the_front_where_another_is_as_cheap_and_better_or_as_good_and_cheaper() -> None:
+    frame = pd.DataFrame({"best_val_loss": [1.0, 1.1, 0.9, 1.0, 1.0], "flops": [10.0, 10.0, 20.0, 10.0, 12.0]},
+                         index=["a", "b", "c", "same as a", "dearer than a"])  # fmt: skip
+    assert _front(frame, "flops") == {"a", "c", "same as a"}
