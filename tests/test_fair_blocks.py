@@ -150,6 +150,16 @@ def test_summary_csv_has_a_row_per_variant_and_size_in_ladder_order(ladder: Path
     assert "size" in summary.columns and summary["trials"].tolist() == [3, 3, 3, 3]
 
 
+def test_summary_csv_of_a_ladder_of_one_size_or_none_is_the_reports_summary_with_its_size(ladder: Path) -> None:
+    report = build(ladder)  # the report's summary: the last size's, s
+    report.sweep["fair"]["sizes"] = SIZES[1:]
+    one = summary_csv(report)
+    assert list(zip(one["size"], one["variant"], strict=True)) == [("s", "baseline"), ("s", "qk")]
+    assert one["best_val_loss"].tolist() == pytest.approx([1.82, 1.87])
+    report.sweep["fair"]["sizes"] = []
+    assert summary_csv(report)["size"].isna().all()
+
+
 def pareto(blocks: list) -> tuple[list[list[str]], list[str], list[str]]:
     table = next(value for kind, value in blocks if kind == "table")
     return table.rows, table.columns, [value for kind, value in blocks if kind in ("p", "h2")]
