@@ -150,6 +150,21 @@ def test_summary_csv_has_a_row_per_variant_and_size_in_ladder_order(ladder: Path
     assert "size" in summary.columns and summary["trials"].tolist() == [3, 3, 3, 3]
 
 
+def test_summary_csv_of_a_ladder_of_three_sizes_has_every_size(ladder: Path) -> None:
+    for variant, losses in (("baseline", [2.2, 2.3, 2.4]), ("qk", [2.1, 2.2, 2.3])):
+        for seed, best in enumerate(losses):
+            record = {**trial(variant, "xs", seed, best), "size": "xxs", "params": 500}
+            write(ladder, f"{variant}--cpu--s{seed}--xxs", record, [best + 0.5, best])
+    sweep = json.loads((ladder / "sweep.json").read_text())
+    sweep["fair"]["sizes"] = ["xxs (n_embd=64)", *SIZES]
+    (ladder / "sweep.json").write_text(json.dumps(sweep))
+    summary = summary_csv(build(ladder))
+    assert list(zip(summary["size"], summary["variant"], strict=True)) == [
+        ("xxs", "baseline"), ("xxs", "qk"), ("xs", "baseline"), ("xs", "qk"), ("s", "baseline"), ("s", "qk")
+    ]  # fmt: skip
+    assert summary["best_val_loss"].tolist() == pytest.approx([2.3, 2.2, 2.02, 1.92, 1.82, 1.87])
+
+
 def test_summary_csv_of_a_ladder_of_one_size_or_none_is_the_reports_summary_with_its_size(ladder: Path) -> None:
     report = build(ladder)  # the report's summary: the last size's, s
     report.sweep["fair"]["sizes"] = SIZES[1:]
