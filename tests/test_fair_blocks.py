@@ -158,7 +158,9 @@ def test_summary_csv_of_a_ladder_of_three_sizes_has_every_size(ladder: Path) -> 
     sweep = json.loads((ladder / "sweep.json").read_text())
     sweep["fair"]["sizes"] = ["xxs (n_embd=64)", *SIZES]
     (ladder / "sweep.json").write_text(json.dumps(sweep))
-    summary = summary_csv(build(ladder))
+    report = build(ladder)
+    summary = summary_csv(report)
+    assert list(summary.columns) == list(report.summary.columns) and list(summary.index) == list(range(6))
     assert list(zip(summary["size"], summary["variant"], strict=True)) == [
         ("xxs", "baseline"), ("xxs", "qk"), ("xs", "baseline"), ("xs", "qk"), ("s", "baseline"), ("s", "qk")
     ]  # fmt: skip
