@@ -427,3 +427,15 @@ def test_a_row_is_off_the_front_where_another_is_as_cheap_and_better_or_as_good_
     frame = pd.DataFrame({"best_val_loss": [1.0, 1.1, 0.9, 1.0, 1.0], "flops": [10.0, 10.0, 20.0, 10.0, 12.0]},
                          index=["a", "b", "c", "same as a", "dearer than a"])  # fmt: skip
     assert _front(frame, "flops") == {"a", "c", "same as a"}
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"tune": ["lr"], "tune_seeds": [1000]}, {"sizes": SIZES}, {"max_flops": 1e9}, {"equal_time": 2.0}],
+    ids=["tune", "sizes", "max_flops", "equal_time"],
+)
+def test_any_one_fair_option_alone_gives_the_fair_sections(ladder: Path, tmp_path: Path, option: dict) -> None:
+    report = build(ladder)
+    report.sweep["fair"] = {"tune": [], "tune_seeds": [], "sizes": [], "max_flops": None, **option}
+    blocks = fair_blocks(report, tmp_path)
+    assert blocks[0] == ("h2", "Fair comparison") and ("h2", "Difference from the baseline per size") in blocks
