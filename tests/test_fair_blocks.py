@@ -439,3 +439,42 @@ def test_any_one_fair_option_alone_gives_the_fair_sections(ladder: Path, tmp_pat
     report.sweep["fair"] = {"tune": [], "tune_seeds": [], "sizes": [], "max_flops": None, **option}
     blocks = fair_blocks(report, tmp_path)
     assert blocks[0] == ("h2", "Fair comparison") and ("h2", "Difference from the baseline per size") in blocks
+
+
+def test_the_fair_sections_give_the_figures_what_they_draw_and_say_what_each_size_shows(
+    ladder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-size table and one sentence per variant under their heading; the figure of the difference
+    against parameters gets the per-size summary and the size trends at the report's error rate; a figure
+    that could not be drawn (None) is left out."""
+    from dataclasses import replace
+
+    from minigpt.report import fair_figures
+    from minigpt.report.size_gaps import evaluation_trials, per_size_summary, size_trends
+
+    drawn: list = []
+    monkeypatch.setattr(fair_figures, "plot_difference_vs_params", lambda *args: drawn.append(args) or args[1])
+    monkeypatch.setattr(fair_figures, "plot_loss_vs_flops", lambda report, path: None)
+    report = build(ladder)
+    report.design = replace(report.design, alpha=0.01)
+    blocks = fair_blocks(report, tmp_path)
+    start = blocks.index(("h2", "Difference from the baseline per size"))
+    assert (
+        blocks[start + 1][0] == "table" and blocks[start + 1][1].rows == per_size_table(per_size_summary(report)).rows
+    )
+    assert blocks[start + 2 : start + 4] == [
+        ("p", "qk on cpu helps only at some sizes (xs of xs, s)."),  # at alpha 0.01 its +0.05 at s is undecided
+        ("figure", ("diff_vs_params.png", fair_figures.DIFF_CAPTION)),
+    ]
+    assert [value for kind, value in blocks if kind == "figure"] == [("diff_vs_params.png", fair_figures.DIFF_CAPTION)]
+    ((summary, path, given, trends),) = drawn
+    assert path == tmp_path / "diff_vs_params.png" and given is report
+    assert summary.equals(per_size_summary(report))
+    assert trends == size_trends(evaluation_trials(report), report.order, 0.01)
+    assert trends[("qk", "cpu")].confidence == pytest.approx(0.99)
+
+
+def test_the_fair_sections_name_the_last_size_of_a_ladder_as_the_one_shown_above(ladder: Path, tmp_path: Path) -> None:
+    report = build(ladder)
+    report.sweep["fair"]["sizes"] = ["xxs (n_embd=64)", *SIZES]  # a first size with no trial yet
+    assert fair_blocks(report, tmp_path)[1] == ("p", "The tables and figures above show size s; every size follows.")
