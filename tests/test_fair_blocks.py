@@ -454,7 +454,8 @@ def test_the_fair_sections_give_the_figures_what_they_draw_and_say_what_each_siz
 
     drawn: list = []
     monkeypatch.setattr(fair_figures, "plot_difference_vs_params", lambda *args: drawn.append(args) or args[1])
-    monkeypatch.setattr(fair_figures, "plot_loss_vs_flops", lambda report, path: None)
+    flops_paths: list = []
+    monkeypatch.setattr(fair_figures, "plot_loss_vs_flops", lambda report, path: flops_paths.append(path))  # None
     report = build(ladder)
     report.design = replace(report.design, alpha=0.01)
     blocks = fair_blocks(report, tmp_path)
@@ -469,6 +470,7 @@ def test_the_fair_sections_give_the_figures_what_they_draw_and_say_what_each_siz
     assert "loss_vs_flops.png" not in [value[0] for kind, value in blocks if kind == "figure"]  # not drawn
     ((summary, path, given, trends),) = drawn
     assert path == tmp_path / "diff_vs_params.png" and given is report
+    assert flops_paths == [tmp_path / "loss_vs_flops.png"]
     assert summary.equals(per_size_summary(report))
     assert trends == size_trends(evaluation_trials(report), report.order, 0.01)
     assert trends[("qk", "cpu")].confidence == pytest.approx(0.99)
