@@ -99,6 +99,9 @@ def test_the_main_frames_hold_the_last_sizes_evaluation_trials_only(ladder: Path
     nothing_evaluated = report.all_trials.assign(stage="tune-full")
     trials, points = main_frames(nothing_evaluated, report.all_metrics, report.sweep)
     assert len(trials) == len(nothing_evaluated) and len(points) == len(report.all_metrics)
+    three = {**report.sweep, "fair": {**report.sweep["fair"], "sizes": ["xxs (n_embd=64)", *SIZES]}}
+    trials, points = main_frames(report.all_trials, report.all_metrics, three)
+    assert set(trials["size"]) == {"s"} and len(trials) == 6 and set(points["trial_id"]) == set(trials["trial_id"])
 
 
 def test_the_tuning_table_gives_each_group_its_points_choice_and_edge(ladder: Path, tmp_path: Path) -> None:
