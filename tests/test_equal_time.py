@@ -6,17 +6,21 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from minigpt import runner, speed
+from minigpt.equal_time import Comparisons, EqualTime, budget_lines, budgets, cell_key, comparison_specs
 from minigpt.runner import QuietObserver, run_sweep
-from minigpt.stages import FairOptions
+from minigpt.sizes import parse_sizes
+from minigpt.stages import FairOptions, cells
 from minigpt.store import RunStore
 from minigpt.sweep import plan_sweep
 from minigpt.train import Budget
 from tests.conftest import SHAKESPEARE, TINY_SET, run_cli
-from tests.test_stages import BASE, FakeExecutor, registry
+from tests.test_stages import BASE, FakeExecutor, ScriptedRunner, groups, registry
 
 
 @pytest.fixture(autouse=True)
@@ -200,3 +204,145 @@ def test_equal_time_mistakes_end_in_one_line_and_exit_2(
     assert code == 2
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "run" / "trials").exists()
+
+
+# The stage on its own, on a scripted runner: what it hands the timing, what it records and prints.
+
+CORPUS = object()  # the run's corpus, which the timing must be given
+
+
+class TimingRunner(ScriptedRunner):
+    """A scripted runner with the job's corpus, keeping the lines a stage prints."""
+
+    def __init__(self, sweep_json: dict[str, Any] | None = None) -> None:
+        super().__init__(FakeExecutor(best_lr=0.004), sweep_json)
+        self.job = SimpleNamespace(corpus=CORPUS)
+        self.printed: list[Any] = []
+
+    def note(self, lines: list[str]) -> None:
+        self.printed.append(lines)
+
+
+def measuring(ratios: dict[str, float], calls: list) -> object:
+    """measure_device's stand-in: baseline 1000 tokens/s, each variant at its ratio, a drift check."""
+
+    def measure(configs: dict, baseline: str, corpus: object, device: str, seed: int, rounds: int) -> dict:
+        calls.append((sorted(configs), baseline, corpus, device, seed, rounds))
+        rows = {name: {"tokens_per_sec": 1000.0 * ratios[name], "speed_ratio": ratios[name],
+                       "speed_ratio_low": ratios[name] - 0.04, "speed_ratio_high": ratios[name] + 0.04,
+                       "rounds": [1.0, 2.0]} for name in configs}  # fmt: skip
+        return {"device_name": "test cpu", "baseline": baseline, "drift": {"ratio": 1.01}, "variants": rows}
+
+    return measure
+
+
+def test_the_stage_times_each_size_with_the_runs_corpus_records_it_and_prints_every_sizes_budgets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list = []
+    monkeypatch.setattr(speed, "measure_device", measuring({"baseline": 1.0, "wide-mlp": 0.8}, calls))
+    ladder = groups("baseline,wide-mlp", Budget(max_tokens=64_000, stop_at_target=True),
+                    sizes=parse_sizes("n_embd=16,32"), preset_tokens=64_000)  # fmt: skip
+    stage = EqualTime(ladder, seconds=2.0, rounds=3, seed=7)
+    assert stage.count({"baseline--cpu--s0--n_embd16": {"stage": "eval"}}) == (0, 0)  # it trains nothing
+    runner = TimingRunner()
+    stage.run(runner)
+    assert calls == [(["baseline", "wide-mlp"], "baseline", CORPUS, "cpu", 7, 3)] * 2
+    recorded = runner.sweep_json["equal_time"]
+    assert (recorded["seconds"], recorded["rounds"], list(recorded["cells"])) == (
+        2.0,
+        3,
+        ["n_embd16/cpu", "n_embd32/cpu"],
+    )
+    cell = recorded["cells"]["n_embd32/cpu"]
+    assert set(cell) == {"device_name", "measured_at", "drift", "baseline_tokens_per_sec", "variants"}
+    assert (cell["device_name"], cell["drift"], cell["baseline_tokens_per_sec"]) == (
+        "test cpu",
+        {"ratio": 1.01},
+        1000.0,
+    )
+    assert cell["variants"]["wide-mlp"] == pytest.approx(
+        {"tokens_per_sec": 800.0, "speed_ratio": 0.8, "speed_ratio_low": 0.76, "speed_ratio_high": 0.84}
+    )  # the four fields, not the rounds
+    assert [g.budget for g in ladder] == [Budget(max_tokens=2000, stop_at_target=True),
+                                          Budget(max_tokens=1600, stop_at_target=True)] * 2  # fmt: skip
+    assert runner.printed == [[
+        "n_embd16/cpu: the baseline trains 1,000 tokens/s",
+        "  baseline: 2,000 tokens",
+        "  wide-mlp: 0.800x [0.760, 0.840] the baseline's speed, 1,600 tokens",
+        "n_embd32/cpu: the baseline trains 1,000 tokens/s",
+        "  baseline: 2,000 tokens",
+        "  wide-mlp: 0.800x [0.760, 0.840] the baseline's speed, 1,600 tokens",
+    ]]  # fmt: skip
+
+
+def test_a_device_the_timing_skips_is_recorded_as_skipped_and_keeps_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(speed, "measure_device", lambda *args: {"skipped": "no such device"})
+    alone = groups("baseline")
+    runner = TimingRunner()
+    EqualTime(alone, seconds=2.0, rounds=3, seed=0).run(runner)
+    assert runner.sweep_json["equal_time"]["cells"] == {"cpu": {"skipped": "no such device"}}
+    assert runner.printed == [["cpu: not timed (no such device)"]]
+    assert alone[0].budget == Budget(max_tokens=64_000) and alone[0].untuned is None
+
+
+def test_a_variant_missing_from_the_timing_or_failing_it_is_not_trained_and_the_lines_say_why() -> None:
+    cell = groups("baseline,wide-mlp,half-lr")
+    measured = {"baseline_tokens_per_sec": 500.0,
+                "variants": {"baseline": {"tokens_per_sec": 500.0, "speed_ratio": 1.0, "speed_ratio_low": 1.0,
+                                          "speed_ratio_high": 1.0},
+                             "wide-mlp": {"error": "RuntimeError: out of memory"}}}  # fmt: skip
+    EqualTime(cell, seconds=4.0, rounds=3, seed=0).apply(cell, measured)
+    baseline, wide, half = cell
+    assert baseline.budget == Budget(max_tokens=2000) and baseline.untuned is None
+    assert wide.untuned == "--equal-time could not time it against the baseline (RuntimeError: out of memory)"
+    assert half.untuned == "--equal-time could not time it against the baseline (not timed)"
+    assert budget_lines("cpu", cell, measured) == [
+        "cpu: the baseline trains 500 tokens/s",
+        "  baseline: 2,000 tokens",
+        f"  wide-mlp: not trained, {wide.untuned}",
+        f"  half-lr: not trained, {half.untuned}",
+    ]
+
+
+def test_budgets_give_every_timed_variant_at_least_one_token_and_skip_the_untimed() -> None:
+    measured = {"baseline_tokens_per_sec": 10.0,
+                "variants": {"baseline": {"speed_ratio": 1.0}, "slow": {"speed_ratio": 0.01},
+                             "broken": {"error": "boom"}}}  # fmt: skip
+    assert budgets(measured, 0.5) == {"baseline": 5, "slow": 1}  # 0.05 tokens round to none: one
+
+
+def test_a_cell_key_names_the_size_and_device_or_the_device_alone() -> None:
+    ladder = groups("baseline", sizes=parse_sizes("n_embd=16,32"), preset_tokens=64_000)
+    assert [cell_key(cell) for cell in cells(ladder)] == ["n_embd16/cpu", "n_embd32/cpu"]
+    assert cell_key(groups("baseline")) == "cpu"
+
+
+def test_comparisons_count_only_their_own_stages_trials_of_their_groups() -> None:
+    def held(variant: str, stage: str, device: str = "cpu") -> dict[str, Any]:
+        return {"variant": variant, "device": device, "size": None, "stage": stage}
+
+    records = {"a": held("wide-mlp", "equal-tokens"), "b": held("wide-mlp", "equal-flops"),
+               "c": held("wide-mlp", "eval"), "d": held("wide-mlp", "equal-tokens", device="cuda"),
+               "e": held("baseline", "tune-full"),
+               "f": held("baseline", "eval")}  # fmt: skip
+    assert Comparisons(groups("baseline,wide-mlp")).count(records) == (2, 0)
+
+
+def evaluated(*pairs: tuple[str, int]) -> dict[str, dict[str, Any]]:
+    return {f"{v}-{s}": {"variant": v, "device": "cpu", "size": None, "seed": s, "stage": "eval",
+                         "status": "completed"} for v, s in pairs}  # fmt: skip
+
+
+def test_no_comparison_without_a_baseline_or_without_its_tokens() -> None:
+    records = evaluated(("baseline", 0), ("wide-mlp", 0))
+    assert comparison_specs(groups("wide-mlp"), records) == []  # a cell without the baseline
+    assert comparison_specs(groups("baseline,wide-mlp", Budget(max_steps=40)), records) == []  # not timed
+
+
+def test_a_comparison_at_the_baselines_flops_trains_at_least_one_token() -> None:
+    cell = groups("baseline,wide-mlp", Budget(max_tokens=1))
+    specs = comparison_specs(cell, evaluated(("baseline", 0), ("wide-mlp", 0)))
+    assert [(s.id, s.budget.max_tokens) for s in specs] == [
+        ("wide-mlp--cpu--s0--equal-tokens", 1), ("wide-mlp--cpu--s0--equal-flops", 1)
+    ]  # fmt: skip

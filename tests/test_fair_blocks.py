@@ -5,12 +5,26 @@ interleaved seconds) and which trials each of them reads."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from minigpt.report.fair import fair_blocks, main_frames, pareto_blocks, per_size_table, summary_csv, tuning_blocks
+from minigpt.report.fair import (
+    _front,
+    _interval,
+    fair_blocks,
+    flops_kind,
+    flops_per_token,
+    interleaved_speeds,
+    main_frames,
+    pareto_blocks,
+    per_size_table,
+    size_sentences,
+    summary_csv,
+    tuning_blocks,
+)
 from minigpt.report.render import build
 from tests.test_report import completed_fields
 
@@ -85,6 +99,9 @@ def test_the_main_frames_hold_the_last_sizes_evaluation_trials_only(ladder: Path
     nothing_evaluated = report.all_trials.assign(stage="tune-full")
     trials, points = main_frames(nothing_evaluated, report.all_metrics, report.sweep)
     assert len(trials) == len(nothing_evaluated) and len(points) == len(report.all_metrics)
+    three = {**report.sweep, "fair": {**report.sweep["fair"], "sizes": ["xxs (n_embd=64)", *SIZES]}}
+    trials, points = main_frames(report.all_trials, report.all_metrics, three)
+    assert set(trials["size"]) == {"s"} and len(trials) == 6 and set(points["trial_id"]) == set(trials["trial_id"])
 
 
 def test_the_tuning_table_gives_each_group_its_points_choice_and_edge(ladder: Path, tmp_path: Path) -> None:
@@ -136,6 +153,33 @@ def test_summary_csv_has_a_row_per_variant_and_size_in_ladder_order(ladder: Path
     assert "size" in summary.columns and summary["trials"].tolist() == [3, 3, 3, 3]
 
 
+def test_summary_csv_of_a_ladder_of_three_sizes_has_every_size(ladder: Path) -> None:
+    for variant, losses in (("baseline", [2.2, 2.3, 2.4]), ("qk", [2.1, 2.2, 2.3])):
+        for seed, best in enumerate(losses):
+            record = {**trial(variant, "xs", seed, best), "size": "xxs", "params": 500}
+            write(ladder, f"{variant}--cpu--s{seed}--xxs", record, [best + 0.5, best])
+    sweep = json.loads((ladder / "sweep.json").read_text())
+    sweep["fair"]["sizes"] = ["xxs (n_embd=64)", *SIZES]
+    (ladder / "sweep.json").write_text(json.dumps(sweep))
+    report = build(ladder)
+    summary = summary_csv(report)
+    assert list(summary.columns) == list(report.summary.columns) and list(summary.index) == list(range(6))
+    assert list(zip(summary["size"], summary["variant"], strict=True)) == [
+        ("xxs", "baseline"), ("xxs", "qk"), ("xs", "baseline"), ("xs", "qk"), ("s", "baseline"), ("s", "qk")
+    ]  # fmt: skip
+    assert summary["best_val_loss"].tolist() == pytest.approx([2.3, 2.2, 2.02, 1.92, 1.82, 1.87])
+
+
+def test_summary_csv_of_a_ladder_of_one_size_or_none_is_the_reports_summary_with_its_size(ladder: Path) -> None:
+    report = build(ladder)  # the report's summary: the last size's, s
+    report.sweep["fair"]["sizes"] = SIZES[1:]
+    one = summary_csv(report)
+    assert list(zip(one["size"], one["variant"], strict=True)) == [("s", "baseline"), ("s", "qk")]
+    assert one["best_val_loss"].tolist() == pytest.approx([1.82, 1.87])
+    report.sweep["fair"]["sizes"] = []
+    assert summary_csv(report)["size"].isna().all()
+
+
 def pareto(blocks: list) -> tuple[list[list[str]], list[str], list[str]]:
     table = next(value for kind, value in blocks if kind == "table")
     return table.rows, table.columns, [value for kind, value in blocks if kind in ("p", "h2")]
@@ -158,6 +202,39 @@ def test_the_pareto_fronts_read_total_flops_and_wall_seconds_of_the_evaluation_t
     assert sorted(time_front.rstrip(".").split(", ")) == ["baseline s", "qk s", "qk xs"]
     assert texts[0] == "Pareto fronts: best loss against compute and against wall seconds"
     assert texts[-1].startswith("Wall seconds are each trial's own")
+
+
+def test_the_pareto_table_lists_sizes_in_ladder_order_and_variants_in_the_reports_order_every_cell_written(
+    ladder: Path,
+) -> None:
+    blocks = pareto_blocks(build(ladder))
+    rows, columns, texts = pareto(blocks)
+    assert columns == ["device", "variant", "best val loss", "bits/char", "FLOPs", "wall s", "FLOPs front",
+                       "time front"]  # fmt: skip
+    assert rows == [
+        ["cpu", "baseline xs", "2.0200", "2.9142", "192k", "3.0", "yes", ""],
+        ["cpu", "qk xs", "1.9200", "2.7700", "230k", "2.0", "yes", "yes"],
+        ["cpu", "baseline s", "1.8200", "2.6257", "384k", "6.0", "yes", "yes"],
+        ["cpu", "qk s", "1.8700", "2.6978", "461k", "4.0", "", "yes"],
+    ]  # bits/char: nats / ln 2
+    assert [kind for kind, _ in blocks] == ["h2", "table", "p", "p"]
+    report = build(ladder)
+    report.all_trials = report.all_trials.iloc[::-1]  # the order comes from the ladder and the report, not the trials
+    assert pareto(pareto_blocks(report))[0] == rows
+    assert texts[1] == (
+        "On cpu, the front against FLOPs: baseline xs, qk xs, baseline s; against wall seconds: qk xs, baseline s, qk s."
+    )
+
+
+def test_equal_time_timing_of_a_run_of_one_size_gives_the_pareto_fronts_interleaved_seconds(ladder: Path) -> None:
+    report = build(ladder)
+    report.sweep["fair"]["sizes"] = []
+    report.all_trials = report.all_trials.assign(size=None)
+    timed = {"baseline": {"tokens_per_sec": 960.0}, "qk": {"tokens_per_sec": 1920.0}, "gone": {"error": "oom"}}
+    report.sweep["equal_time"] = {"seconds": 2, "rounds": 3, "cells": {"cpu": {"variants": timed}}}
+    rows, columns, _ = pareto(pareto_blocks(report))
+    assert columns[5] == "interleaved s"
+    assert {row[1]: row[5] for row in rows} == {"baseline": "2.0", "qk": "1.0"}  # 1920 tokens at each speed
 
 
 def test_the_pareto_fronts_use_interleaved_seconds_wherever_every_variant_was_timed(ladder: Path) -> None:
@@ -256,3 +333,153 @@ def test_a_tuning_table_of_one_size_shows_no_size_every_chosen_key_and_every_gro
         "p",
         "Still at an edge of its grid after growing: baseline/cpu, qk/cpu; its best value may lie beyond.",
     )
+
+
+def size_row(size: str, variant: str, verdict: str, **values: float) -> dict:
+    """One row of the per-size summary: a variant's loss, bits and difference with their intervals."""
+    return {"size": size, "variant": variant, "device": "cpu", "params": 12_345.0, "best_val_loss": 1.5,
+            "best_val_loss_low": 1.25, "best_val_loss_high": 1.75, "best_val_bpc": 2.0,
+            "diff_vs_baseline": -0.125, "diff_low": -0.25, "diff_high": 0.0625, "p_adjusted": 1.2e-5,
+            "verdict": verdict, **values}  # fmt: skip
+
+
+def test_the_per_size_table_writes_every_cell_of_a_row_and_a_dash_for_what_is_missing() -> None:
+    summary = pd.DataFrame([size_row("xs", "qk", "better"),
+                            size_row("xs", "baseline", "reference", diff_vs_baseline=math.nan, diff_low=math.nan,
+                                     diff_high=math.nan, p_adjusted=math.nan, best_val_loss_low=math.nan,
+                                     best_val_loss_high=math.nan)])  # fmt: skip
+    table = per_size_table(summary)
+    assert table.columns == ["size", "variant", "device", "params", "best val loss [95%]", "bits/char",
+                             "Δ vs baseline [adjusted interval]", "adjusted p", "verdict"]  # fmt: skip
+    assert table.rows == [
+        ["xs", "qk", "cpu", "12,345", "1.5000 [1.2500, 1.7500]", "2.0000", "-0.1250 [-0.2500, +0.0625]", "1.2e-05",
+         "better"],
+        ["xs", "baseline", "cpu", "12,345", "1.5000", "2.0000", "–", "–", "reference"],
+    ]  # fmt: skip
+
+
+def test_an_interval_without_bounds_is_its_mean_in_the_given_format() -> None:
+    assert _interval(0.125, math.nan, math.nan, "+.4f") == "+0.1250"
+    assert _interval(0.125, -0.5, 0.75, "+.2f") == "+0.12 [-0.50, +0.75]"
+
+
+def test_one_sentence_per_variant_in_the_summarys_order_naming_the_sizes_it_helps_and_hurts_at() -> None:
+    rows = [("zeta", ["better", "better", "worse"]), ("alpha", ["worse", "same", "worse"]),
+            ("baseline", ["reference"] * 3), ("mid", ["better"] * 3)]  # fmt: skip
+    summary = pd.DataFrame(
+        [size_row(size, variant, verdict) for variant, verdicts in rows for size, verdict in
+         zip(["xs", "s", "m"], verdicts, strict=True)]
+    )  # fmt: skip
+    assert size_sentences(summary) == [
+        "zeta on cpu helps only at some sizes (xs, s of xs, s, m). It is worse at m.",
+        "alpha on cpu helps at no size. It is worse at xs, m.",
+        "mid on cpu helps at every size (xs, s, m).",
+    ]
+
+
+def test_the_flops_kind_is_the_total_only_where_every_trial_recorded_it() -> None:
+    total = "total: model, attention as computed, norms, optimizer"
+    assert flops_kind(pd.DataFrame({"total_flops_per_token": [1.0, 2.0], "flops_per_token": [1.0, 1.0]})) == total
+    assert flops_kind(pd.DataFrame({"total_flops_per_token": [1.0, None], "flops_per_token": [1.0, 1.0]})) == (
+        "model FLOPs"
+    )
+    assert flops_kind(pd.DataFrame({"flops_per_token": [1.0]})) == "model FLOPs"
+
+
+def test_flops_per_token_are_the_total_where_every_trial_recorded_it_else_the_models() -> None:
+    both = pd.DataFrame({"total_flops_per_token": [3.0, 4.0], "flops_per_token": [1.0, 2.0]})
+    assert flops_per_token(both).tolist() == [3.0, 4.0]
+    assert flops_per_token(both.assign(total_flops_per_token=[3.0, None])).tolist() == [1.0, 2.0]
+    assert flops_per_token(both.drop(columns="total_flops_per_token")).tolist() == [1.0, 2.0]  # a run from before
+
+
+def test_interleaved_speeds_skip_a_device_the_timing_skipped_and_need_a_timed_speed(ladder: Path) -> None:
+    from minigpt.report.speed_results import SpeedPhase
+
+    report = build(ladder)
+    report.sweep["fair"]["sizes"] = []
+    assert report.speed is None and interleaved_speeds(report) == {}  # one size, nothing timed
+    cells = {"cpu": {"variants": {"baseline": {"tokens_per_sec": 960.0}, "qk": {"error": "oom"}}},
+             "cuda": {"skipped": "no such device"}}  # fmt: skip
+    report.sweep["equal_time"] = {"seconds": 2, "rounds": 3, "cells": cells}
+    assert interleaved_speeds(report) == {(None, "cpu", "baseline"): 960.0}
+    del report.sweep["equal_time"]
+    frame = pd.DataFrame({"variant": ["baseline", "qk", "gqa"], "device": "cpu",
+                          "interleaved_tokens_per_sec": [1920.0, 960.0, math.nan],
+                          "speed_ratio_low": [math.nan, 0.45, math.nan]})  # fmt: skip
+    report.speed = SpeedPhase(frame, rounds=10)
+    assert interleaved_speeds(report) == {(None, "cpu", "baseline"): 1920.0, (None, "cpu", "qk"): 960.0}
+
+
+def test_the_pareto_flops_of_a_run_from_before_total_flops_are_model_flops(ladder: Path) -> None:
+    report = build(ladder)
+    report.all_trials = report.all_trials.assign(total_flops_per_token=math.nan, total_flops=math.nan)
+    rows = pareto(pareto_blocks(report))[0]
+    assert [row[4] for row in rows] == ["173k"] * 4  # 90 model FLOPs per token x 1920 tokens
+
+
+def test_the_pareto_devices_come_in_the_order_their_trials_do(ladder: Path) -> None:
+    report = build(ladder)
+    report.all_trials = pd.concat([report.all_trials.assign(device="mps"), report.all_trials], ignore_index=True)
+    rows, _, texts = pareto(pareto_blocks(report))
+    assert [row[0] for row in rows] == ["mps"] * 4 + ["cpu"] * 4
+    assert [text[:7] for text in texts if text.startswith("On ")] == ["On mps,", "On cpu,"]
+
+
+def test_a_row_is_off_the_front_where_another_is_as_cheap_and_better_or_as_good_and_cheaper() -> None:
+    frame = pd.DataFrame({"best_val_loss": [1.0, 1.1, 0.9, 1.0, 1.0], "flops": [10.0, 10.0, 20.0, 10.0, 12.0]},
+                         index=["a", "b", "c", "same as a", "dearer than a"])  # fmt: skip
+    assert _front(frame, "flops") == {"a", "c", "same as a"}
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"tune": ["lr"], "tune_seeds": [1000]}, {"sizes": SIZES}, {"max_flops": 1e9}, {"equal_time": 2.0}],
+    ids=["tune", "sizes", "max_flops", "equal_time"],
+)
+def test_any_one_fair_option_alone_gives_the_fair_sections(ladder: Path, tmp_path: Path, option: dict) -> None:
+    report = build(ladder)
+    report.sweep["fair"] = {"tune": [], "tune_seeds": [], "sizes": [], "max_flops": None, **option}
+    blocks = fair_blocks(report, tmp_path)
+    assert blocks[0] == ("h2", "Fair comparison") and ("h2", "Difference from the baseline per size") in blocks
+
+
+def test_the_fair_sections_give_the_figures_what_they_draw_and_say_what_each_size_shows(
+    ladder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-size table and one sentence per variant under their heading; the figure of the difference
+    against parameters gets the per-size summary and the size trends at the report's error rate; a figure
+    that could not be drawn (None) is left out."""
+    from dataclasses import replace
+
+    from minigpt.report import fair_figures
+    from minigpt.report.size_gaps import evaluation_trials, per_size_summary, size_trends
+
+    drawn: list = []
+    monkeypatch.setattr(fair_figures, "plot_difference_vs_params", lambda *args: drawn.append(args) or args[1])
+    flops_paths: list = []
+    monkeypatch.setattr(fair_figures, "plot_loss_vs_flops", lambda report, path: flops_paths.append(path))  # None
+    report = build(ladder)
+    report.design = replace(report.design, alpha=0.01)
+    blocks = fair_blocks(report, tmp_path)
+    start = blocks.index(("h2", "Difference from the baseline per size"))
+    assert (
+        blocks[start + 1][0] == "table" and blocks[start + 1][1].rows == per_size_table(per_size_summary(report)).rows
+    )
+    assert blocks[start + 2 : start + 4] == [
+        ("p", "qk on cpu helps only at some sizes (xs of xs, s)."),  # at alpha 0.01 its +0.05 at s is undecided
+        ("figure", ("diff_vs_params.png", fair_figures.DIFF_CAPTION)),
+    ]
+    assert "loss_vs_flops.png" not in [value[0] for kind, value in blocks if kind == "figure"]  # not drawn
+    ((summary, path, given, trends),) = drawn
+    assert path == tmp_path / "diff_vs_params.png" and given is report
+    assert flops_paths == [tmp_path / "loss_vs_flops.png"]
+    assert summary.equals(per_size_summary(report))
+    assert trends == size_trends(evaluation_trials(report), report.order, 0.01)
+    assert trends[("qk", "cpu")].confidence == pytest.approx(0.99)
+
+
+def test_the_fair_sections_name_the_last_size_of_a_ladder_as_the_one_shown_above(ladder: Path, tmp_path: Path) -> None:
+    report = build(ladder)
+    report.sweep["fair"]["sizes"] = ["xxs (n_embd=64)", *SIZES]  # a first size with no trial yet
+    assert fair_blocks(report, tmp_path)[1] == ("p", "The tables and figures above show size s; every size follows.")
