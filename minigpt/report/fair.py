@@ -114,10 +114,9 @@ def summary_csv(report: RunReport) -> pd.DataFrame:
     sizes = size_names(report.sweep)
     main = report.summary.assign(size=sizes[-1] if sizes else None)
     if len(sizes) > 1:
-        others = per_size_summary(report)
+        others = per_size_summary(report)  # in ladder order: the main size is the last
         others = others[others["size"].isin(sizes[:-1])]
         main = pd.concat([others, main], ignore_index=True)
-        main = main.sort_values("size", key=lambda column: column.map(sizes.index), kind="stable")
     return main[list(report.summary.columns)].reset_index(drop=True)
 
 
