@@ -165,12 +165,12 @@ def comparison_specs(cell: list[Group], records: dict[str, dict[str, Any]]) -> l
     for group in cell:
         if group is baseline or group.untuned:
             continue
-        budgets = {
+        by_stage = {
             "equal-tokens": tokens,
             "equal-flops": max(1, round(flops / count_flops(group.config).total_per_token)),
         }
         for seed in sorted(evaluated_seeds(group, records) & base_seeds):
-            for stage, budget in budgets.items():
+            for stage, budget in by_stage.items():
                 specs.append(group.spec(seed, stage, group.chosen, replace(group.budget, max_tokens=budget)))
     return specs
 

@@ -35,7 +35,7 @@ def equal_time_blocks(report: RunReport) -> list[Block]:
     for key, measured in equal["cells"].items():
         if "skipped" in measured:
             continue
-        size, device = key.split("/") if "/" in key else (None, key)
+        size, device = cell_of(key)
         cell = trials[(trials["device"] == device) & ((trials["size"] == size) if size else trials["size"].isna())]
         rows += cell_rows(cell, measured, size)
     sentence = (
@@ -46,6 +46,12 @@ def equal_time_blocks(report: RunReport) -> list[Block]:
     columns = ["size", "device", "variant", "speed ratio", "tokens at equal time", "equal time", "equal tokens",
                "equal FLOPs"]  # fmt: skip
     return [("h2", "Equal wall-clock"), ("p", sentence), ("table", Table(columns, rows)), ("p", COMPARISON_NOTE)]
+
+
+def cell_of(key: str) -> tuple[str | None, str]:
+    """(size, device) of sweep.json's `equal_time` cell key (minigpt.equal_time.cell_key): `xs/cpu`, or `cpu`."""
+    size, _, device = key.rpartition("/")
+    return size or None, device
 
 
 def cell_rows(cell: pd.DataFrame, measured: dict[str, Any], size: str | None) -> list[list[str]]:

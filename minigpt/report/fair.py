@@ -17,7 +17,7 @@ import pandas as pd
 
 from minigpt import metrics
 from minigpt.report.document import Table
-from minigpt.report.equal_time import equal_time_blocks
+from minigpt.report.equal_time import cell_of, equal_time_blocks
 from minigpt.report.frames import RunReport
 from minigpt.report.size_gaps import evaluation_trials, per_size_summary, size_names, size_trends
 from minigpt.variants import BASELINE
@@ -196,7 +196,7 @@ def interleaved_speeds(report: RunReport) -> dict[tuple[Any, str, str], float]:
     if cells:
         speeds = {}
         for key, measured in cells.items():
-            size, device = key.split("/") if "/" in key else (None, key)
+            size, device = cell_of(key)
             for name, row in measured.get("variants", {}).items():
                 if "tokens_per_sec" in row:
                     speeds[(size, device, name)] = row["tokens_per_sec"]
